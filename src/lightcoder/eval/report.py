@@ -1,0 +1,101 @@
+"""Markdown for eval results: the per-type score table and a few sample completions.
+
+Input: scores.json dicts (lightcoder.eval.harness.run_fim_eval) and samples.jsonl rows; output:
+markdown strings for RUN/report.md and the terminal. The table copies aiXcoder's FIM-Eval tables
+(research/aixcoder-7b.md §6.3): one row per task type, one column per model, each cell
+`EM / ES / pred:ref` (exact match %, edit similarity 0..100, mean characters predicted:reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from lightcoder.eval.builders import TASK_TYPES
+from lightcoder.eval.metrics import TOTAL, score_one
+
+if TYPE_CHECKING:
+    from lightcoder.eval.builders import FimTask
+
+CURSOR_OPEN, CURSOR_CLOSE = "\u258c", "\u2590"  # ▌completion▐ marks the inserted middle
+PREFIX_LINES, SUFFIX_LINES = 6, 3
+
+
+def _summary(scores: Mapping) -> Mapping:
+    return scores["summary"] if "summary" in scores else scores
+
+
+def _row_order(summaries: Iterable[Mapping]) -> list[str]:
+    seen: list[str] = []
+    for summary in summaries:
+        seen += [t for t in summary if t != TOTAL and t not in seen]
+    ordered = [t for t in TASK_TYPES if t in seen] + [t for t in seen if t not in TASK_TYPES]
+    return ordered + [TOTAL]
+
+
+def format_eval_table(scores_by_model: Mapping[str, Mapping]) -> str:
+    """One markdown row per task type (then total), one `EM / ES / pred:ref` column per model.
+
+    Values are scores.json dicts or their "summary" tables. Example cell: "35.0 / 56.1 / 146:167".
+    """
+    summaries = {model: _summary(scores) for model, scores in scores_by_model.items()}
+    models = list(summaries)
+    lines = [
+        "| task type | n | " + " | ".join(models) + " |",
+        "|---|---:|" + "---:|" * len(models),
+    ]
+    for task_type in _row_order(summaries.values()):
+        n = next((s[task_type]["n"] for s in summaries.values() if task_type in s), 0)
+        cells = []
+        for model in models:
+            row = summaries[model].get(task_type)
+            cells.append("-" if row is None else
+                         f"{row['em']:.1f} / {row['es']:.1f} / {row['pred_len']:.0f}:{row['ref_len']:.0f}")
+        name = f"**{task_type}**" if task_type == TOTAL else task_type
+        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Cells: exact match % / edit similarity (0-100) / mean characters predicted:reference.")
+    return "\n".join(lines) + "\n"
+
+
+def _fence(text: str) -> str:
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return fence
+
+
+def _code_block(text: str) -> str:
+    fence = _fence(text)
+    return f"{fence}\n{text}\n{fence}"
+
+
+def format_sample(task: FimTask, prediction: str) -> str:
+    """One task as markdown: `prefix tail ▌prediction▐ suffix head`, then the reference middle."""
+    prefix_tail = "\n".join(task.prefix.split("\n")[-PREFIX_LINES:])
+    suffix_head = "\n".join(task.suffix.split("\n")[:SUFFIX_LINES])
+    scores = score_one(prediction, task.middle)
+    verdict = "exact match" if scores["em"] else f"ES {scores['es']:.0f}"
+    shown = f"{prefix_tail}{CURSOR_OPEN}{prediction}{CURSOR_CLOSE}{suffix_head}"
+    return (
+        f"**{task.task_id}** ({task.task_type}, `{task.path}`): {verdict}\n\n"
+        f"{_code_block(shown)}\n\nreference:\n\n{_code_block(task.middle)}\n"
+    )
+
+
+def format_samples(tasks: Sequence[FimTask], samples: Iterable[Mapping], k: int = 5) -> str:
+    """Markdown for k completions, taken round-robin over task types so each type shows up.
+
+    Tasks without a sample are skipped; samples are samples.jsonl rows (task_id, prediction).
+    """
+    predictions = {s["task_id"]: s["prediction"] for s in samples}
+    queues: dict[str, list[FimTask]] = {}
+    for task in tasks:
+        if task.task_id in predictions:
+            queues.setdefault(task.task_type, []).append(task)
+    picked: list[FimTask] = []
+    while len(picked) < k and any(queues.values()):
+        for queue in queues.values():
+            if queue and len(picked) < k:
+                picked.append(queue.pop(0))
+    return "\n".join(format_sample(t, predictions[t.task_id]) for t in picked)
