@@ -1,0 +1,80 @@
+"""Choose the training objective of one file and build its document (aiXcoder §3.1, §3.3).
+
+Per file: NTP with probability `ntp_rate`, else FIM. A FIM document uses SFIM (a syntax-aware span,
+fim/spans.py) with probability `sfim_rate`, else a random character span. SFIM needs a parse: a
+file without a grammar or with a syntax error falls back to random FIM and the Document says so
+(`fell_back`), so packing can count fallbacks. Each FIM document is SPM with probability `spm_rate`,
+else PSM. The header (path + language comment lines) starts the code in every layout.
+
+Example: make_document("x = 1\\n", "a/b.py", "Python", MixConfig(ntp_rate=1.0), rng).pieces
+    -> ["<s>", "# the file path is: a/b.py\\n# the code file is written by Python\\nx = 1\\n", "</s>"]
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from lightcoder.fim.spans import DEFAULT_MAX_CHARS, DEFAULT_WHOLE_NODE_RATE, parse_source, sample_parsed_span
+from lightcoder.fim.transforms import ntp_document, psm_document, random_span, split, spm_document
+from lightcoder.languages import language_for_path
+from lightcoder.tokenizer.header import file_header
+
+OBJECTIVES: tuple[str, ...] = ("ntp", "fim", "sfim")
+ORDERS: tuple[str, ...] = ("psm", "spm")
+
+
+@dataclass(kw_only=True)
+class MixConfig:
+    ntp_rate: float = 0.3  # README: 30% autoregressive, 70% (S)FIM
+    sfim_rate: float = 0.8  # share of FIM documents that use SFIM when the file parses
+    spm_rate: float = 0.5  # share of FIM documents in SPM order (finetune.py: 0.5)
+    max_middle_chars: int = DEFAULT_MAX_CHARS  # SFIM middles longer than this are not drawn
+    whole_node_rate: float = DEFAULT_WHOLE_NODE_RATE  # SFIM: mask a whole node, not a child run
+
+    def __post_init__(self) -> None:
+        for name in ("ntp_rate", "sfim_rate", "spm_rate", "whole_node_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"MixConfig.{name} must be a probability in [0, 1], got {value!r}")
+        value = self.max_middle_chars
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"MixConfig.max_middle_chars must be a positive int (e.g. 2000), got {value!r}")
+
+
+@dataclass
+class Document:
+    pieces: list[str]  # special-token strings and text, see fim/transforms.py
+    objective: str  # "ntp" | "fim" | "sfim"
+    order: str  # "psm" | "spm" | "" (ntp)
+    fell_back: bool  # SFIM was drawn but the file could not be parsed: random FIM instead
+
+
+def make_document(
+    text: str, path: str, language: str | None, cfg: MixConfig, rng: random.Random
+) -> Document:
+    """One training document for one file, drawn with `rng` (see module docstring).
+
+    `language` None means: guess it from the path's extension.
+    """
+    language = language or language_for_path(path)
+    header = file_header(path, language=language)
+    if rng.random() < cfg.ntp_rate:
+        return Document(ntp_document(header, text), "ntp", "", False)
+    order = "spm" if rng.random() < cfg.spm_rate else "psm"
+    span, objective, fell_back = None, "fim", False
+    if rng.random() < cfg.sfim_rate:
+        parsed = parse_source(text, language)
+        if parsed is not None and not parsed.has_error:
+            span = sample_parsed_span(
+                parsed, rng, max_chars=cfg.max_middle_chars, whole_node_rate=cfg.whole_node_rate
+            )
+        if span is None:
+            fell_back = True  # no grammar, syntax error, or no structure fits max_middle_chars
+        else:
+            objective = "sfim"
+    if span is None:
+        span = random_span(text, rng)
+    prefix, middle, suffix = split(text, span)
+    layout = spm_document if order == "spm" else psm_document
+    return Document(layout(header, prefix, middle, suffix), objective, order, fell_back)

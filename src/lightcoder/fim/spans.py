@@ -1,0 +1,353 @@
+"""Syntax-aware spans for Structured FIM (SFIM) and FIM-Eval-style tasks, found with tree-sitter.
+
+SFIM (research/aixcoder-7b.md §3): pick a syntax node at random and mask a contiguous run of its
+children, so the middle is one or several complete code structures. The README example takes the
+condition and ":" children of an `if`:
+
+    for i in range(20):
+        if |i % 5 == 0:|        <- middle; the body stays in the suffix
+            print("Hello World")
+
+Everything here is pure and returns CHARACTER offsets into the str. tree-sitter reports UTF-8 byte
+offsets; `ParsedSource.char` converts them at the parse boundary and nowhere else. Node-type names
+are per-language constants in `SyntaxRules` (`RULES`); adding Java/C++/JS means adding one entry.
+Design cost: candidate nodes come from one tree-sitter query (fast, C side), but the children of
+only the chosen node are materialised, so `structured_spans` (exhaustive) is much slower than
+`sample_structured_span` (one draw, a few ms per average stdlib file).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from lightcoder.languages import has_grammar, tree_sitter_language, tree_sitter_parser
+
+EVAL_KINDS: tuple[str, ...] = (
+    "single_line", "method_body", "if_statement", "for_statement", "while_statement", "try_statement",
+)
+DEFAULT_MAX_CHARS = 2000
+DEFAULT_WHOLE_NODE_RATE = 0.3
+_MAX_TRIES = 16
+_NON_ASCII_RE = re.compile(r"[^\x00-\x7f]")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A half-open character range [start, end) of a text, with what produced it."""
+
+    start: int
+    end: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class SyntaxRules:
+    """tree-sitter node-type names that drive SFIM and the eval kinds for one language."""
+
+    structural: tuple[str, ...]  # SFIM: nodes whose child runs (or whole extent) may be masked
+    trailing_tokens: frozenset[str]  # anonymous tokens a run may end on (the ":" of `if c:`)
+    skipped_children: frozenset[str]  # named children that never start or end a run
+    simple_statements: tuple[str, ...]  # single_line candidates
+    trivial_only_children: frozenset[str]  # a single_line whose only child is one of these is skipped
+    function_body: str  # query pattern capturing a function's body as @method_body
+    statements: dict[str, tuple[str, ...]] = field(default_factory=dict)  # eval kind -> node types
+
+
+PYTHON = SyntaxRules(
+    structural=(
+        # definitions and blocks: several statements, a whole body, a signature
+        "module", "block", "function_definition", "class_definition", "decorated_definition",
+        # compound statements and their clauses
+        "if_statement", "elif_clause", "else_clause", "for_statement", "while_statement",
+        "try_statement", "except_clause", "finally_clause", "with_statement", "match_statement",
+        "case_clause",
+        # simple statements
+        "expression_statement", "return_statement", "assignment", "augmented_assignment",
+        "raise_statement", "assert_statement",
+        # expressions
+        "call", "argument_list", "parameters", "lambda", "conditional_expression",
+        "boolean_operator", "comparison_operator", "binary_operator", "not_operator",
+        "list", "tuple", "dictionary", "set", "list_comprehension", "dictionary_comprehension",
+        "set_comprehension", "generator_expression", "subscript", "pair", "keyword_argument",
+        "parenthesized_expression",
+    ),
+    trailing_tokens=frozenset({":"}),
+    skipped_children=frozenset({"line_continuation"}),
+    simple_statements=(
+        "expression_statement", "return_statement", "raise_statement", "assert_statement",
+        "import_statement", "import_from_statement", "delete_statement", "global_statement",
+        "nonlocal_statement",
+    ),
+    trivial_only_children=frozenset({"string", "concatenated_string", "ellipsis"}),
+    function_body="(function_definition body: (block) @method_body)",
+    statements={
+        "if_statement": ("if_statement",),
+        "for_statement": ("for_statement",),
+        "while_statement": ("while_statement",),
+        "try_statement": ("try_statement",),
+    },
+)
+
+RULES: dict[str, SyntaxRules] = {"Python": PYTHON}
+
+
+@dataclass(frozen=True)
+class ParsedSource:
+    """A parsed text plus the byte -> char offset map (the one place offsets are converted)."""
+
+    text: str
+    language: str
+    tree: Any  # tree_sitter.Tree
+    _ends: list[int]  # byte offset right after each non-ASCII char
+    _extra: list[int]  # cumulative extra bytes (utf-8 length - 1) up to that char
+
+    @property
+    def has_error(self) -> bool:
+        return self.tree.root_node.has_error
+
+    @property
+    def rules(self) -> SyntaxRules | None:
+        return RULES.get(self.language)
+
+    def char(self, byte_offset: int) -> int:
+        """Char offset of a byte offset that lies on a char boundary (all tree-sitter offsets do)."""
+        k = bisect_right(self._ends, byte_offset)
+        return byte_offset - (self._extra[k - 1] if k else 0)
+
+    def extent(self, node) -> tuple[int, int]:
+        return self.char(node.start_byte), self.char(node.end_byte)
+
+
+def parse_source(text: str, language: str | None) -> ParsedSource | None:
+    """Parse `text`; None when the language is unknown or has no installed grammar."""
+    if not language or not has_grammar(language):
+        return None
+    ends: list[int] = []
+    extra: list[int] = []
+    total = 0
+    for m in _NON_ASCII_RE.finditer(text):
+        n = len(m.group().encode("utf-8", "surrogatepass"))
+        total += n - 1
+        ends.append(m.end() + total)  # char end + all extra bytes so far = byte end
+        extra.append(total)
+    data = text.encode("utf-8", "surrogatepass")
+    tree = tree_sitter_parser(language).parse(data)
+    return ParsedSource(text, language, tree, ends, extra)
+
+
+def parse_tree(text: str, language: str | None):
+    """The tree-sitter Tree of `text`, or None when no grammar is installed for the language."""
+    parsed = parse_source(text, language)
+    return parsed.tree if parsed else None
+
+
+def has_syntax_error(text: str, language: str | None) -> bool:
+    """True when tree-sitter finds an ERROR or MISSING node; False when there is no grammar to check."""
+    parsed = parse_source(text, language)
+    return parsed is not None and parsed.has_error
+
+
+# ---------------------------------------------------------------------------------------------
+# SFIM
+
+
+@cache
+def _structural_query(language: str):
+    import tree_sitter
+
+    rules = RULES[language]
+    return tree_sitter.Query(tree_sitter_language(language), " ".join(f"({t}) @n" for t in rules.structural))
+
+
+def _structural_nodes(parsed: ParsedSource) -> list[tuple[int, int, str, Any]]:
+    """(start_byte, end_byte, type, node) of every structural node, in document order."""
+    if parsed.rules is None or parsed.has_error:
+        return []
+    import tree_sitter
+
+    captures = tree_sitter.QueryCursor(_structural_query(parsed.language)).captures(parsed.tree.root_node)
+    nodes = [(n.start_byte, n.end_byte, n.type, n) for n in captures.get("n", [])]
+    # NOTE: capture order differs between two parses of the same text; sort for reproducibility.
+    nodes.sort(key=lambda t: (t[0], -t[1], t[2]))
+    return nodes
+
+
+def _child_runs(parsed: ParsedSource, node) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(starts, ends): (child index, char offset) of children that may start / end a run."""
+    rules = parsed.rules
+    assert rules is not None
+    starts, ends = [], []
+    for i, child in enumerate(node.children):
+        if child.start_byte == child.end_byte or child.type in rules.skipped_children:
+            continue
+        if child.is_named:
+            starts.append((i, parsed.char(child.start_byte)))
+            ends.append((i, parsed.char(child.end_byte)))
+        elif child.type in rules.trailing_tokens and ends:
+            ends.append((i, parsed.char(child.end_byte)))
+    return starts, ends
+
+
+def _spans_of_node(parsed: ParsedSource, node, max_chars: int | None) -> list[tuple[int, int]]:
+    start, end = parsed.extent(node)
+    out = [(start, end)]
+    starts, ends = _child_runs(parsed, node)
+    for i, s in starts:
+        for j, e in ends:
+            if j < i:
+                continue
+            if max_chars is not None and e - s > max_chars:
+                break
+            out.append((s, e))
+    return out
+
+
+def structured_spans(text: str, language: str | None, *, max_chars: int | None = None) -> list[Span]:
+    """Every SFIM candidate: each structural node whole, and each contiguous run of its children.
+
+    A run starts on a named child and ends on a named child or a trailing token (":" in Python).
+    Empty for unparsable text. Spans are unique, sorted, and kind is the parent node's type.
+    Example: "if x:\\n    y\\n" -> includes Span(3, 5, "if_statement") ("x:"), Span(0, 11, ...).
+    """
+    parsed = parse_source(text, language)
+    if parsed is None:
+        return []
+    root = parsed.extent(parsed.tree.root_node)
+    seen: dict[tuple[int, int], str] = {}
+    for _, _, node_type, node in _structural_nodes(parsed):
+        for s, e in _spans_of_node(parsed, node, max_chars):
+            if e > s and (s, e) != root and (max_chars is None or e - s <= max_chars):
+                seen.setdefault((s, e), node_type)
+    return [Span(s, e, kind) for (s, e), kind in sorted(seen.items())]
+
+
+def sample_parsed_span(
+    parsed: ParsedSource,
+    rng: random.Random,
+    *,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    whole_node_rate: float = DEFAULT_WHOLE_NODE_RATE,
+) -> Span | None:
+    """One SFIM span of an already parsed text (see `sample_structured_span`)."""
+    nodes = _structural_nodes(parsed)
+    if not nodes:
+        return None
+    # Bucket nodes by log2(length) and pick a bucket uniformly: a file has far more small
+    # expressions than blocks, so uniform-over-nodes would almost never mask a body.
+    buckets: dict[int, list] = {}
+    for start_byte, end_byte, _, node in nodes:
+        if end_byte > start_byte:
+            buckets.setdefault((end_byte - start_byte).bit_length(), []).append(node)
+    keys = sorted(buckets)
+    root = parsed.extent(parsed.tree.root_node)
+    for _ in range(_MAX_TRIES):
+        node = rng.choice(buckets[rng.choice(keys)])
+        start, end = parsed.extent(node)
+        if rng.random() < whole_node_rate and end - start <= max_chars and (start, end) != root:
+            return Span(start, end, node.type)
+        starts, ends = _child_runs(parsed, node)
+        if not starts:
+            continue
+        i, s = rng.choice(starts)
+        choices = [e for j, e in ends if j >= i and e - s <= max_chars and (s, e) != root]
+        if choices:
+            return Span(s, rng.choice(choices), node.type)
+    return None
+
+
+def sample_structured_span(
+    text: str,
+    language: str | None,
+    rng: random.Random,
+    *,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    whole_node_rate: float = DEFAULT_WHOLE_NODE_RATE,
+) -> Span | None:
+    """Draw one SFIM span: a structural node (log-length bucketed), then a run of its children.
+
+    With probability `whole_node_rate` the whole node is the middle. None when the text has no
+    grammar, has a syntax error, or no candidate fits in `max_chars` after a few tries.
+    Example: "for i in range(20):\\n    if i % 5 == 0:\\n        print(1)\\n" may give the span of
+    "i % 5 == 0:" (the README's SFIM example).
+    """
+    parsed = parse_source(text, language)
+    if parsed is None:
+        return None
+    return sample_parsed_span(parsed, rng, max_chars=max_chars, whole_node_rate=whole_node_rate)
+
+
+# ---------------------------------------------------------------------------------------------
+# FIM-Eval task kinds
+
+
+@cache
+def _eval_query(language: str):
+    import tree_sitter
+
+    rules = RULES[language]
+    patterns = [f"({t}) @single_line" for t in rules.simple_statements]
+    patterns.append(rules.function_body)
+    patterns += [f"({t}) @{kind}" for kind, types in rules.statements.items() for t in types]
+    return tree_sitter.Query(tree_sitter_language(language), " ".join(patterns))
+
+
+def _starts_line(text: str, start: int) -> bool:
+    return not text[text.rfind("\n", 0, start) + 1 : start].strip()
+
+
+def _is_alone_on_line(text: str, start: int, end: int) -> bool:
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end < 0 else line_end
+    return "\n" not in text[start:end] and _starts_line(text, start) and not text[end:line_end].strip()
+
+
+def find_parsed_spans(parsed: ParsedSource, kinds: tuple[str, ...] = EVAL_KINDS) -> dict[str, list[Span]]:
+    """Eval spans of several kinds from one parse: {kind: spans sorted by start}."""
+    unknown = [k for k in kinds if k not in EVAL_KINDS]
+    if unknown:
+        raise ValueError(f"unknown span kind(s) {unknown}; choose from {EVAL_KINDS}")
+    out: dict[str, list[Span]] = {kind: [] for kind in kinds}
+    rules = parsed.rules
+    if rules is None or parsed.has_error:
+        return out
+    import tree_sitter
+
+    captures = tree_sitter.QueryCursor(_eval_query(parsed.language)).captures(parsed.tree.root_node)
+    for kind in kinds:
+        for node in captures.get(kind, []):
+            start, end = parsed.extent(node)
+            if end <= start:
+                continue
+            if kind == "single_line":
+                children = node.children
+                if len(children) == 1 and children[0].type in rules.trivial_only_children:
+                    continue  # a docstring or `...` is not a line of code
+                if not _is_alone_on_line(parsed.text, start, end):
+                    continue
+            elif not _starts_line(parsed.text, start):
+                continue  # a one-line body (`def f(): pass`) is not a method-body task
+            out[kind].append(Span(start, end, kind))
+        out[kind].sort(key=lambda sp: (sp.start, sp.end))
+    return out
+
+
+def find_spans(text: str, language: str | None, kind: str) -> list[Span]:
+    """Spans of one FIM-Eval task kind (see EVAL_KINDS), sorted by start.
+
+    single_line: a simple statement alone on its line, without its indentation; method_body: a
+    function's block from its first statement to its end; *_statement: the whole statement.
+    All but single_line start their line (one-line bodies such as `def f(): pass` are skipped).
+    Empty when there is no grammar or the text has a syntax error.
+    Example: find_spans("def f():\\n    return 1\\n", "Python", "method_body") -> [Span(13, 21, ...)]
+    """
+    if kind not in EVAL_KINDS:
+        raise ValueError(f"unknown span kind {kind!r}; choose from {EVAL_KINDS}")
+    parsed = parse_source(text, language)
+    if parsed is None:
+        return []
+    return find_parsed_spans(parsed, (kind,))[kind]
