@@ -1,6 +1,6 @@
 """aiXcoder's special tokens: the one list every other module imports.
 
-Our byte-level BPE gives them ids 0..9 in this order, so <unk>=0, <s>=1, </s>=2 as in aiXcoder-7B.
+Our byte-level BPE gives them ids 0..10 in this order, so <unk>=0, <s>=1, </s>=2 as in aiXcoder-7B.
 aiXcoder's own SentencePiece model spells the sentinels with a leading U+2581 ("▁<AIX-SPAN-PRE>",
 ids 260..266; research/aixcoder-7b.md §1.2); `SENTENCEPIECE_SPELLING` maps ours to theirs.
 

@@ -1,0 +1,148 @@
+"""Train the byte-level BPE tokenizer on the corpus train split (`lightcoder tokenizer`).
+
+In: a finished corpus stage (lightcoder.data.pipeline). Out: RUN/tokenizer/ with tokenizer.json,
+tokenizer_config.json, special_tokens_map.json (see tokenizer.py) and DONE (a JSON summary).
+
+Every training text is what the model will see: file header (path + language comment lines) +
+file content. Special tokens take ids 0..10 (special_tokens.SPECIAL_TOKENS order), then the 256
+byte symbols, then merges. Byte-level with the full byte alphabet means no <unk> ever and exact
+round trips; the cost is that rare non-ASCII characters take 2-4 tokens.
+
+Example: tok = train_tokenizer(texts, TokenizerConfig(vocab_size=512)); tok.decode(tok.encode(s)) == s
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer as HFTokenizer
+
+from lightcoder.tokenizer.header import file_header
+from lightcoder.tokenizer.special_tokens import SPECIAL_TOKENS
+from lightcoder.tokenizer.tokenizer import Tokenizer
+
+# Pre-tokenization for code (a GPT-4-style split regex, then byte-level symbols). BPE never merges
+# across these pieces. Alternatives, in order:
+#   1. a word with at most one leading non-letter (" return", ".append", "(self"); "_" counts as a
+#      letter so snake_case / __dunder__ identifiers can become single tokens;
+#   2. one digit: numbers are split digit by digit (as LLaMA, StarCoder, DeepSeek-Coder) so the
+#      model sees one consistent spelling of every number;
+#   3. punctuation runs with an optional leading space and trailing newlines ("):\n", " +=");
+#   4. whitespace ending in newlines (blank lines, trailing spaces);
+#   5. horizontal whitespace before code (indentation) on its own, so "        return" is
+#      indentation + "return". GPT-4's `\s+(?!\S)` would instead give 7 spaces + " return": a prompt
+#      whose cursor sits after the indentation (the usual completion point) would then tokenize
+#      differently from training. Measured on stdlib, this costs no compression (3.30 vs 3.28
+#      chars/token at vocab 8192); gluing newline + indentation gained 3% but makes line
+#      boundaries, again common cursor points, fall inside tokens;
+#   6. any other whitespace.
+# No contraction rule ('s, 't): in code those are string quotes.
+CODE_SPLIT_PATTERN = (
+    r"[^\r\n\p{L}\p{N}_]?[\p{L}_]+"
+    r"|\p{N}"
+    r"| ?[^\s\p{L}\p{N}_]+[\r\n]*"
+    r"|\s*[\r\n]+"
+    r"|[ \t]+(?=\S)"
+    r"|\s+"
+)
+
+MIN_VOCAB = len(SPECIAL_TOKENS) + 256 + 1  # specials + byte alphabet + at least one merge
+
+
+@dataclass(kw_only=True)
+class TokenizerConfig:
+    vocab_size: int = 8192  # including the 11 special tokens and the 256 byte symbols
+    min_frequency: int = 2  # a pair must occur this often to be merged
+    max_train_chars: int = 0  # train on at most this many characters of the train split; 0 = all
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < MIN_VOCAB:
+            raise ValueError(f"tokenizer.vocab_size must be >= {MIN_VOCAB} (11 specials + 256 bytes + "
+                             f"1 merge), got {self.vocab_size}")
+        if self.min_frequency < 1:
+            raise ValueError(f"tokenizer.min_frequency must be >= 1, got {self.min_frequency}")
+        if self.max_train_chars < 0:
+            raise ValueError(f"tokenizer.max_train_chars must be >= 0 (0 = no limit), got {self.max_train_chars}")
+
+
+def build_backend() -> HFTokenizer:
+    """An untrained HF tokenizer with our normalizer-free, byte-level code pipeline."""
+    backend = HFTokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(CODE_SPLIT_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    backend.decoder = decoders.ByteLevel()
+    # No post-processor: encoding adds no BOS/EOS, in our code and in transformers alike.
+    return backend
+
+
+def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
+    """Train a byte-level BPE of cfg.vocab_size tokens on the texts."""
+    backend = build_backend()
+    trainer = trainers.BpeTrainer(
+        vocab_size=cfg.vocab_size,
+        min_frequency=cfg.min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),  # ids 0..10, in this order
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes, even unseen ones
+        show_progress=sys.stderr.isatty(),
+    )
+    backend.train_from_iterator(texts, trainer)
+    return Tokenizer(backend)
+
+
+def run_tokenizer(cfg: TokenizerConfig, data_dir: str | Path, out_dir: str | Path, *,
+                  force: bool = False) -> dict:
+    """Train on the train split of the corpus in data_dir, save to out_dir, write DONE; returns the summary.
+
+    Skips the work and returns the old summary when out_dir/DONE exists, unless force.
+    """
+    from lightcoder.data.pipeline import read_corpus  # the data stage is only needed here
+
+    out = Path(out_dir)
+    done = out / "DONE"
+    if done.exists() and not force:
+        return json.loads(done.read_text())
+    done.unlink(missing_ok=True)
+
+    t0 = time.perf_counter()
+    texts = list(_training_texts(read_corpus(data_dir, "train"), cfg.max_train_chars))
+    if not texts:
+        raise ValueError(f"the train split in {data_dir} has no files: run `lightcoder data` with sources "
+                         "that contain code in data.languages")
+    tokenizer = train_tokenizer(texts, cfg)
+    t_train = time.perf_counter() - t0
+    tokenizer.save(out)
+
+    sample = texts[:: max(1, len(texts) // 200)]  # ~200 files spread over the corpus
+    sample_tokens = sum(len(ids) for ids in tokenizer.encode_batch(sample))
+    summary = {
+        "config": asdict(cfg),
+        "vocab_size": tokenizer.vocab_size,
+        "num_files": len(texts),
+        "num_chars": sum(map(len, texts)),
+        "chars_per_token": round(sum(map(len, sample)) / max(1, sample_tokens), 4),
+        "seconds": round(t_train, 3),
+    }
+    tmp = done.with_name("DONE.tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, done)
+    return summary
+
+
+def _training_texts(files: Iterable, max_chars: int) -> Iterator[str]:
+    """header + content of each SourceFile, stopping once max_chars (if > 0) have been yielded."""
+    total = 0
+    for f in files:
+        text = file_header(f.path, language=f.language) + f.content
+        yield text
+        total += len(text)
+        if max_chars and total >= max_chars:
+            return
