@@ -1,0 +1,165 @@
+"""Generation: sampling as a pure function, KV-cache greedy decoding, stops, the Completer end to end."""
+
+import inspect
+import json
+import textwrap
+
+import pytest
+import torch
+
+from lightcoder.infer.completer import Completer, Completion
+from lightcoder.infer.engine import generate, sample_next
+from lightcoder.model.config import get_preset
+from lightcoder.model.hf import CheckpointError, save_checkpoint
+from lightcoder.model.llama import Transformer
+from lightcoder.tokenizer.train import TokenizerConfig, train_tokenizer
+
+
+def tiny_model(seed: int = 0, **overrides) -> Transformer:
+    # init_std 0.2 gives peaked logits, so greedy paths are far from ties.
+    model = Transformer(get_preset("lc-tiny", init_std=0.2, **overrides))
+    model.init_weights(seed)
+    return model.eval()
+
+
+def naive_greedy(model: Transformer, prompt: list[int], n: int) -> list[int]:
+    """Greedy decoding by re-running the full sequence each step (no cache)."""
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(n):
+            ids.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
+    return ids[len(prompt):]
+
+
+# ---- sample_next
+
+
+def test_greedy_and_degenerate_sampling_are_argmax():
+    logits = torch.tensor([0.1, 2.0, -1.0, 1.9])
+    rng = torch.Generator().manual_seed(0)
+    assert sample_next(logits) == 1
+    assert all(sample_next(logits, 5.0, top_k=1, rng=rng) == 1 for _ in range(20))
+    assert all(sample_next(logits, 5.0, top_p=1e-6, rng=rng) == 1 for _ in range(20))
+
+
+def test_sampling_follows_the_tempered_distribution_and_is_seeded():
+    logits = torch.tensor([0.0, 1.0, 2.0, -10.0])
+    draws = [sample_next(logits, 1.0, rng=torch.Generator().manual_seed(0)) for _ in range(3)]
+    assert len(set(draws)) == 1  # same seed, same draw
+    rng = torch.Generator().manual_seed(1)
+    counts = torch.bincount(torch.tensor([sample_next(logits, 1.0, rng=rng) for _ in range(3000)]), minlength=4)
+    torch.testing.assert_close(counts / 3000, logits.softmax(-1), atol=0.03, rtol=0)
+    # top_k=2 keeps {1, 2}; top_p=0.8 keeps {2, 1} (0.665 + 0.245 crosses 0.8)
+    assert {sample_next(logits, 1.0, top_k=2, rng=rng) for _ in range(200)} == {1, 2}
+    assert {sample_next(logits, 1.0, top_p=0.8, rng=rng) for _ in range(200)} == {1, 2}
+
+
+def test_sampling_needs_an_rng_and_valid_settings():
+    with pytest.raises(ValueError, match="rng"):
+        sample_next(torch.zeros(3), 1.0)
+    with pytest.raises(ValueError, match="top_p"):
+        sample_next(torch.zeros(3), 1.0, top_p=0.0, rng=torch.Generator())
+
+
+# ---- generate
+
+
+def test_greedy_generate_matches_full_forward_decoding():
+    model = tiny_model()
+    prompt = torch.randint(11, 512, (30,), generator=torch.Generator().manual_seed(0)).tolist()
+    gen = generate(model, prompt, max_new_tokens=20, stop_ids=())
+    assert list(gen) == naive_greedy(model, prompt, 20)
+
+
+def test_stop_ids_end_generation_and_are_not_yielded():
+    model = tiny_model()
+    prompt = [1, 40, 41, 42]
+    free = list(generate(model, prompt, max_new_tokens=12, stop_ids=()))
+    stop = free[5]
+    gen = generate(model, prompt, max_new_tokens=12, stop_ids={stop})
+    out = []
+    with pytest.raises(StopIteration) as done:
+        while True:
+            out.append(next(gen))
+    assert out == free[: free.index(stop)] and done.value.value == "stop"
+
+
+def test_generation_ends_at_max_new_tokens_or_the_context():
+    model = tiny_model(max_seq_len=32)
+    gen = generate(model, [1, 2, 3], max_new_tokens=5, stop_ids=())
+    assert len(list(gen)) == 5
+    out = list(generate(model, list(range(1, 25)), max_new_tokens=50, stop_ids=()))
+    assert len(out) == 32 - 24 + 1  # the last token is yielded but never fed back
+    with pytest.raises(ValueError, match="max_prompt_tokens"):
+        list(generate(model, list(range(32)), max_new_tokens=1, stop_ids=()))
+    with pytest.raises(ValueError, match="empty"):
+        list(generate(model, [], max_new_tokens=1, stop_ids=()))
+
+
+def test_sampled_generation_is_reproducible():
+    model = tiny_model()
+    runs = [list(generate(model, [1, 50, 60], max_new_tokens=15, stop_ids=(), temperature=1.0, top_k=50,
+                          top_p=0.9, rng=torch.Generator().manual_seed(7))) for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_greedy_tokens_match_transformers_generate(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    model = tiny_model()
+    path = save_checkpoint(model, model.cfg, tmp_path / "ck")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
+    prompt = torch.randint(11, 512, (40,), generator=torch.Generator().manual_seed(3)).tolist()
+    theirs = hf.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, 40, dtype=torch.long),
+                         max_new_tokens=16, do_sample=False, eos_token_id=None, pad_token_id=0)
+    assert list(generate(model, prompt, max_new_tokens=16, stop_ids=())) == theirs[0, 40:].tolist()
+
+
+# ---- Completer
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """RUN/ckpt/step_000000 with a 512-token tokenizer trained on two stdlib modules."""
+    run = tmp_path_factory.mktemp("run")
+    tokenizer = train_tokenizer([inspect.getsource(textwrap), inspect.getsource(json)], TokenizerConfig(vocab_size=512))
+    tokenizer.save(run / "tokenizer")
+    model = tiny_model()
+    save_checkpoint(model, model.cfg, run / "ckpt" / "step_000000", tokenizer_dir=run / "tokenizer")
+    return run
+
+
+def test_completer_loads_a_run_and_completes(run_dir):
+    completer = Completer.load(run_dir)
+    result = completer.complete("def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n", path="m.py",
+                                max_new_tokens=8, stop_ids=())
+    assert isinstance(result, Completion)
+    assert result.new_tokens == 8 and result.stop_reason == "length" and result.seconds > 0
+    assert result.text == completer.tokenizer.decode(
+        list(generate(completer.model, _prompt(completer, "def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n"),
+                      max_new_tokens=8, stop_ids=())))
+    # The default stop set is the tokenizer's; stop tokens never show up in the text.
+    result = completer.complete("x = ", max_new_tokens=30)
+    assert result.new_tokens <= 30 and "</s>" not in result.text
+
+
+def _prompt(completer, prefix, suffix):
+    from lightcoder.infer.prompts import build_prompt
+
+    cfg = completer.prompt_config("spm", 8)
+    return build_prompt(completer.tokenizer, prefix=prefix, suffix=suffix, path="m.py", cfg=cfg)
+
+
+def test_completer_truncates_long_prompts_to_the_context(run_dir):
+    completer = Completer.load(run_dir / "ckpt" / "step_000000")
+    long_code = inspect.getsource(textwrap)
+    result = completer.complete(long_code, long_code, path="t.py", max_new_tokens=16, stop_ids=())
+    assert result.prompt_tokens <= completer.model_cfg.max_seq_len - 16
+    result = completer.complete(long_code, max_new_tokens=4, max_prompt_tokens=50, stop_ids=())
+    assert result.prompt_tokens <= 50
+
+
+def test_completer_needs_a_tokenizer(tmp_path):
+    model = tiny_model()
+    save_checkpoint(model, model.cfg, tmp_path / "ck")
+    with pytest.raises(CheckpointError, match="tokenizer"):
+        Completer.load(tmp_path / "ck")

@@ -1,0 +1,144 @@
+"""The model: presets and parameter counts, RoPE math, KV-cache decoding, last_only, loss, init."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lightcoder.model.config import PRESETS, ModelConfig, get_preset, num_params
+from lightcoder.model.llama import Transformer, apply_rope, precompute_rope
+
+
+def tiny_model(seed: int = 0, **overrides) -> Transformer:
+    model = Transformer(get_preset("lc-tiny", **overrides))
+    model.init_weights(seed)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_builds_on_meta_and_counts_match(name):
+    cfg = get_preset(name)
+    with torch.device("meta"):
+        model = Transformer(cfg)
+    total = sum(p.numel() for p in model.parameters())
+    assert total == num_params(cfg, non_embedding=False)
+    assert total - 2 * cfg.vocab_size * cfg.dim == num_params(cfg)
+    assert {n for n, _ in model.named_parameters()} >= {
+        "tok_embeddings.weight", "layers.0.attention.wq.weight", "layers.0.feed_forward.w2.weight",
+        "layers.0.attention_norm.weight", "layers.0.ffn_norm.weight", "norm.weight", "output.weight",
+    }
+
+
+def test_aixcoder_7b_shape_matches_the_published_size():
+    cfg = get_preset("aixcoder-7b")
+    assert (cfg.head_dim, cfg.n_heads // cfg.n_kv_heads) == (128, 4)
+    assert round(num_params(cfg) / 1e9, 2) == 7.03  # non-embedding
+    assert round(num_params(cfg, non_embedding=False) / 1e9, 2) == 7.43
+
+
+def test_quickstart_and_tiny_sizes():
+    assert 2e6 <= num_params(get_preset("lc-quickstart")) <= 4e6
+    assert 0.05e6 <= num_params(get_preset("lc-tiny")) <= 0.2e6
+
+
+@pytest.mark.parametrize("bad", [
+    {"dim": 65}, {"n_kv_heads": 3}, {"n_layers": 0}, {"rope_theta": 0.0}, {"dim": 72, "n_heads": 8},
+])
+def test_config_rejects_bad_shapes(bad):
+    with pytest.raises(ValueError, match="ModelConfig"):
+        get_preset("lc-tiny", **bad)
+
+
+def test_get_preset_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown model preset"):
+        get_preset("gpt-5")
+    with pytest.raises(ValueError, match="unknown ModelConfig field"):
+        get_preset("lc-tiny", hidden=3)
+
+
+def test_rope_is_relative():
+    # <R_m q, R_n k> depends only on m - n.
+    cos, sin = precompute_rope(16, 64, 256000.0)
+    q, k = torch.randn(16), torch.randn(16)
+
+    def rotated(x, pos):
+        return apply_rope(x.view(1, 1, 1, 16), cos[None, pos : pos + 1, None], sin[None, pos : pos + 1, None]).view(16)
+
+    near, far = torch.dot(rotated(q, 10), rotated(k, 3)), torch.dot(rotated(q, 40), rotated(k, 33))
+    assert near.item() == pytest.approx(far.item(), abs=1e-5)
+    assert rotated(q, 7).norm() == pytest.approx(q.norm().item(), rel=1e-5)
+
+
+def test_kv_cache_decoding_matches_full_forward():
+    model = tiny_model()
+    tokens = torch.randint(0, model.cfg.vocab_size, (2, 40))
+    with torch.no_grad():
+        full = model(tokens)  # (2, 40, V)
+        cache = model.init_kv_cache(2, 48)
+        parts = [model(tokens[:, :20], kv_cache=cache), model(tokens[:, 20:30], kv_cache=cache, start_pos=20)]
+        parts += [model(tokens[:, i : i + 1], kv_cache=cache, start_pos=i) for i in range(30, 40)]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_last_only_matches_the_last_position():
+    model = tiny_model()
+    tokens = torch.randint(0, model.cfg.vocab_size, (3, 17))
+    with torch.no_grad():
+        last = model(tokens, last_only=True)
+        full = model(tokens)
+    assert last.shape == (3, 1, model.cfg.vocab_size)
+    torch.testing.assert_close(last[:, 0], full[:, -1], atol=1e-6, rtol=1e-6)
+
+
+def test_loss_is_fp32_cross_entropy_with_ignore_index():
+    model = tiny_model()
+    tokens = torch.randint(0, model.cfg.vocab_size, (2, 12))
+    targets = torch.randint(0, model.cfg.vocab_size, (2, 12))
+    targets[0, :5] = -100
+    logits, loss = model(tokens, targets)
+    expected = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-100)
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    # An untrained model is close to uniform.
+    assert loss.item() == pytest.approx(math.log(model.cfg.vocab_size), rel=0.05)
+
+
+def test_a_few_steps_overfit_one_batch():
+    torch.manual_seed(0)
+    model = tiny_model().train()
+    tokens = torch.randint(0, model.cfg.vocab_size, (2, 16))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        _, loss = model(tokens[:, :-1], tokens[:, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_sequences_longer_than_max_seq_len_are_refused():
+    model = tiny_model(max_seq_len=16)
+    with pytest.raises(ValueError, match="max_seq_len"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_init_is_seeded_and_meta_build_gives_the_same_model():
+    a, b, c = tiny_model(0), tiny_model(0), tiny_model(1)
+    with torch.device("meta"):
+        d = Transformer(get_preset("lc-tiny"))
+    d.to_empty(device="cpu")
+    d.init_weights(0)
+    for name, p in a.state_dict().items():
+        assert torch.equal(p, b.state_dict()[name]) and torch.equal(p, d.state_dict()[name])
+    assert not torch.equal(a.output.weight, c.output.weight)
+    torch.testing.assert_close(d.rope_cos, a.rope_cos)  # buffers rebuilt after to_empty
+    # Residual projections get the scaled std, norms start at one.
+    assert a.layers[0].attention.wo.weight.std().item() < 0.6 * a.layers[0].attention.wq.weight.std().item()
+    assert torch.equal(a.norm.weight, torch.ones(a.cfg.dim))
+
+
+def test_default_config_is_the_quickstart_shape():
+    assert ModelConfig() == get_preset("lc-quickstart")
