@@ -37,7 +37,7 @@ class Language:
 LANGUAGES: tuple[Language, ...] = (
     Language("Python", (".py", ".pyi", ".pyw"), "# ", grammar_module="tree_sitter_python"),
     Language("Java", (".java",), "// ", grammar_module="tree_sitter_java"),
-    Language("C++", (".cpp", ".cc", ".cxx", ".hpp", ".hh", ".hxx", ".c++", ".h++"), "// ",
+    Language("C++", (".cpp", ".cc", ".cxx", ".hpp", ".hh", ".hxx"), "// ",
              grammar_module="tree_sitter_cpp"),
     Language("C", (".c", ".h"), "// ", grammar_module="tree_sitter_c"),
     Language("C#", (".cs",), "// ", grammar_module="tree_sitter_c_sharp"),

@@ -51,9 +51,9 @@ GENERATION_FILE = "generation.json"
 class EvalConfig:
     """FIM benchmark settings: task building (per_type, max_context_chars, seed) and generation."""
 
-    per_type: int = 50  # tasks per task type built from the test split
+    per_type: int = 30  # tasks per task type built from the test split (7 types: 210 tasks)
     max_context_chars: int = 4096  # prefix/suffix kept around each task's middle (build_fim_tasks)
-    max_new_tokens: int = 96  # FIM-Eval used 512; our middles are short and the model is small
+    max_new_tokens: int = 64  # FIM-Eval used 512; our middles are <= 400 chars and the model is small
     mode: str = "spm"  # "spm" (aiXcoder's inference default) or "psm" (what FIM-Eval ran)
     max_prompt_tokens: int = 0  # Completer(max_prompt_tokens=... or None); 0 = model context - max_new_tokens
     seed: int = 0

@@ -1,0 +1,3 @@
+from lightcoder.cli import main
+
+raise SystemExit(main())

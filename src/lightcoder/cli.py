@@ -1,0 +1,162 @@
+"""The one entry point: `lightcoder <command>`; a table of commands, imports done lazily per command.
+
+    lightcoder quickstart [--minutes N] [--out DIR] [--corpus PATH ...]   every stage, end to end
+    lightcoder data|tokenizer|pack|train|eval|report [--out DIR]          one stage over a run dir
+    lightcoder complete RUN_OR_CKPT --prefix-file F [--suffix-file F]     one completion
+    lightcoder config [--out DIR]                                         the resolved config
+
+Every stage command also takes config overrides `--section.field VALUE` (e.g. `--train.lr 3e-4`,
+`--pack.mix.ntp_rate 0.4`) and `--model-preset NAME`; unknown keys are errors. A run directory's
+config.json is loaded first when it exists, so later commands continue the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_RUN_DIR = "run/quickstart"
+STAGE_COMMANDS = ("data", "tokenizer", "pack", "train", "eval", "report")
+TRAIN_BUDGET_KEYS = ("train.max_minutes", "train.max_steps", "train.max_tokens")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lightcoder", description="Train, serve and evaluate "
+                                     "aiXcoder-style code-completion models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_run_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out", default=DEFAULT_RUN_DIR, help=f"run directory (default {DEFAULT_RUN_DIR})")
+        p.add_argument("--corpus", nargs="+", metavar="PATH", help="source directories (default: the "
+                       "Python standard library of this interpreter)")
+        p.add_argument("--model-preset", help="model preset (lc-tiny, lc-quickstart, aixcoder-7b, ...)")
+        p.add_argument("--force", action="store_true", help="rebuild the stage(s) even if finished")
+
+    p = sub.add_parser("quickstart", help="run every stage end to end within a time budget")
+    add_run_args(p)
+    p.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget (default 15)")
+    for name in STAGE_COMMANDS:
+        add_run_args(sub.add_parser(name, help=f"run the {name} stage over a run directory"))
+    p = sub.add_parser("config", help="print the resolved config (every key an override can set)")
+    add_run_args(p)
+
+    p = sub.add_parser("complete", help="one completion from the command line")
+    p.add_argument("checkpoint", help="a run directory (its newest checkpoint) or a checkpoint directory")
+    p.add_argument("--prefix-file", required=True, help="code before the cursor ('-' for stdin)")
+    p.add_argument("--suffix-file", help="code after the cursor (omit for plain continuation)")
+    p.add_argument("--path", default="", help="file path for the header (default: the prefix file's name)")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--mode", choices=("spm", "psm"), default="spm", help="FIM prompt order (aiXcoder: spm)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    from lightcoder.config import ConfigError
+
+    try:
+        if args.command == "complete":
+            if rest:
+                parser.error(f"unrecognized arguments: {' '.join(rest)}")
+            return _cmd_complete(args)
+        return _cmd_run(args, rest)
+    except ConfigError as exc:
+        print(f"lightcoder: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"lightcoder: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nlightcoder: interrupted; finished stages and the last checkpoint are kept — rerun the "
+              "same command to resume", file=sys.stderr)
+        return 130
+
+
+def _resolve_config(args: argparse.Namespace, rest: list[str]):
+    from lightcoder.config import RunConfig, apply_overrides, load_run_config, parse_override_args
+    from lightcoder.model.config import get_preset
+
+    run_dir = Path(args.out)
+    cfg = load_run_config(run_dir) if (run_dir / "config.json").exists() else RunConfig()
+    if args.model_preset:
+        cfg.model = get_preset(args.model_preset)
+        cfg.model_preset = args.model_preset
+    if args.corpus:
+        cfg.data.sources = [str(Path(p)) for p in args.corpus]
+    overrides = parse_override_args(rest)
+    apply_overrides(cfg, overrides)
+    return cfg, run_dir, overrides
+
+
+def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
+    from lightcoder import stages
+    from lightcoder.config import config_to_dict
+
+    cfg, run_dir, overrides = _resolve_config(args, rest)
+    if args.command == "config":
+        print(json.dumps(config_to_dict(cfg), indent=2))
+        return 0
+    if args.command == "quickstart":
+        from lightcoder.quickstart import run_quickstart
+
+        if not any(k in overrides for k in TRAIN_BUDGET_KEYS):
+            cfg.train.max_minutes = 0.0  # let quickstart size training from what is left of --minutes
+            cfg.train.max_steps = 0
+            cfg.train.max_tokens = 0
+        run_quickstart(cfg, run_dir, minutes=args.minutes, force=args.force)
+        return 0
+    stages.prepare_run_dir(cfg, run_dir)
+    started = time.time()
+    if args.command == "data":
+        print(json.dumps(stages.stage_data(cfg, run_dir, force=args.force).get("kept", {}), indent=2))
+    elif args.command == "tokenizer":
+        stages.stage_tokenizer(cfg, run_dir, force=args.force)
+    elif args.command == "pack":
+        stages.stage_pack(cfg, run_dir, force=args.force)
+    elif args.command == "train":
+        stages.stage_train(cfg, run_dir, force=args.force)
+    elif args.command == "eval":
+        stages.stage_eval(cfg, run_dir, force=args.force)
+        print(stages.stage_report(cfg, run_dir))
+    elif args.command == "report":
+        print(stages.stage_report(cfg, run_dir, started=None))
+    print(f"{args.command} done in {time.time() - started:.1f}s -> {run_dir}", file=sys.stderr)
+    return 0
+
+
+def _cmd_complete(args: argparse.Namespace) -> int:
+    from lightcoder.infer.completer import Completer
+
+    prefix = _read_text_arg(args.prefix_file, "--prefix-file")
+    suffix = _read_text_arg(args.suffix_file, "--suffix-file") if args.suffix_file else ""
+    path = args.path or ("" if args.prefix_file == "-" else Path(args.prefix_file).name)
+    completer = Completer.load(args.checkpoint)
+    result = completer.complete(prefix, suffix, path=path, max_new_tokens=args.max_tokens,
+                                mode=args.mode, temperature=args.temperature)
+    sys.stdout.write(result.text)
+    if not result.text.endswith("\n"):
+        sys.stdout.write("\n")
+    print(f"[{result.new_tokens} tokens in {result.seconds * 1000:.0f} ms, prompt {result.prompt_tokens} "
+          f"tokens, stop: {result.stop_reason}]", file=sys.stderr)
+    return 0
+
+
+def _read_text_arg(path: str, flag: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{flag} {path}: no such file")
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{flag} {path} is not UTF-8 text; convert it (e.g. iconv -t utf-8)") from None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

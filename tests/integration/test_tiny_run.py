@@ -1,0 +1,132 @@
+"""End to end on a tiny corpus: every stage through the CLI, resume, completion, HF loading, bad input."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lightcoder.cli import main
+
+STDLIB = Path(os.__file__).parent
+REPOS = ["json", "html", "urllib", "logging", "concurrent", "wsgiref", "xmlrpc", "dbm", "http",
+         "importlib", "email", "sqlite3", "ctypes", "curses", "unittest", "asyncio"]
+TINY = ["--model-preset", "lc-tiny", "--tokenizer.vocab_size", "600", "--pack.seq_len", "128",
+        "--train.batch_size", "4", "--train.eval_every", "10", "--train.ckpt_every", "10",
+        "--train.warmup_steps", "2", "--train.log_every", "5", "--train.dtype", "fp32",
+        "--eval.per_type", "2", "--eval.max_new_tokens", "8", "--data.test_fraction", "0.2",
+        "--data.valid_fraction", "0.1"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    for name in REPOS:
+        shutil.copytree(STDLIB / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "test*"))
+    (root / "binary_blob.py").write_bytes(b"\x00\x01\x02 not text")
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, corpus) -> Path:
+    out = tmp_path_factory.mktemp("run") / "quick"
+    code = main(["quickstart", "--out", str(out), "--corpus", str(corpus), "--train.max_steps", "20", *TINY])
+    assert code == 0
+    return out
+
+
+def test_quickstart_writes_every_stage(run_dir):
+    for stage in ("data", "tokenizer", "shards"):
+        assert (run_dir / stage / "DONE").exists(), stage
+    assert (run_dir / "ckpt" / "step_000000" / "model.safetensors").exists()
+    assert (run_dir / "loss.png").stat().st_size > 0
+    stats = json.loads((run_dir / "data" / "stats.json").read_text())
+    assert json.dumps(stats).count("binary") >= 1  # the binary file was dropped with its reason
+    report = (run_dir / "report.md").read_text()
+    for section in ("Data funnel", "Training", "Evaluation", "Sample completions"):
+        assert section in report
+    scores = {name: json.loads((run_dir / "eval" / name / "scores.json").read_text())
+              for name in ("trained", "untrained", "most_common_line")}
+    assert all(s for s in scores.values())
+
+
+def test_rerun_resumes_training_and_the_curve_continues(run_dir, corpus):
+    code = main(["quickstart", "--out", str(run_dir), "--corpus", str(corpus), "--train.max_steps", "30", *TINY])
+    assert code == 0
+    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if "loss" in r and "val_loss" not in r]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)), "curve has duplicates or goes back"
+    assert steps[-1] == 30
+
+
+def test_changed_config_of_a_finished_stage_is_refused(run_dir, corpus, capsys):
+    code = main(["pack", "--out", str(run_dir), "--pack.seq_len", "64"])
+    assert code == 2
+    assert "different config" in capsys.readouterr().err
+
+
+def test_complete_cli(run_dir, tmp_path, capsys):
+    prefix = tmp_path / "a.py"
+    prefix.write_text("import json\n\ndef load(path):\n    with open(path) as f:\n        return ")
+    suffix = tmp_path / "b.py"
+    suffix.write_text("\n\nprint(load('x'))\n")
+    assert main(["complete", str(run_dir), "--prefix-file", str(prefix), "--suffix-file", str(suffix),
+                 "--max-tokens", "8"]) == 0
+    assert "tokens in" in capsys.readouterr().err
+    assert main(["complete", str(run_dir), "--prefix-file", str(prefix), "--mode", "psm"]) == 0
+
+
+def test_checkpoint_loads_in_transformers_with_its_tokenizer(run_dir):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    from lightcoder.model.hf import load_checkpoint, resolve_checkpoint
+
+    ckpt = resolve_checkpoint(run_dir)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(ckpt)
+    assert type(hf).__name__ == "LlamaForCausalLM"
+    tok = transformers.AutoTokenizer.from_pretrained(ckpt)
+    ids = tok("def f(x):\n    return x\n")["input_ids"]
+    ours, _ = load_checkpoint(ckpt)
+    with torch.no_grad():
+        a = hf(torch.tensor([ids])).logits
+        b = ours(torch.tensor([ids]))
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, capsys):
+    assert main(["data", "--out", str(tmp_path / "r1"), "--corpus", str(tmp_path / "missing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no code here")
+    assert main(["data", "--out", str(tmp_path / "r2"), "--corpus", str(empty)]) == 1
+    assert "no usable source files" in capsys.readouterr().err
+    assert main(["config", "--out", str(tmp_path / "r3"), "--train.learning_rate", "1"]) == 2
+    assert "unknown config key --train.learning_rate" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(run_dir, tmp_path, capsys):
+    from lightcoder.model.hf import resolve_checkpoint
+
+    bad_ckpt = tmp_path / "ckpt"
+    shutil.copytree(resolve_checkpoint(run_dir), bad_ckpt)
+    weights = bad_ckpt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a torn write
+    prefix = tmp_path / "p.py"
+    prefix.write_text("x = ")
+    assert main(["complete", str(bad_ckpt), "--prefix-file", str(prefix)]) == 1
+    err = capsys.readouterr().err
+    assert str(bad_ckpt) in err and ("corrupt" in err or "incomplete" in err)
+    assert main(["complete", str(tmp_path / "nowhere"), "--prefix-file", str(prefix)]) == 1
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_module_entry_point_prints_help():
+    out = subprocess.run([sys.executable, "-m", "lightcoder", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for command in ("quickstart", "data", "tokenizer", "pack", "train", "eval", "complete"):
+        assert command in out.stdout
