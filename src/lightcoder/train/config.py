@@ -1,0 +1,84 @@
+"""TrainConfig: every knob of `lightcoder.train.loop.train`, validated on construction.
+
+Budgets (all 0 = no limit; when all three are 0 the run is one pass over the train split):
+- `max_steps`: optimizer steps.
+- `max_tokens`: training tokens (batch_size * (seq_len - 1) per step, the positions that get a loss).
+- `max_minutes`: wall-clock minutes of training (evals and checkpoints included, summed over resumes).
+  The number of steps is planned ONCE, after timing `plan_after_steps` steps (the first step of the session
+  excluded), and stored in train_state.pt so a resumed run follows the same plan and LR schedule even under
+  another max_minutes; the run stops when the plan is reached, or earlier if the wall budget runs out.
+The LR schedule (linear warmup, then cosine to `min_lr`) decays over the planned number of steps, or over
+`schedule_steps` when that is > 0. Set `schedule_steps` to make the schedule independent of the budget,
+e.g. to stop at step k and later resume to step N with the same learning rates as one straight N-step run.
+
+Example: TrainConfig(batch_size=8, lr=1e-3, max_minutes=5, dtype="bf16")
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+DTYPES = ("bf16", "fp32")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    batch_size: int = 8  # windows per optimizer step
+    lr: float = 2e-3  # peak learning rate (after warmup)
+    min_lr: float = 2e-4  # cosine floor
+    warmup_steps: int = 20
+    weight_decay: float = 0.1  # on matrices only; not on norms or embeddings
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # max global grad norm; 0 = off
+    max_steps: int = 0
+    max_tokens: int = 0
+    max_minutes: float = 0.0
+    schedule_steps: int = 0  # > 0: the LR schedule's length, independent of the budget (see docstring)
+    plan_after_steps: int = 5  # with max_minutes: steps timed before planning the total (first one excluded)
+    eval_every: int = 100  # steps between validation losses; 0 = only at the start and the end
+    eval_batches: int = 4  # fixed batches of the valid split per validation
+    ckpt_every: int = 500  # steps between checkpoints; 0 = only step 0 and the end
+    keep_checkpoints: int = 2  # newest checkpoints kept (step_000000 is never deleted)
+    log_every: int = 10  # steps between metrics.jsonl lines (the only host syncs in the loop)
+    seed: int = 0
+    dtype: str = "bf16"  # autocast dtype for matmuls; master weights and optimizer state stay fp32
+    device: str = "auto"  # "auto" = cuda when available, else cpu
+    num_threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default (all cores)
+    compile: bool = False  # torch.compile the model (faster steps after a slow first one)
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)  # JSON round trips give a list
+        _positive = ("batch_size", "log_every", "plan_after_steps", "keep_checkpoints")
+        for name in _positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"train.{name} must be > 0, got {getattr(self, name)}")
+        _non_negative = ("min_lr", "warmup_steps", "weight_decay", "grad_clip", "max_steps", "max_tokens",
+                         "max_minutes", "schedule_steps", "eval_every", "eval_batches", "ckpt_every",
+                         "num_threads", "seed")
+        for name in _non_negative:
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if self.min_lr > self.lr:
+            raise ValueError(f"train.min_lr ({self.min_lr}) must be <= train.lr ({self.lr}); lower min_lr")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"train.betas must be two numbers in [0, 1), got {self.betas}")
+        if self.eps <= 0:
+            raise ValueError(f"train.eps must be > 0, got {self.eps}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"train.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"train.device must be one of {DEVICES}, got {self.device!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# Fields that change the numbers a resumed run computes; a resume with a different value warns.
+RESUME_SENSITIVE = ("batch_size", "lr", "min_lr", "warmup_steps", "weight_decay", "betas", "eps",
+                    "grad_clip", "schedule_steps", "seed", "dtype")
+
+__all__ = ["TrainConfig", "DTYPES", "DEVICES", "RESUME_SENSITIVE"]

@@ -1,0 +1,61 @@
+"""AdamW with decoupled weight decay on matrices only, and the warmup + cosine learning-rate schedule.
+
+`lr_at` is a pure function of the step, so a resumed run recomputes exactly the learning rates that a
+straight run would have used; nothing about the schedule lives in optimizer state.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from lightcoder.train.config import TrainConfig
+
+
+def lr_at(step: int, cfg: TrainConfig, total_steps: int | None) -> float:
+    """Learning rate for the optimizer step with 0-based index `step`.
+
+    Linear warmup from lr/warmup_steps to lr over `warmup_steps` steps, then a cosine from lr down to
+    min_lr reached at step `total_steps - 1` and held after it. `total_steps=None` (not planned yet)
+    holds lr after the warmup.
+    Example: warmup 10, total 110, lr 1.0, min 0.1: step 0 -> 0.1, 9 -> 1.0, 59 -> ~0.55, 109 -> 0.1.
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if total_steps is None:
+        return cfg.lr
+    decay_steps = total_steps - 1 - cfg.warmup_steps
+    if decay_steps <= 0:
+        return cfg.lr if step < total_steps else cfg.min_lr
+    progress = min(1.0, (step - cfg.warmup_steps) / decay_steps)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups: matrices (decayed) and norms/embeddings/biases (not decayed)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or "embed" in name or "norm" in name:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over fp32 master weights; the fused kernel (CPU and CUDA) is the fastest implementation.
+
+    The lr set here is a placeholder: the loop calls `set_lr(optimizer, lr_at(...))` before every step.
+    """
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
+                             eps=cfg.eps, fused=True)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

@@ -1,0 +1,85 @@
+"""Window batches: a seeded permutation per epoch, exact resume from {epoch, position}, fixed eval set."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lightcoder.packing import open_shard
+from lightcoder.train.loader import WindowLoader, epoch_order, eval_batches
+
+
+def windows(n: int = 10, seq_len: int = 6) -> np.ndarray:
+    return (np.arange(n * seq_len) % 60000).astype(np.uint16).reshape(n, seq_len)  # row i starts at i*seq_len
+
+
+def first_ids(inputs: torch.Tensor, seq_len: int = 6) -> list[int]:
+    return (inputs[:, 0] // seq_len).tolist()  # which window each row came from
+
+
+def test_batches_shift_targets_by_one():
+    loader = WindowLoader(windows(), 3, seed=0)
+    inputs, targets = loader.next_batch()
+    assert inputs.shape == targets.shape == (3, 5) and inputs.dtype == torch.int64
+    assert torch.equal(inputs[:, 1:], targets[:, :-1])
+
+
+def test_each_epoch_is_a_seeded_permutation_and_the_tail_is_skipped():
+    loader = WindowLoader(windows(10), 3, seed=7)
+    epoch0 = [i for _ in range(3) for i in first_ids(loader.next_batch()[0])]
+    assert epoch0 == epoch_order(10, 7, 0)[:9].tolist()  # 3 batches of 3; window order[9] is skipped
+    epoch1 = first_ids(loader.next_batch()[0])
+    assert loader.state_dict()["epoch"] == 1 and loader.state_dict()["position"] == 3
+    assert epoch1 == epoch_order(10, 7, 1)[:3].tolist()
+    assert sorted(epoch_order(10, 7, 1)) == list(range(10))
+    assert epoch_order(10, 7, 0).tolist() != epoch_order(10, 7, 1).tolist()
+    assert epoch_order(10, 7, 0).tolist() == epoch_order(10, 7, 0).tolist()
+
+
+def test_state_round_trip_resumes_the_same_batches():
+    a = WindowLoader(windows(10), 4, seed=1)
+    for _ in range(5):  # across an epoch boundary
+        a.next_batch()
+    state = a.state_dict()
+    b = WindowLoader(windows(10), 4, seed=1)
+    b.load_state_dict(json.loads(json.dumps(state)))  # survives serialization
+    for _ in range(6):
+        xa, ya = a.next_batch()
+        xb, yb = b.next_batch()
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_state_from_other_shards_is_rejected():
+    state = WindowLoader(windows(10), 4, seed=1).state_dict()
+    with pytest.raises(ValueError, match="shards changed"):
+        WindowLoader(windows(12), 4, seed=1).load_state_dict(state)
+
+
+def test_too_few_windows_for_a_batch_is_a_clear_error():
+    with pytest.raises(ValueError, match="batch_size"):
+        WindowLoader(windows(3), 4, seed=0)
+
+
+def test_eval_batches_are_fixed_and_spread_over_the_split():
+    batches = eval_batches(windows(20), 4, 2)
+    assert [b[0].shape[0] for b in batches] == [4, 4]
+    ids = [i for inputs, _ in batches for i in first_ids(inputs)]
+    assert ids[0] == 0 and ids[-1] == 19 and len(set(ids)) == 8
+    assert [first_ids(x) for x, _ in eval_batches(windows(20), 4, 2)] == [first_ids(x) for x, _ in batches]
+    assert [b[0].shape[0] for b in eval_batches(windows(5), 4, 3)] == [4, 1]  # small split: all of it
+    assert eval_batches(np.zeros((0, 6), np.uint16), 4, 2) == []
+
+
+def test_reads_real_packed_shards(tmp_path):
+    data = windows(8, 16)
+    data.tofile(tmp_path / "train.bin")
+    index = {"seq_len": 16, "dtype": "uint16", "vocab_size": 60000,
+             "splits": {"train": {"file": "train.bin", "num_windows": 8, "num_tokens": 128, "num_documents": 1}}}
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    (tmp_path / "DONE").write_text(json.dumps(index))
+    loader = WindowLoader(open_shard(tmp_path, "train"), 2, seed=0)
+    inputs, targets = loader.next_batch()
+    rows = epoch_order(8, 0, 0)[:2]
+    assert torch.equal(inputs, torch.from_numpy(data[rows, :-1].astype(np.int64)))
+    assert torch.equal(targets, torch.from_numpy(data[rows, 1:].astype(np.int64)))

@@ -1,0 +1,210 @@
+"""The training run end to end on tiny shards: loss goes down, checkpoints, exact resume, bad states."""
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lightcoder.model.config import get_preset
+from lightcoder.model.hf import CheckpointError, load_checkpoint
+from lightcoder.model.llama import Transformer
+from lightcoder.train.checkpoint import STATE_FILE, complete_checkpoints, load_train_state
+from lightcoder.train.config import TrainConfig
+from lightcoder.train.loader import WindowLoader
+from lightcoder.train.loop import (
+    ResumeMismatchError, budget_steps, plan_steps, stop_reason, train, truncate_metrics,
+)
+
+SEQ_LEN, VOCAB = 33, 512
+ALPHABET = 48  # the shards use only ids < ALPHABET, so even unigram learning lowers the loss fast
+MODEL = get_preset("lc-tiny", n_layers=1, max_seq_len=64)  # ~60k non-embedding parameters
+N = 12  # steps of the "straight" reference run
+FAST = dict(batch_size=4, lr=1e-2, min_lr=1e-3, warmup_steps=2, log_every=1, eval_every=4, eval_batches=2,
+            ckpt_every=0, schedule_steps=N)
+
+
+def write_shards(shards_dir: Path, *, num_train: int = 96, num_valid: int = 8, seed: int = 0) -> Path:
+    """Tiny shards in the packing format: windows of arithmetic sequences mod ALPHABET (easy to learn)."""
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for split, n in (("train", num_train), ("valid", num_valid)):
+        start, stride = rng.integers(0, ALPHABET, (n, 1)), rng.integers(1, 4, (n, 1))
+        windows = ((start + stride * np.arange(SEQ_LEN)) % ALPHABET).astype(np.uint16)
+        windows.tofile(shards_dir / f"{split}.bin")
+        splits[split] = {"file": f"{split}.bin", "num_windows": n, "num_tokens": n * SEQ_LEN, "num_documents": n}
+    index = {"seq_len": SEQ_LEN, "dtype": "uint16", "vocab_size": VOCAB, "splits": splits}
+    (shards_dir / "index.json").write_text(json.dumps(index))
+    (shards_dir / "DONE").write_text(json.dumps(index))
+    return shards_dir
+
+
+def run(out_dir: Path, shards: Path, **overrides) -> dict:
+    return train(TrainConfig(**{**FAST, **overrides}), MODEL, shards_dir=shards, tokenizer_dir=None,
+                 out_dir=out_dir)
+
+
+def records(out_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def train_losses(out_dir: Path, after: int = -1) -> list[tuple]:
+    return [(r["step"], r["loss"], r["lr"], r["tokens"]) for r in records(out_dir) if "loss" in r and r["step"] > after]
+
+
+def weights(ckpt_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(ckpt_dir / "model.safetensors")
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.equal(wa[name], wb[name]), name
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    return write_shards(tmp_path_factory.mktemp("shards"))
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, shards) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("straight")
+    return out, run(out, shards, max_steps=N)
+
+
+def test_training_reduces_loss_and_writes_the_run(straight):
+    out, summary = straight
+    assert summary["steps"] == N and summary["stop_reason"] == "max_steps"
+    assert summary["val_loss"] < summary["initial_val_loss"] - 1.0
+    assert abs(summary["initial_val_loss"] - np.log(VOCAB)) < 0.5  # untrained: about uniform
+    rows = records(out)
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, N + 1))
+    assert [r["step"] for r in rows if "val_loss" in r] == [0, 4, 8, 12]
+    assert set(rows[1]) == {"step", "loss", "lr", "tokens", "tokens_per_s", "elapsed_s"}
+    assert (out / "loss.png").stat().st_size > 1000
+    assert [step for step, _ in complete_checkpoints(out / "ckpt")] == [0, N]
+
+
+def test_step_zero_is_the_untrained_init(straight):
+    out, _ = straight
+    model, cfg = load_checkpoint(out / "ckpt" / "step_000000")
+    assert cfg == MODEL
+    fresh = Transformer(MODEL)
+    fresh.init_weights(seed=0)
+    for name, value in fresh.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+    state = load_train_state(out / "ckpt" / "step_000000")
+    assert state["step"] == 0 and state["loader"]["position"] == 0
+
+
+def test_resume_is_bit_for_bit(tmp_path, shards, straight):
+    ref, _ = straight
+    k = 5
+    first = run(tmp_path, shards, max_steps=k)
+    assert first["steps"] == k
+    second = run(tmp_path, shards, max_steps=N)
+    assert second["resumed_from"] == k and second["steps"] == N
+    assert_same_weights(ref / "ckpt" / f"step_{N:06d}", tmp_path / "ckpt" / f"step_{N:06d}")
+    assert train_losses(tmp_path, after=k) == train_losses(ref, after=k)
+    steps = [r["step"] for r in records(tmp_path) if "loss" in r]
+    assert steps == list(range(1, N + 1))  # the curve continues without gaps or duplicates
+    assert second["val_loss"] == straight[1]["val_loss"]
+
+
+def test_ctrl_c_checkpoints_the_current_step_then_resumes_exactly(tmp_path, shards, straight, monkeypatch):
+    ref, _ = straight
+    calls = {"n": 0}
+    next_batch = WindowLoader.next_batch
+
+    def interrupting(self):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-step; the step finishes first
+        return next_batch(self)
+
+    monkeypatch.setattr(WindowLoader, "next_batch", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, shards, max_steps=N)
+    monkeypatch.setattr(WindowLoader, "next_batch", next_batch)
+    assert complete_checkpoints(tmp_path / "ckpt")[-1][0] == 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    summary = run(tmp_path, shards, max_steps=N)
+    assert summary["resumed_from"] == 4
+    assert_same_weights(ref / "ckpt" / f"step_{N:06d}", tmp_path / "ckpt" / f"step_{N:06d}")
+
+
+def test_checkpoints_are_pruned_but_step_zero_is_kept(tmp_path, shards):
+    run(tmp_path, shards, max_steps=8, ckpt_every=2, keep_checkpoints=2, eval_every=0)
+    assert [step for step, _ in complete_checkpoints(tmp_path / "ckpt")] == [0, 6, 8]
+    assert all((p / STATE_FILE).is_file() for _, p in complete_checkpoints(tmp_path / "ckpt"))
+    assert not [p for p in (tmp_path / "ckpt").iterdir() if p.name.startswith(".")]  # no tmp dirs left
+
+
+def test_corrupt_newest_checkpoint_is_named(tmp_path, shards):
+    run(tmp_path, shards, max_steps=3, eval_every=0)
+    newest = tmp_path / "ckpt" / "step_000003"
+    state_bytes = (newest / STATE_FILE).read_bytes()
+    (newest / STATE_FILE).write_bytes(b"not a pickle")
+    with pytest.raises(CheckpointError, match=r"step_000003.*resume from step_000000"):
+        run(tmp_path, shards, max_steps=6, eval_every=0)
+    (newest / STATE_FILE).write_bytes(state_bytes)
+    (newest / "model.safetensors").write_bytes(b"truncated")
+    with pytest.raises(CheckpointError, match=r"step_000003.*resume from step_000000"):
+        run(tmp_path, shards, max_steps=6, eval_every=0)
+    (newest / STATE_FILE).unlink()  # an incomplete dir is skipped (with a warning): resume from step 0
+    with pytest.warns(UserWarning, match="step_000003"):
+        summary = run(tmp_path, shards, max_steps=1, eval_every=0)
+    assert summary["resumed_from"] == 0
+
+
+def test_model_config_mismatch_is_a_clear_error(tmp_path, shards):
+    run(tmp_path, shards, max_steps=1, eval_every=0)
+    other = get_preset("lc-tiny", n_layers=2, max_seq_len=64)
+    with pytest.raises(ResumeMismatchError, match=r"n_layers: 1 in the checkpoint, 2 now"):
+        train(TrainConfig(**{**FAST, "max_steps": 2}), other, shards_dir=shards, tokenizer_dir=None,
+              out_dir=tmp_path)
+
+
+def test_max_minutes_plans_the_steps_once_and_keeps_the_plan(tmp_path, shards):
+    budget = dict(plan_after_steps=1, schedule_steps=0, eval_every=0)
+    summary = run(tmp_path, shards, max_minutes=0.05, **budget)
+    planned = summary["planned_steps"]
+    assert planned is not None and planned >= 3
+    assert summary["stop_reason"] == "max_minutes" and summary["steps"] <= planned
+    state = load_train_state(complete_checkpoints(tmp_path / "ckpt")[-1][1])
+    assert state["planned_steps"] == planned
+    # A resume with another time budget follows the stored plan (max_steps only bounds the test's time).
+    again = run(tmp_path, shards, max_minutes=5.0, max_steps=summary["steps"] + 2, **budget)
+    assert again["planned_steps"] == planned
+
+
+def test_budgets_and_plan_arithmetic():
+    cfg = TrainConfig(max_tokens=1000)
+    assert budget_steps(cfg, tokens_per_step=300, batches_per_epoch=50) == 4
+    assert budget_steps(TrainConfig(), tokens_per_step=300, batches_per_epoch=50) == 50  # one epoch
+    assert budget_steps(TrainConfig(max_minutes=1), tokens_per_step=300, batches_per_epoch=50) is None
+    minutes = TrainConfig(max_minutes=5, eval_every=0, ckpt_every=0)
+    assert plan_steps(10, 0.0, 0.1, minutes, eval_s=0.0, ckpt_s=0.0) == 10 + 3000
+    state = {"step": 4, "tokens": 1200, "elapsed_s": 1.0, "planned_steps": None}
+    assert stop_reason(state, cfg, 4) == "max_tokens"
+    assert stop_reason({**state, "step": 3, "tokens": 900}, cfg, 4) is None
+
+
+def test_truncate_metrics_keeps_steps_up_to_the_resume_point(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in range(6)) + '{"step": 6, "lo')
+    truncate_metrics(path, 3)
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [0, 1, 2, 3]
+
+
+def test_unfinished_shards_are_rejected(tmp_path):
+    (tmp_path / "shards").mkdir()
+    with pytest.raises(ValueError, match="lightcoder pack"):
+        run(tmp_path, tmp_path / "shards", max_steps=1)
