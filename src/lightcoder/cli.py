@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 
 DEFAULT_RUN_DIR = "run/quickstart"
-STAGE_COMMANDS = ("data", "tokenizer", "pack", "train", "eval", "report")
+# stage command -> its function in lightcoder.stages (imported lazily)
+STAGE_FUNCTIONS = {"data": "stage_data", "tokenizer": "stage_tokenizer", "pack": "stage_pack",
+                   "train": "stage_train", "eval": "stage_eval", "report": "stage_report"}
 TRAIN_BUDGET_KEYS = ("train.max_minutes", "train.max_steps", "train.max_tokens")
 
 
@@ -38,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quickstart", help="run every stage end to end within a time budget")
     add_run_args(p)
     p.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget (default 15)")
-    for name in STAGE_COMMANDS:
+    for name in STAGE_FUNCTIONS:
         add_run_args(sub.add_parser(name, help=f"run the {name} stage over a run directory"))
     p = sub.add_parser("config", help="print the resolved config (every key an override can set)")
     add_run_args(p)
@@ -110,21 +112,13 @@ def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
             cfg.train.max_tokens = 0
         run_quickstart(cfg, run_dir, minutes=args.minutes, force=args.force)
         return 0
-    stages.prepare_run_dir(cfg, run_dir)
+    stages.prepare_run_dir(run_dir)
     started = time.time()
-    if args.command == "data":
-        print(json.dumps(stages.stage_data(cfg, run_dir, force=args.force).get("kept", {}), indent=2))
-    elif args.command == "tokenizer":
-        stages.stage_tokenizer(cfg, run_dir, force=args.force)
-    elif args.command == "pack":
-        stages.stage_pack(cfg, run_dir, force=args.force)
-    elif args.command == "train":
-        stages.stage_train(cfg, run_dir, force=args.force)
-    elif args.command == "eval":
-        stages.stage_eval(cfg, run_dir, force=args.force)
-        print(stages.stage_report(cfg, run_dir))
-    elif args.command == "report":
-        print(stages.stage_report(cfg, run_dir, started=None))
+    result = getattr(stages, STAGE_FUNCTIONS[args.command])(cfg, run_dir, force=args.force)
+    if args.command == "eval":
+        result = stages.stage_report(cfg, run_dir)
+    if isinstance(result, str):
+        print(result)
     print(f"{args.command} done in {time.time() - started:.1f}s -> {run_dir}", file=sys.stderr)
     return 0
 

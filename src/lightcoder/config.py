@@ -26,7 +26,6 @@ from typing import Any
 
 from lightcoder.data.pipeline import DataConfig
 from lightcoder.eval.harness import EvalConfig
-from lightcoder.infer.prompts import PromptConfig
 from lightcoder.model.config import ModelConfig, get_preset
 from lightcoder.packing import PackConfig
 from lightcoder.tokenizer.train import TokenizerConfig
@@ -43,7 +42,6 @@ class RunConfig:
     model_preset: str = DEFAULT_MODEL_PRESET  # the preset `model` was built from (for the record)
     model: ModelConfig = field(default_factory=lambda: get_preset(DEFAULT_MODEL_PRESET))
     train: TrainConfig = field(default_factory=TrainConfig)
-    prompt: PromptConfig = field(default_factory=PromptConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 

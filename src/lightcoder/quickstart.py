@@ -24,7 +24,7 @@ MIN_TRAIN_MINUTES = 1.0
 
 def run_quickstart(cfg: RunConfig, run_dir: Path, *, minutes: float, force: bool = False) -> str:
     started = time.time()
-    prepare_run_dir(cfg, run_dir)
+    prepare_run_dir(run_dir)
     print(f"lightcoder quickstart -> {run_dir} (budget {minutes:g} min)", file=sys.stderr)
     stage_data(cfg, run_dir, force=force)
     stage_tokenizer(cfg, run_dir, force=force)

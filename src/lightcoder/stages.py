@@ -16,20 +16,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from lightcoder.config import (
     ConfigError, RunConfig, config_to_dict, diff_configs, save_run_config, write_json_atomic,
 )
 
-# stage name -> the RunConfig sections its output depends on (any change invalidates it)
-STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "data": ("data",),
-    "tokenizer": ("data", "tokenizer"),
-    "shards": ("data", "tokenizer", "pack"),
-    "ckpt": ("data", "tokenizer", "pack", "model", "train"),
+# stage dir -> the command that builds it, the RunConfig sections its output depends on, and
+# the stages it reads. stages.json records, per stage, the config it was built with, a build id,
+# and the build ids of its inputs; a stage built from an older input build is refused.
+STAGES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "data": ("data", ("data",), ()),
+    "tokenizer": ("tokenizer", ("tokenizer",), ("data",)),
+    "shards": ("pack", ("pack",), ("data", "tokenizer")),
+    "ckpt": ("train", ("model", "train"), ("tokenizer", "shards")),
 }
 # train fields a resumed run may change: how long to train and how often to log/eval/save
 RESUMABLE_TRAIN_KEYS = ("max_minutes", "max_steps", "max_tokens", "eval_every", "eval_batches",
@@ -41,38 +45,51 @@ def heading(title: str) -> None:
     print(f"\n== {title} ==", file=sys.stderr, flush=True)
 
 
-def check_stage_config(cfg: RunConfig, run_dir: Path, stage: str, *, force: bool) -> None:
-    """Refuse to continue a finished (or half-finished) stage built from a different config."""
-    recorded = _read_stages(run_dir).get(stage)
-    current = _stage_config(cfg, stage)
-    if recorded is None or force:
+def check_stage(cfg: RunConfig, run_dir: Path, stage: str, *, force: bool) -> None:
+    """Refuse to continue a stage built from a different config or from older inputs."""
+    if force:
         return
-    changes = diff_configs(recorded, current)
+    stages = read_stages(run_dir)
+    record = stages.get(stage)
+    if record is None:
+        return
+    command = STAGES[stage][0]
+    changes = diff_configs(record["config"], _stage_config(cfg, stage))
     if changes:
         raise ConfigError(
             f"{run_dir / stage} was built with a different config ({'; '.join(changes[:5])}). "
-            f"Use a new --out directory, or pass --force to rebuild {stage} and everything after it.")
+            f"Use a new --out directory, or rebuild it with `lightcoder {command} --force`.")
+    for upstream in STAGES[stage][2]:
+        if record["inputs"].get(upstream) != stages.get(upstream, {}).get("build"):
+            raise ConfigError(
+                f"{run_dir / stage} was built from an earlier {upstream} stage that has since been rebuilt: "
+                f"rebuild it with `lightcoder {command} --force` (or `lightcoder quickstart --force`).")
 
 
-def record_stage_config(cfg: RunConfig, run_dir: Path, stage: str) -> None:
-    stages = _read_stages(run_dir)
-    stages[stage] = _stage_config(cfg, stage)
+def record_stage(cfg: RunConfig, run_dir: Path, stage: str, *, new_build: bool) -> str:
+    """Write the stage's config, build id and input builds into stages.json; returns the build id."""
+    stages = read_stages(run_dir)
+    previous = stages.get(stage, {}).get("build")
+    build = uuid.uuid4().hex[:12] if new_build or previous is None else previous
+    stages[stage] = {"config": _stage_config(cfg, stage), "build": build,
+                     "inputs": {up: stages.get(up, {}).get("build") for up in STAGES[stage][2]}}
     write_json_atomic(run_dir / "stages.json", stages)
+    return build
+
+
+def read_stages(run_dir: Path) -> dict:
+    path = run_dir / "stages.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _stage_config(cfg: RunConfig, stage: str) -> dict:
     full = config_to_dict(cfg)
-    sections = {s: full[s] for s in STAGE_SECTIONS[stage]}
+    sections = {s: full[s] for s in STAGES[stage][1]}
     if "model" in sections:  # vocab_size and max_seq_len come from the tokenizer and packing at train time
         sections["model"] = {k: v for k, v in sections["model"].items() if k not in ("vocab_size", "max_seq_len")}
     if "train" in sections:  # budgets and cadence may change between resumes (training continues)
         sections["train"] = {k: v for k, v in sections["train"].items() if k not in RESUMABLE_TRAIN_KEYS}
     return sections
-
-
-def _read_stages(run_dir: Path) -> dict:
-    path = run_dir / "stages.json"
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 # ----------------------------------------------------------------------------- stages
@@ -82,27 +99,35 @@ def stage_data(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
     from lightcoder.data.pipeline import run_data
 
     heading("1/6 data: read, filter, dedup, split by repository")
-    check_stage_config(cfg, run_dir, "data", force=force)
-    record_stage_config(cfg, run_dir, "data")
-    return run_data(cfg.data, run_dir / "data", force=force)
+    check_stage(cfg, run_dir, "data", force=force)
+    save_run_config(cfg, run_dir)
+    stats = run_data(cfg.data, run_dir / "data", force=force)
+    record_stage(cfg, run_dir, "data", new_build=not stats.get("skipped", False))
+    return stats
 
 
 def stage_tokenizer(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
     from lightcoder.tokenizer.train import run_tokenizer
 
     heading("2/6 tokenizer: byte-level BPE + aiXcoder special tokens")
-    check_stage_config(cfg, run_dir, "tokenizer", force=force)
-    record_stage_config(cfg, run_dir, "tokenizer")
-    return run_tokenizer(cfg.tokenizer, run_dir / "data", run_dir / "tokenizer", force=force)
+    check_stage(cfg, run_dir, "tokenizer", force=force)
+    save_run_config(cfg, run_dir)
+    done_before = (run_dir / "tokenizer" / "DONE").exists() and not force
+    summary = run_tokenizer(cfg.tokenizer, run_dir / "data", run_dir / "tokenizer", force=force)
+    record_stage(cfg, run_dir, "tokenizer", new_build=not done_before)
+    return summary
 
 
 def stage_pack(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
     from lightcoder.packing import run_pack
 
     heading("3/6 pack: repository ordering -> NTP / FIM / SFIM documents -> token windows")
-    check_stage_config(cfg, run_dir, "shards", force=force)
-    record_stage_config(cfg, run_dir, "shards")
-    return run_pack(cfg.pack, run_dir / "data", run_dir / "tokenizer", run_dir / "shards", force=force)
+    check_stage(cfg, run_dir, "shards", force=force)
+    save_run_config(cfg, run_dir)
+    done_before = (run_dir / "shards" / "DONE").exists() and not force
+    index = run_pack(cfg.pack, run_dir / "data", run_dir / "tokenizer", run_dir / "shards", force=force)
+    record_stage(cfg, run_dir, "shards", new_build=not done_before)
+    return index
 
 
 def model_config_for_run(cfg: RunConfig, run_dir: Path):
@@ -122,13 +147,15 @@ def stage_train(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
     from lightcoder.train.loop import train
 
     heading("4/6 train: LLaMA-style decoder, AdamW + cosine, bf16 autocast")
+    check_stage(cfg, run_dir, "ckpt", force=force)
+    model_cfg = model_config_for_run(cfg, run_dir)
+    save_run_config(cfg, run_dir)
+    fresh = force or not (run_dir / "ckpt").exists()
     if force and (run_dir / "ckpt").exists():
-        import shutil
         shutil.rmtree(run_dir / "ckpt")
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    check_stage_config(cfg, run_dir, "ckpt", force=force)
-    record_stage_config(cfg, run_dir, "ckpt")
-    model_cfg = model_config_for_run(cfg, run_dir)
+    # recorded before training: an interrupted run resumes under the same record
+    record_stage(cfg, run_dir, "ckpt", new_build=fresh)
     summary = train(cfg.train, model_cfg, shards_dir=run_dir / "shards",
                     tokenizer_dir=run_dir / "tokenizer", out_dir=run_dir)
     write_json_atomic(run_dir / "train_summary.json", summary)
@@ -137,7 +164,12 @@ def stage_train(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
 
 def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
                models: tuple[str, ...] = EVAL_MODELS) -> dict[str, dict]:
-    """Build FIM tasks from the held-out test repositories and score each model on them."""
+    """Build FIM tasks from the held-out test repositories and score each model on them.
+
+    Tasks are rebuilt when the data build or the task settings change; a model's samples are
+    redone when its checkpoint (path + training build) or the generation settings change, and
+    resumed otherwise.
+    """
     from lightcoder.data.pipeline import read_corpus
     from lightcoder.eval.baselines import MostCommonLinePredictor
     from lightcoder.eval.builders import build_fim_tasks, read_tasks, write_tasks
@@ -145,11 +177,15 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
     from lightcoder.infer.completer import Completer
 
     heading("5/6 eval: structured FIM tasks from held-out repositories")
+    save_run_config(cfg, run_dir)
     eval_dir = run_dir / "eval"
+    stages = read_stages(run_dir)
+    task_key = {"data_build": stages.get("data", {}).get("build"), "per_type": cfg.eval.per_type,
+                "seed": cfg.eval.seed, "max_context_chars": cfg.eval.max_context_chars}
+    key_path = eval_dir / "tasks_key.json"
+    if eval_dir.exists() and (force or not key_path.exists() or json.loads(key_path.read_text()) != task_key):
+        shutil.rmtree(eval_dir)  # different tasks: every model's samples are stale
     tasks_path = eval_dir / "tasks.jsonl"
-    if force and eval_dir.exists():
-        import shutil
-        shutil.rmtree(eval_dir)
     if not tasks_path.exists():
         tasks = build_fim_tasks(read_corpus(run_dir / "data", "test"), per_type=cfg.eval.per_type,
                                 seed=cfg.eval.seed, max_context_chars=cfg.eval.max_context_chars)
@@ -157,9 +193,11 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
             raise ConfigError(f"no evaluation tasks could be built from the test split of {run_dir / 'data'}: "
                               f"the test repositories have no parseable functions or statements")
         write_tasks(tasks, tasks_path)
+        write_json_atomic(key_path, task_key)
     tasks = read_tasks(tasks_path)
     print(f"{len(tasks)} tasks from the test split", file=sys.stderr)
 
+    train_build = stages.get("ckpt", {}).get("build")
     scores: dict[str, dict] = {}
     for name in models:
         if name == "most_common_line":
@@ -167,19 +205,24 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
         else:
             ckpt = _checkpoint_for(run_dir, name)
             predictor = Completer.load(ckpt, max_prompt_tokens=cfg.eval.max_prompt_tokens or None)
-            model_id = str(ckpt.resolve())
+            model_id = f"{ckpt.resolve()}@{train_build}"
+        model_id += f"/prompt{cfg.eval.max_prompt_tokens}"
         print(f"-- {name}", file=sys.stderr, flush=True)
         scores[name] = run_fim_eval(
             predictor, tasks, eval_dir / name, name=name, max_new_tokens=cfg.eval.max_new_tokens,
             mode=cfg.eval.mode, model_id=model_id, config=config_to_dict(cfg.eval),
-            # samples of an older checkpoint (training went on since) are stale: start over
-            force=_evaluated_model_id(eval_dir / name) not in (None, model_id))
+            # samples of another checkpoint or other generation settings are stale: start over
+            force=_generation_changed(eval_dir / name, model_id, cfg))
     return scores
 
 
-def _evaluated_model_id(model_eval_dir: Path) -> str | None:
+def _generation_changed(model_eval_dir: Path, model_id: str, cfg: RunConfig) -> bool:
     path = model_eval_dir / "generation.json"
-    return json.loads(path.read_text()).get("model_id") if path.exists() else None
+    if not path.exists():
+        return False
+    recorded = json.loads(path.read_text())
+    return (recorded.get("model_id"), recorded.get("max_new_tokens"), recorded.get("mode")) != \
+        (model_id, cfg.eval.max_new_tokens, cfg.eval.mode)
 
 
 def _checkpoint_for(run_dir: Path, name: str) -> Path:
@@ -193,7 +236,8 @@ def _checkpoint_for(run_dir: Path, name: str) -> Path:
     return resolve_checkpoint(run_dir)
 
 
-def stage_report(cfg: RunConfig, run_dir: Path, *, started: float | None = None) -> str:
+def stage_report(cfg: RunConfig, run_dir: Path, *, force: bool = True, started: float | None = None) -> str:
+    """Rebuild RUN/report.md from the run's files (always rebuilt: `force` has no effect)."""
     from lightcoder.report import build_report
 
     heading("6/6 report")
@@ -202,6 +246,6 @@ def stage_report(cfg: RunConfig, run_dir: Path, *, started: float | None = None)
     return text
 
 
-def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> None:
+def prepare_run_dir(run_dir: Path) -> None:
+    """Create the run directory; config.json is written by each stage once its checks pass."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_run_config(cfg, run_dir)

@@ -63,9 +63,28 @@ def test_rerun_resumes_training_and_the_curve_continues(run_dir, corpus):
 
 
 def test_changed_config_of_a_finished_stage_is_refused(run_dir, corpus, capsys):
+    config_before = (run_dir / "config.json").read_text()
     code = main(["pack", "--out", str(run_dir), "--pack.seq_len", "64"])
     assert code == 2
     assert "different config" in capsys.readouterr().err
+    assert (run_dir / "config.json").read_text() == config_before  # a refused command changes nothing
+
+
+def test_rebuilt_upstream_stage_makes_downstream_stages_refuse(run_dir, tmp_path, capsys):
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for name in ("data", "tokenizer", "shards"):
+        shutil.copytree(run_dir / name, copy / name)
+    for name in ("config.json", "stages.json"):
+        shutil.copy(run_dir / name, copy / name)
+    assert main(["tokenizer", "--out", str(copy)]) == 0  # unchanged inputs: skipped, accepted
+    assert main(["data", "--out", str(copy), "--force"]) == 0
+    capsys.readouterr()
+    assert main(["tokenizer", "--out", str(copy)]) == 2
+    assert "earlier data stage" in capsys.readouterr().err
+    assert main(["tokenizer", "--out", str(copy), "--force"]) == 0
+    assert main(["pack", "--out", str(copy)]) == 2
+    assert "lightcoder pack --force" in capsys.readouterr().err
 
 
 def test_complete_cli(run_dir, tmp_path, capsys):
