@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lightcoder.data.pipeline import DataConfig, read_corpus, run_data
-from lightcoder.fim.mix import MixConfig
+from lightcoder.fim.mix import FALLBACK_REASONS, MixConfig
 from lightcoder.packing import PackConfig, file_document, open_shard, order_split, run_pack
 from lightcoder.tokenizer import special_tokens as st
 from lightcoder.tokenizer.header import file_header
@@ -89,6 +89,8 @@ def test_windows_decode_back_to_files(stages):
     train_objectives = index["splits"]["train"]["objectives"]
     assert index["objectives"]["ntp"] >= train_objectives["ntp"] > 0
     assert index["sfim_fallbacks"] >= 0 and index["splits"]["train"]["chars_per_token"] > 1.5
+    assert sum(index["sfim_fallback_reasons"].values()) == index["sfim_fallbacks"]
+    assert set(index["sfim_fallback_reasons"]) <= set(FALLBACK_REASONS)
 
 
 def test_same_seed_same_bytes_other_seed_differs(stages):

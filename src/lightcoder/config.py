@@ -17,13 +17,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
-import tempfile
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lightcoder.artifacts import write_json_atomic  # also re-exported: stages.py imports it from here
 from lightcoder.data.pipeline import DataConfig
 from lightcoder.eval.harness import EvalConfig
 from lightcoder.model.config import ModelConfig, get_preset
@@ -232,16 +231,6 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON ({exc}); fix or delete it") from None
     return config_from_dict(RunConfig, values)
-
-
-def write_json_atomic(path: str | Path, value: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def diff_configs(old: dict, new: dict, prefix: str = "") -> list[str]:

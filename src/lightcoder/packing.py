@@ -4,7 +4,8 @@ In: a finished corpus stage (data/) and tokenizer (tokenizer/). Out, in shards/:
 
     <split>.bin   flat uint16 (uint32 if vocab > 65535) array of num_windows * seq_len token ids
     index.json    {"seq_len", "dtype", "vocab_size", "splits": {split: {"file", "num_windows",
-                  "num_tokens", "num_documents", ...}}, "objectives": counts, "sfim_fallbacks": n}
+                  "num_tokens", "num_documents", ...}}, "objectives": counts, "sfim_fallbacks": n,
+                  "sfim_fallback_reasons": {reason: n} (fim/mix.py FALLBACK_REASONS)}
     DONE          the same summary plus timings, written last
 
 Per split: repositories in a seeded random order; the files of a repository in `order_files`
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import time
 import warnings
@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from lightcoder.artifacts import AtomicFile, clear_done, is_done, mark_done, read_done, write_json_atomic
 from lightcoder.data.pipeline import read_corpus
 from lightcoder.data.records import SPLITS, SourceFile
 from lightcoder.fim.mix import Document, MixConfig, make_document
@@ -97,19 +98,20 @@ def run_pack(cfg: PackConfig, data_dir: str | Path, tokenizer_dir: str | Path, o
              force: bool = False) -> dict:
     """Pack each split of cfg.splits into out_dir; returns the DONE summary (skips work if DONE exists)."""
     out = Path(out_dir)
-    done = out / "DONE"
-    if done.exists() and not force:
-        return json.loads(done.read_text())
+    previous = read_done(out)
+    if previous is not None and not force:
+        return previous
     out.mkdir(parents=True, exist_ok=True)
-    done.unlink(missing_ok=True)
+    clear_done(out)
 
     t0 = time.perf_counter()
     tokenizer = Tokenizer.load(tokenizer_dir)
     dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 65535 else np.uint32)
     index: dict = {"seq_len": cfg.seq_len, "dtype": dtype.name, "vocab_size": tokenizer.vocab_size,
-                   "splits": {}, "objectives": {}, "sfim_fallbacks": 0,
+                   "splits": {}, "objectives": {}, "sfim_fallbacks": 0, "sfim_fallback_reasons": {},
                    "config": json.loads(json.dumps(asdict(cfg)))}  # as read back from JSON
     totals: Counter = Counter()
+    reasons: Counter = Counter()
     for split in cfg.splits:
         files = order_split(read_corpus(data_dir, split), cfg, split)
         stats = _pack_split(files, tokenizer, cfg, out / f"{split}.bin", dtype, split)
@@ -118,11 +120,13 @@ def run_pack(cfg: PackConfig, data_dir: str | Path, tokenizer_dir: str | Path, o
                           f"window of seq_len={cfg.seq_len}; {split}.bin is empty", stacklevel=2)
         totals.update(stats["objectives"])
         index["sfim_fallbacks"] += stats["sfim_fallbacks"]
+        reasons.update(stats["sfim_fallback_reasons"])
         index["splits"][split] = stats
     index["objectives"] = dict(sorted(totals.items()))
-    _write_json_atomic(out / INDEX_FILE, index)
+    index["sfim_fallback_reasons"] = dict(sorted(reasons.items()))
+    write_json_atomic(out / INDEX_FILE, index, sort_keys=False)
     summary = {**index, "seconds": round(time.perf_counter() - t0, 3)}
-    _write_json_atomic(done, summary)
+    mark_done(out, summary)
     return summary
 
 
@@ -130,6 +134,7 @@ def _pack_split(files: list[SourceFile], tokenizer: Tokenizer, cfg: PackConfig, 
                 dtype: np.dtype, split: str) -> dict:
     writer = _WindowWriter(path, cfg.seq_len, dtype)
     objectives: Counter = Counter()
+    fallback_reasons: Counter = Counter()
     num_fallbacks = num_text_chars = num_special = 0
     batches = [files[i:i + cfg.batch_files] for i in range(0, len(files), cfg.batch_files)]
     # Overlap: the tokenizer (Rust, releases the GIL) encodes batch i while Python builds the
@@ -143,7 +148,9 @@ def _pack_split(files: list[SourceFile], tokenizer: Tokenizer, cfg: PackConfig, 
                 objectives[d.objective] += 1
                 if d.order:
                     objectives[d.order] += 1
-                num_fallbacks += int(d.fell_back)
+                if d.fell_back:
+                    num_fallbacks += 1
+                    fallback_reasons[d.fallback_reason or "unknown"] += 1
                 for p in d.pieces:
                     if is_special(p):
                         num_special += 1
@@ -167,16 +174,17 @@ def _pack_split(files: list[SourceFile], tokenizer: Tokenizer, cfg: PackConfig, 
         "chars_per_token": round(num_text_chars / text_tokens, 4) if text_tokens else 0.0,
         "objectives": dict(sorted(objectives.items())),
         "sfim_fallbacks": num_fallbacks,
+        "sfim_fallback_reasons": dict(sorted(fallback_reasons.items())),
     }
 
 
 class _WindowWriter:
-    """Appends token lists to <path>.tmp in whole windows; close() drops the tail and renames."""
+    """Appends token lists to a temp file next to path in whole windows; close() drops the tail and
+    commits the file atomically (artifacts.AtomicFile), abort() deletes it."""
 
     def __init__(self, path: Path, seq_len: int, dtype: np.dtype) -> None:
         self.path, self.seq_len, self.dtype = path, seq_len, dtype
-        self.tmp = path.with_name(path.name + ".tmp")
-        self.file = open(self.tmp, "wb")
+        self.file = AtomicFile(path, "wb")
         self.pending: list[np.ndarray] = []
         self.num_pending = 0
         self.num_windows = 0
@@ -202,12 +210,10 @@ class _WindowWriter:
 
     def close(self) -> None:
         self._flush()  # the remaining tail (< seq_len tokens) is dropped
-        self.file.close()
-        os.replace(self.tmp, self.path)
+        self.file.commit()
 
     def abort(self) -> None:
-        self.file.close()
-        self.tmp.unlink(missing_ok=True)
+        self.file.abort()
 
 
 @contextmanager
@@ -222,7 +228,7 @@ def _cleanup_on_error(writer: _WindowWriter) -> Iterator[None]:
 def read_index(shards_dir: str | Path) -> dict:
     """index.json of a finished pack stage; ValueError if the stage is not DONE."""
     d = Path(shards_dir)
-    if not (d / "DONE").exists():
+    if not is_done(d):
         raise ValueError(f"pack stage not finished in {d} (no DONE file): run `lightcoder pack` first")
     return json.loads((d / INDEX_FILE).read_text())
 
@@ -243,9 +249,3 @@ def open_shard(shards_dir: str | Path, split: str) -> np.ndarray:
     if info["num_windows"] == 0:
         return np.zeros((0, seq_len), dtype=dtype)  # np.memmap cannot map an empty file
     return np.memmap(path, dtype=dtype, mode="r", shape=(info["num_windows"], seq_len))
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lightcoder.artifacts import read_jsonl
 from lightcoder.config import RunConfig
+from lightcoder.train.plot import read_metrics
 
 
 def build_report(cfg: RunConfig, run_dir: Path, *, elapsed_s: float | None = None) -> str:
@@ -56,11 +58,7 @@ def _train_section(cfg: RunConfig, run_dir: Path) -> list[str]:
     if not metrics_path.exists():
         return []
     train_rows, val_rows = [], []
-    for line in metrics_path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for row in read_metrics(metrics_path):
         (val_rows if "val_loss" in row else train_rows).append(row)
     if not train_rows:
         return []
@@ -115,6 +113,6 @@ def _eval_section(run_dir: Path) -> list[str]:
     samples_path = eval_dir / "trained" / "samples.jsonl"
     if samples_path.exists():
         tasks = read_tasks(eval_dir / "tasks.jsonl")
-        samples = [json.loads(line) for line in samples_path.read_text().splitlines() if line.strip()]
+        samples = read_jsonl(samples_path)
         lines += ["## Sample completions (trained model)", "", format_samples(tasks, samples, 4), ""]
     return lines

@@ -22,6 +22,7 @@ import time
 import uuid
 from pathlib import Path
 
+from lightcoder.artifacts import is_done, write_text_atomic
 from lightcoder.config import (
     ConfigError, RunConfig, config_to_dict, diff_configs, save_run_config, write_json_atomic,
 )
@@ -112,7 +113,7 @@ def stage_tokenizer(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> di
     heading("2/6 tokenizer: byte-level BPE + aiXcoder special tokens")
     check_stage(cfg, run_dir, "tokenizer", force=force)
     save_run_config(cfg, run_dir)
-    done_before = (run_dir / "tokenizer" / "DONE").exists() and not force
+    done_before = is_done(run_dir / "tokenizer") and not force
     summary = run_tokenizer(cfg.tokenizer, run_dir / "data", run_dir / "tokenizer", force=force)
     record_stage(cfg, run_dir, "tokenizer", new_build=not done_before)
     return summary
@@ -124,7 +125,7 @@ def stage_pack(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
     heading("3/6 pack: repository ordering -> NTP / FIM / SFIM documents -> token windows")
     check_stage(cfg, run_dir, "shards", force=force)
     save_run_config(cfg, run_dir)
-    done_before = (run_dir / "shards" / "DONE").exists() and not force
+    done_before = is_done(run_dir / "shards") and not force
     index = run_pack(cfg.pack, run_dir / "data", run_dir / "tokenizer", run_dir / "shards", force=force)
     record_stage(cfg, run_dir, "shards", new_build=not done_before)
     return index
@@ -242,7 +243,7 @@ def stage_report(cfg: RunConfig, run_dir: Path, *, force: bool = True, started: 
 
     heading("6/6 report")
     text = build_report(cfg, run_dir, elapsed_s=None if started is None else time.time() - started)
-    (run_dir / "report.md").write_text(text)
+    write_text_atomic(run_dir / "report.md", text)
     return text
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from lightcoder.fim import mix
 from lightcoder.fim.mix import Document, MixConfig, make_document
 from lightcoder.tokenizer.header import file_header
 from lightcoder.tokenizer.special_tokens import BOS, EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
@@ -89,6 +90,31 @@ def test_unparsable_files_fall_back_to_random_fim(text, path, language):
     assert all(d.objective == "fim" for d in docs if d.fell_back)
     header = file_header(path, language=language)
     assert all(reassemble(d) == header + text for d in docs)
+
+
+@pytest.mark.parametrize("text, path, language, reason", [
+    (BROKEN, "pkg/broken.py", "Python", "syntax_error"),
+    ("fun main() { println(1) }\n", "pkg/Main.kt", "Kotlin", "no_rules"),
+    ("x = 1\n", "README", None, "no_rules"),
+])
+def test_fallbacks_say_why(text, path, language, reason):
+    cfg = MixConfig(ntp_rate=0.0, sfim_rate=1.0)
+    docs = [make_document(text, path, language, cfg, random.Random(s)) for s in range(20)]
+    assert all(d.fell_back and d.fallback_reason == reason and d.objective == "fim" for d in docs)
+    ok = make_document(CODE, "a.py", "Python", cfg, random.Random(0))
+    assert ok.objective == "sfim" and not ok.fell_back and ok.fallback_reason == ""
+    no_sfim = make_document(text, path, language, MixConfig(ntp_rate=0.0, sfim_rate=0.0), random.Random(0))
+    assert not no_sfim.fell_back and no_sfim.fallback_reason == ""
+
+
+def test_files_without_sfim_rules_are_not_parsed(monkeypatch):
+    def refuse(*args):
+        raise AssertionError("parse_source called for a language without SFIM rules")
+
+    monkeypatch.setattr(mix, "parse_source", refuse)
+    cfg = MixConfig(ntp_rate=0.0, sfim_rate=1.0)
+    doc = make_document("fun main() { println(1) }\n", "pkg/Main.kt", "Kotlin", cfg, random.Random(0))
+    assert doc.fell_back and doc.fallback_reason == "no_rules"
 
 
 def test_extreme_rates():

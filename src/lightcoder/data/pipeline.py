@@ -15,9 +15,10 @@ Output directory (complete when DONE exists):
 
 Splits are by repository: whole repos, visited in the order of a hash of (seed, repo name), fill
 the test and valid byte budgets (assign_splits), so no file of an evaluation repo is ever trained
-on. Everything is written into a sibling temp dir that is renamed into place, so a crash never
-leaves a DONE next to partial data. Design cost: all kept files are held in memory
-(fine for the ~30 MB stdlib corpus; a larger corpus needs the steps run per shard).
+on. Everything is written into a sibling temp dir that is renamed into place
+(artifacts.replace_dir), so a crash never leaves a DONE next to partial data. Design cost: all
+kept files are held in memory (fine for the ~30 MB stdlib corpus; a larger corpus needs the steps
+run per shard).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from lightcoder.artifacts import DONE_FILE, is_done, mark_done, replace_dir, write_json_atomic
 from lightcoder.data import quality
 from lightcoder.data.dedup import dedup_exact
 from lightcoder.data.filters import OnDrop, clean_files
@@ -44,7 +46,7 @@ from lightcoder.languages import get_language
 STATS_VERSION = 1
 STAGES: tuple[str, ...] = ("clean", "dedup", "quality")
 # What a stage dir may contain; anything else in an unfinished out_dir means "not ours".
-_STAGE_ENTRIES = ("stats.json", "rejected", "DONE")
+_STAGE_ENTRIES = ("stats.json", "rejected", DONE_FILE)
 
 
 @dataclass(kw_only=True)
@@ -200,7 +202,7 @@ def run_data(cfg: DataConfig, out_dir: str | Path, *, force: bool = False) -> di
     Raises ValueError for a missing/non-directory source or when no file survives the filters.
     """
     out = Path(out_dir).absolute()  # absolute: "." must have a name and a parent for the swap
-    if (out / "DONE").exists() and not force:
+    if is_done(out) and not force:
         print(f"corpus stage already done in {out} (force=True to redo)", file=sys.stderr)
         stats = json.loads((out / "stats.json").read_text())
         return {**stats, "skipped": True}
@@ -222,11 +224,11 @@ def run_data(cfg: DataConfig, out_dir: str | Path, *, force: bool = False) -> di
         raise
     stats["seconds"]["scan"] = round(t_scan - t0, 3)
     stats["seconds"]["total"] = round(time.perf_counter() - t0, 3)
-    (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    write_json_atomic(tmp / "stats.json", stats, sort_keys=False)
     done = {"files": stats["kept"]["files"], "bytes": stats["kept"]["bytes"],
             "splits": stats["splits"], "seconds": stats["seconds"]["total"]}
-    (tmp / "DONE").write_text(json.dumps(done) + "\n")
-    _swap_into_place(tmp, out)
+    mark_done(tmp, done)
+    replace_dir(tmp, out)
     return {**stats, "skipped": False}
 
 
@@ -276,7 +278,7 @@ def read_corpus(data_dir: str | Path, split: str) -> Iterator[SourceFile]:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
     d = Path(data_dir)
-    if not (d / "DONE").exists():
+    if not is_done(d):
         raise ValueError(f"corpus stage not finished in {d}: run `lightcoder data`")
     for shard in sorted(d.glob(f"{split}-*.parquet")):
         yield from iter_parquet(shard)
@@ -350,13 +352,3 @@ def _check_replaceable(out: Path) -> None:
             f"corpus output {out} exists and holds files that are not corpus outputs "
             f"({', '.join(sorted(foreign)[:5])}): pass an empty or new directory"
         )
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Replace out with the finished tmp dir; an old out is moved aside first, then deleted."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)

@@ -15,13 +15,13 @@ prefix and the START of the suffix). Deterministic given (files, seed): input or
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lightcoder.artifacts import AtomicFile, iter_jsonl
 from lightcoder.fim.spans import EVAL_KINDS, Span, find_parsed_spans, parse_source
 
 if TYPE_CHECKING:
@@ -150,34 +150,26 @@ def build_fim_tasks(
 
 
 def write_tasks(tasks: Iterable[FimTask], path: str | Path) -> int:
-    """Write tasks as JSONL atomically (tmp file, then rename); returns the number written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    """Write tasks as JSONL atomically (artifacts.AtomicFile); returns the number written."""
     n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with AtomicFile(path, "w") as fh:
         for task in tasks:
             fh.write(json.dumps(asdict(task), ensure_ascii=False) + "\n")
             n += 1
-    os.replace(tmp, path)
     return n
 
 
 def read_tasks(path: str | Path) -> list[FimTask]:
-    """Read tasks written by `write_tasks`; ValueError naming the line on a malformed record."""
+    """Read tasks written by `write_tasks`; ValueError naming the line on a malformed record.
+
+    The file is written atomically, so a torn last line is corruption too, not a crash to tolerate.
+    """
     names = [f.name for f in fields(FimTask)]
     tasks = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e}); rebuild the tasks file") from None
-            missing = [n for n in names if not isinstance(record.get(n), str)]
-            if missing:
-                raise ValueError(f"{path}:{lineno}: missing or non-string field(s) {missing}; "
-                                 "rebuild the tasks file with build_fim_tasks")
-            tasks.append(FimTask(**{n: record[n] for n in names}))
+    for lineno, record in iter_jsonl(path, tolerate_torn_tail=False, hint="rebuild the tasks file"):
+        missing = [n for n in names if not isinstance(record.get(n), str)]
+        if missing:
+            raise ValueError(f"{path}:{lineno}: missing or non-string field(s) {missing}; "
+                             "rebuild the tasks file with build_fim_tasks")
+        tasks.append(FimTask(**{n: record[n] for n in names}))
     return tasks

@@ -23,7 +23,6 @@ finished run costs no model calls. Changing the generation settings needs force=
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 from tqdm import tqdm
 
 from lightcoder import __version__
+from lightcoder.artifacts import append_jsonl, read_jsonl, trim_torn_tail, write_json_atomic, write_text_atomic
 from lightcoder.eval.metrics import score_one, summarize
 
 if TYPE_CHECKING:
@@ -115,34 +115,15 @@ def _timing(samples: list[dict]) -> dict:
 
 # ---- files ----
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def load_samples(path: str | Path) -> dict[str, dict]:
-    """Samples by task id from a samples.jsonl; a half-written last line (no newline) is cut off the file."""
+    """Samples by task id from a samples.jsonl; a half-written last line is cut off the file, so
+    appends resume on a fresh line. ValueError naming file:line for a bad line before it."""
     path = Path(path)
     if not path.exists():
         return {}
-    data = path.read_bytes()
-    complete_end = data.rfind(b"\n") + 1  # bytes after the last newline are a write cut short
-    if complete_end < len(data):
-        with path.open("r+b") as f:
-            f.truncate(complete_end)
-    samples: dict[str, dict] = {}
-    for lineno, line in enumerate(data[:complete_end].splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            sample = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{path}:{lineno}: not a JSON line ({err}); delete the file or rerun with force=True"
-            ) from None
-        samples[sample["task_id"]] = sample
-    return samples
+    trim_torn_tail(path)
+    rows = read_jsonl(path, hint="delete the file or rerun with force=True")
+    return {sample["task_id"]: sample for sample in rows}
 
 
 def _check_generation(path: Path, settings: dict) -> None:
@@ -155,7 +136,7 @@ def _check_generation(path: Path, settings: dict) -> None:
                 "use another output dir or force=True to start over"
             )
     else:
-        _write_atomic(path, json.dumps(settings, indent=2) + "\n")
+        write_json_atomic(path, settings, sort_keys=False)
 
 
 # ---- the run ----
@@ -216,15 +197,14 @@ def run_fim_eval(predictor: Predictor, tasks: Iterable[FimTask], out_dir: str | 
                 "stop_reason": completion.stop_reason,
                 "seconds": time.perf_counter() - start,
             }
-            f.write(json.dumps(sample) + "\n")
-            f.flush()
+            append_jsonl(f, sample)
             done[task.task_id] = sample
             bar.update()
 
     # ---- score ----
     samples = [done[t.task_id] for t in tasks]
     results = score_samples(tasks, samples)
-    _write_atomic(paths[RESULTS_FILE], "".join(json.dumps(r) + "\n" for r in results))
+    write_text_atomic(paths[RESULTS_FILE], "".join(json.dumps(r) + "\n" for r in results))
     scores = {
         "name": name,
         "lightcoder_version": __version__,
@@ -235,5 +215,5 @@ def run_fim_eval(predictor: Predictor, tasks: Iterable[FimTask], out_dir: str | 
         "summary": summarize(results),
         "timing": _timing(samples),
     }
-    _write_atomic(paths[SCORES_FILE], json.dumps(scores, indent=2) + "\n")
+    write_json_atomic(paths[SCORES_FILE], scores, sort_keys=False)
     return scores

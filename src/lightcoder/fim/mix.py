@@ -2,9 +2,11 @@
 
 Per file: NTP with probability `ntp_rate`, else FIM. A FIM document uses SFIM (a syntax-aware span,
 fim/spans.py) with probability `sfim_rate`, else a random character span. SFIM needs a parse: a
-file without a grammar or with a syntax error falls back to random FIM and the Document says so
-(`fell_back`), so packing can count fallbacks. Each FIM document is SPM with probability `spm_rate`,
-else PSM. The header (path + language comment lines) starts the code in every layout.
+file whose language has no SFIM rules (spans.RULES; such files are not parsed at all), no installed
+grammar, a syntax error or no structure that fits falls back to random FIM and the Document says
+so (`fell_back`, `fallback_reason`), so packing can count fallbacks per reason. Each FIM
+document is SPM with probability `spm_rate`, else PSM. The header (path + language comment lines)
+starts the code in every layout.
 
 Example: make_document("x = 1\\n", "a/b.py", "Python", MixConfig(ntp_rate=1.0), rng).pieces
     -> ["<s>", "# the file path is: a/b.py\\n# the code file is written by Python\\nx = 1\\n", "</s>"]
@@ -15,13 +17,18 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from lightcoder.fim.spans import DEFAULT_MAX_CHARS, DEFAULT_WHOLE_NODE_RATE, parse_source, sample_parsed_span
+from lightcoder.fim.spans import (
+    DEFAULT_MAX_CHARS, DEFAULT_WHOLE_NODE_RATE, RULES, parse_source, sample_parsed_span,
+)
 from lightcoder.fim.transforms import ntp_document, psm_document, random_span, split, spm_document
 from lightcoder.languages import language_for_path
 from lightcoder.tokenizer.header import file_header
 
 OBJECTIVES: tuple[str, ...] = ("ntp", "fim", "sfim")
 ORDERS: tuple[str, ...] = ("psm", "spm")
+# Why SFIM fell back to random FIM: no spans.RULES entry for the language (or no language), no
+# tree-sitter grammar installed, a syntax error, or no structural span within max_middle_chars.
+FALLBACK_REASONS: tuple[str, ...] = ("no_rules", "no_grammar", "syntax_error", "no_span")
 
 
 @dataclass(kw_only=True)
@@ -48,6 +55,7 @@ class Document:
     objective: str  # "ntp" | "fim" | "sfim"
     order: str  # "psm" | "spm" | "" (ntp)
     fell_back: bool  # SFIM was drawn but the file could not be parsed: random FIM instead
+    fallback_reason: str = ""  # one of FALLBACK_REASONS when fell_back, else ""
 
 
 def make_document(
@@ -62,19 +70,26 @@ def make_document(
     if rng.random() < cfg.ntp_rate:
         return Document(ntp_document(header, text), "ntp", "", False)
     order = "spm" if rng.random() < cfg.spm_rate else "psm"
-    span, objective, fell_back = None, "fim", False
+    span, objective, reason = None, "fim", ""
     if rng.random() < cfg.sfim_rate:
-        parsed = parse_source(text, language)
-        if parsed is not None and not parsed.has_error:
-            span = sample_parsed_span(
-                parsed, rng, max_chars=cfg.max_middle_chars, whole_node_rate=cfg.whole_node_rate
-            )
-        if span is None:
-            fell_back = True  # no grammar, syntax error, or no structure fits max_middle_chars
-        else:
+        span, reason = _sfim_span(text, language, cfg, rng)
+        if span is not None:
             objective = "sfim"
     if span is None:
         span = random_span(text, rng)
     prefix, middle, suffix = split(text, span)
     layout = spm_document if order == "spm" else psm_document
-    return Document(layout(header, prefix, middle, suffix), objective, order, fell_back)
+    return Document(layout(header, prefix, middle, suffix), objective, order, bool(reason), reason)
+
+
+def _sfim_span(text: str, language: str | None, cfg: MixConfig, rng: random.Random):
+    """(span, "") or (None, fallback reason); draws from rng only when the file parsed cleanly."""
+    if language not in RULES:
+        return None, "no_rules"  # nothing to sample: skip the parse
+    parsed = parse_source(text, language)
+    if parsed is None:
+        return None, "no_grammar"
+    if parsed.has_error:
+        return None, "syntax_error"
+    span = sample_parsed_span(parsed, rng, max_chars=cfg.max_middle_chars, whole_node_rate=cfg.whole_node_rate)
+    return (None, "no_span") if span is None else (span, "")

@@ -22,10 +22,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from lightcoder.artifacts import replace_dir, write_json_atomic
 from lightcoder.model.config import ModelConfig
 from lightcoder.model.llama import Transformer
+from lightcoder.tokenizer.special_tokens import BOS, EOS, SPECIAL_TOKENS
 
-BOS_ID, EOS_ID = 1, 2  # tokenizer/special_tokens.py gives <s> id 1 and </s> id 2, as aiXcoder-7B
+# Special tokens take ids 0..10 in SPECIAL_TOKENS order: <s> is 1 and </s> is 2, as in aiXcoder-7B.
+BOS_ID, EOS_ID = SPECIAL_TOKENS.index(BOS), SPECIAL_TOKENS.index(EOS)
 WEIGHTS_NAME, WEIGHTS_INDEX_NAME = "model.safetensors", "model.safetensors.index.json"
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
@@ -155,9 +158,9 @@ def save_checkpoint(
         state = {to_hf_name(k): v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         dtype = next(iter(state.values())).dtype
         save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
-        _write_json(tmp / "config.json", hf_config(cfg, dtype))
-        _write_json(tmp / "generation_config.json", {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID})
-        _write_json(tmp / "lightcoder.json", extra or {})
+        write_json_atomic(tmp / "config.json", hf_config(cfg, dtype))
+        write_json_atomic(tmp / "generation_config.json", {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID})
+        write_json_atomic(tmp / "lightcoder.json", extra or {})
         if tokenizer_dir is not None:
             copied = [n for n in TOKENIZER_FILES if (Path(tokenizer_dir) / n).is_file()]
             if not copied:
@@ -167,13 +170,7 @@ def save_checkpoint(
                 shutil.copyfile(Path(tokenizer_dir) / name, tmp / name)
         if before_commit is not None:
             before_commit(tmp)
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -281,7 +278,3 @@ def _corrupt(path: Path, detail: str):
     raise CheckpointError(
         f"checkpoint {path} is incomplete or corrupt: {detail}; delete it and resume from an earlier one"
     )
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

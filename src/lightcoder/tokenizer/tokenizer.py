@@ -19,13 +19,13 @@ Example: tok.encode_pieces(["<s>", "<AIX-SPAN-PRE>", "x = 1"]) -> [1, 3, *tok.en
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
 
+from lightcoder.artifacts import write_text_atomic
 from lightcoder.tokenizer.special_tokens import BOS, EOS, PAD, SPECIAL_TOKENS, STOP_TOKENS, UNK
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -82,7 +82,7 @@ class Tokenizer:
         # Serialize without our encode_special_tokens switch so HF loaders get their usual behaviour.
         self.backend.encode_special_tokens = False
         try:
-            _write_atomic(out / TOKENIZER_FILE, self.backend.to_str(pretty=True))
+            write_text_atomic(out / TOKENIZER_FILE, self.backend.to_str(pretty=True))
         finally:
             self.backend.encode_special_tokens = True
         special_map = {
@@ -102,8 +102,8 @@ class Tokenizer:
             "clean_up_tokenization_spaces": False,  # keep decode exact
             "model_input_names": ["input_ids", "attention_mask"],
         }
-        _write_atomic(out / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
-        _write_atomic(out / SPECIAL_MAP_FILE, json.dumps(special_map, indent=2) + "\n")
+        write_text_atomic(out / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+        write_text_atomic(out / SPECIAL_MAP_FILE, json.dumps(special_map, indent=2) + "\n")
 
     # ---------------------------------------------------------------- encode / decode
 
@@ -161,9 +161,3 @@ def split_special(text: str) -> list[str]:
     Example: split_special("a<s>b") -> ["a", "<s>", "b"]
     """
     return [p for p in _SPECIAL_SPLIT_RE.split(text) if p]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -13,8 +13,6 @@ Example: tok = train_tokenizer(texts, TokenizerConfig(vocab_size=512)); tok.deco
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -24,6 +22,7 @@ from pathlib import Path
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
+from lightcoder.artifacts import clear_done, mark_done, read_done
 from lightcoder.tokenizer.header import file_header
 from lightcoder.tokenizer.special_tokens import SPECIAL_TOKENS
 from lightcoder.tokenizer.tokenizer import Tokenizer
@@ -107,10 +106,10 @@ def run_tokenizer(cfg: TokenizerConfig, data_dir: str | Path, out_dir: str | Pat
     from lightcoder.data.pipeline import read_corpus  # the data stage is only needed here
 
     out = Path(out_dir)
-    done = out / "DONE"
-    if done.exists() and not force:
-        return json.loads(done.read_text())
-    done.unlink(missing_ok=True)
+    previous = read_done(out)
+    if previous is not None and not force:
+        return previous
+    clear_done(out)
 
     t0 = time.perf_counter()
     texts = list(_training_texts(read_corpus(data_dir, "train"), cfg.max_train_chars))
@@ -131,9 +130,7 @@ def run_tokenizer(cfg: TokenizerConfig, data_dir: str | Path, out_dir: str | Pat
         "chars_per_token": round(sum(map(len, sample)) / max(1, sample_tokens), 4),
         "seconds": round(t_train, 3),
     }
-    tmp = done.with_name("DONE.tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, done)
+    mark_done(out, summary)
     return summary
 
 

@@ -34,7 +34,12 @@ def step_dir(ckpt_dir: str | Path, step: int) -> Path:
 
 
 def complete_checkpoints(ckpt_dir: str | Path) -> list[tuple[int, Path]]:
-    """(step, dir) of every complete checkpoint under ckpt_dir, oldest first."""
+    """(step, dir) of every complete checkpoint under ckpt_dir, oldest first.
+
+    Complete means train_state.pt exists; one that exists but is empty or truncated is still listed,
+    so resuming stops with load_train_state's CheckpointError naming it instead of silently falling
+    back to an older checkpoint.
+    """
     ckpt_dir = Path(ckpt_dir)
     if not ckpt_dir.is_dir():
         return []
@@ -81,11 +86,18 @@ def save_train_checkpoint(ckpt_dir: str | Path, step: int, model: torch.nn.Modul
 def load_train_state(path: str | Path) -> dict:
     """train_state.pt of checkpoint dir `path`; CheckpointError naming the dir when unreadable."""
     path = Path(path)
+    file = path / STATE_FILE
+    try:
+        size = file.stat().st_size
+    except OSError as exc:
+        raise CheckpointError(_corrupt_message(path, f"{STATE_FILE} cannot be read: {exc}")) from None
+    if size == 0:  # a save cut short (e.g. power loss before the data reached the disk)
+        raise CheckpointError(_corrupt_message(path, f"{STATE_FILE} is empty (0 bytes)"))
     try:
         # Our own file: it holds numpy/python RNG states, which weights_only=True refuses.
-        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+        state = torch.load(file, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any failure means the same thing to the user
-        raise CheckpointError(_corrupt_message(path, exc)) from exc
+        raise CheckpointError(_corrupt_message(path, f"{STATE_FILE} is truncated or corrupt: {exc}")) from exc
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise CheckpointError(_corrupt_message(path, f"unexpected {STATE_FILE} format"))
     return state

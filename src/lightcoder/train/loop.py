@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import random
 import signal
 import sys
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lightcoder.artifacts import append_jsonl, read_jsonl, write_text_atomic
 from lightcoder.model.llama import Transformer
 from lightcoder.train import checkpoint as ckpt
 from lightcoder.train.config import RESUME_SENSITIVE, TrainConfig
@@ -356,24 +356,19 @@ def _plain(value):
 
 
 def truncate_metrics(path: Path, max_step: int) -> None:
-    """Keep only the metrics.jsonl records with step <= max_step (-1: remove all), atomically."""
+    """Keep only the metrics.jsonl records with step <= max_step (-1: remove all), atomically.
+
+    A torn last line (a killed run) is dropped; a bad line before it is a ValueError naming file:line.
+    """
     if not path.exists():
         return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line)["step"] <= max_step:
-                kept.append(line + "\n")
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue  # a torn line from a killed run
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept), encoding="utf-8")
-    os.replace(tmp, path)
+    rows = read_jsonl(path, hint=f"delete {path.name} (it only holds logged losses) and resume")
+    kept = [r for r in rows if isinstance(r.get("step"), int) and r["step"] <= max_step]
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def log(metrics, record: dict) -> None:
-    metrics.write(json.dumps(record) + "\n")
-    metrics.flush()
+    append_jsonl(metrics, record)
 
 
 def sync(device: torch.device) -> None:

@@ -6,9 +6,10 @@ Example: plot_losses("RUN/metrics.jsonl", "RUN/loss.png")
 
 from __future__ import annotations
 
-import json
-import os
+import io
 from pathlib import Path
+
+from lightcoder.artifacts import read_jsonl, write_bytes_atomic
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -16,13 +17,7 @@ def read_metrics(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    return read_jsonl(path)
 
 
 def plot_losses(metrics_path: str | Path, out_path: str | Path, *, title: str = "lightcoder training") -> Path:
@@ -52,8 +47,7 @@ def plot_losses(metrics_path: str | Path, out_path: str | Path, *, title: str = 
     fig.tight_layout()
 
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp.png")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, out_path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    write_bytes_atomic(out_path, png.getvalue())
     return out_path
