@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 
 from lightcoder.artifacts import is_done, write_text_atomic
+from lightcoder.train.config import RESUME_SENSITIVE
 from lightcoder.config import (
     ConfigError, RunConfig, config_to_dict, diff_configs, save_run_config, write_json_atomic,
 )
@@ -36,9 +37,6 @@ STAGES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "shards": ("pack", ("pack",), ("data", "tokenizer")),
     "ckpt": ("train", ("model", "train"), ("tokenizer", "shards")),
 }
-# train fields a resumed run may change: how long to train and how often to log/eval/save
-RESUMABLE_TRAIN_KEYS = ("max_minutes", "max_steps", "max_tokens", "eval_every", "eval_batches",
-                        "ckpt_every", "keep_checkpoints", "log_every", "num_threads")
 EVAL_MODELS = ("trained", "untrained", "most_common_line")
 
 
@@ -88,8 +86,8 @@ def _stage_config(cfg: RunConfig, stage: str) -> dict:
     sections = {s: full[s] for s in STAGES[stage][1]}
     if "model" in sections:  # vocab_size and max_seq_len come from the tokenizer and packing at train time
         sections["model"] = {k: v for k, v in sections["model"].items() if k not in ("vocab_size", "max_seq_len")}
-    if "train" in sections:  # budgets and cadence may change between resumes (training continues)
-        sections["train"] = {k: v for k, v in sections["train"].items() if k not in RESUMABLE_TRAIN_KEYS}
+    if "train" in sections:  # only what changes the numbers; budgets and cadence may change on resume
+        sections["train"] = {k: v for k, v in sections["train"].items() if k in RESUME_SENSITIVE}
     return sections
 
 

@@ -163,3 +163,20 @@ def test_completer_needs_a_tokenizer(tmp_path):
     save_checkpoint(model, model.cfg, tmp_path / "ck")
     with pytest.raises(CheckpointError, match="tokenizer"):
         Completer.load(tmp_path / "ck")
+
+
+def test_vocab_size_limits_generated_ids_to_the_tokenizer():
+    import torch
+
+    from lightcoder.infer.engine import generate
+    from lightcoder.model.config import get_preset
+    from lightcoder.model.llama import Transformer
+
+    model = Transformer(get_preset("lc-tiny"))
+    model.init_weights(seed=0)
+    with torch.no_grad():  # make the padded ids the most likely ones
+        model.output.weight[400:] += 5.0
+    free = list(generate(model, [1, 5, 6], max_new_tokens=12, stop_ids=()))
+    limited = list(generate(model, [1, 5, 6], max_new_tokens=12, stop_ids=(), vocab_size=400))
+    assert any(t >= 400 for t in free)
+    assert len(limited) == 12 and all(t < 400 for t in limited)

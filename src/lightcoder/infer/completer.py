@@ -85,7 +85,8 @@ class Completer:
         rng = torch.Generator().manual_seed(seed) if temperature > 0 else None
         tokens = generate(self.model, prompt, max_new_tokens=max_new_tokens,
                           stop_ids=self.tokenizer.stop_ids if stop_ids is None else stop_ids,
-                          temperature=temperature, top_k=top_k, top_p=top_p, rng=rng)
+                          temperature=temperature, top_k=top_k, top_p=top_p, rng=rng,
+                          vocab_size=self.tokenizer.vocab_size)
         new_ids: list[int] = []
         while True:
             try:

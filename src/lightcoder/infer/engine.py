@@ -67,8 +67,12 @@ def generate(
     top_k: int = 0,
     top_p: float = 1.0,
     rng: torch.Generator | None = None,
+    vocab_size: int | None = None,
 ) -> Iterator[int]:
     """Yield up to max_new_tokens new token ids; stops before yielding a stop id.
+
+    vocab_size: when the tokenizer knows fewer ids than the model's (padded) vocabulary, only ids
+    below it are ever produced (aiXcoder-7B pads its vocabulary to 49152).
 
     The generator's return value (StopIteration.value) says why it ended: "stop" (a stop id),
     "length" (max_new_tokens reached) or "max_seq_len" (the model's context is full).
@@ -95,6 +99,8 @@ def generate(
     pos = len(prompt_ids)
     stop_ids = frozenset(stop_ids)
     for i in range(max_new_tokens):
+        if vocab_size is not None and vocab_size < logits.size(-1):
+            logits[..., vocab_size:] = float("-inf")  # ids no tokenizer can decode
         token = sample_next(logits, temperature, top_k, top_p, rng)
         if token in stop_ids:
             return "stop"

@@ -24,7 +24,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @dataclass(kw_only=True)
 class TrainConfig:
-    batch_size: int = 8  # windows per optimizer step
+    batch_size: int = 4  # windows per optimizer step
     lr: float = 2e-3  # peak learning rate (after warmup)
     min_lr: float = 2e-4  # cosine floor
     warmup_steps: int = 20

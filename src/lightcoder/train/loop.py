@@ -339,6 +339,9 @@ def restore(ckpt_dir: Path, model, optimizer, loader: WindowLoader, state: dict,
                       "not match an uninterrupted run", stacklevel=2)
     ckpt.load_model_weights(path, model)
     optimizer.load_state_dict(saved["optimizer"])
+    for group in optimizer.param_groups:  # the saved state carries the old hyperparameters: apply today's
+        group.update(betas=tuple(cfg.betas), eps=cfg.eps)
+    optimizer.param_groups[0]["weight_decay"] = cfg.weight_decay  # group 0 decays (optim.param_groups)
     if saved["loader"]["batch_size"] == loader.batch_size:
         loader.load_state_dict(saved["loader"])
     else:  # a new batch size cannot continue the same permutation walk exactly; start the next epoch
