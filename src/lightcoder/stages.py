@@ -97,36 +97,36 @@ def _stage_config(cfg: RunConfig, stage: str) -> dict:
 def stage_data(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
     from lightcoder.data.pipeline import run_data
 
-    heading("1/6 data: read, filter, dedup, split by repository")
-    check_stage(cfg, run_dir, "data", force=force)
-    save_run_config(cfg, run_dir)
-    stats = run_data(cfg.data, run_dir / "data", force=force)
-    record_stage(cfg, run_dir, "data", new_build=not stats.get("skipped", False))
-    return stats
+    return _run_file_stage(cfg, run_dir, "data", "1/6 data: read, filter, dedup, split by repository",
+                           lambda: run_data(cfg.data, run_dir / "data", force=force), force=force)
 
 
 def stage_tokenizer(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
     from lightcoder.tokenizer.train import run_tokenizer
 
-    heading("2/6 tokenizer: byte-level BPE + aiXcoder special tokens")
-    check_stage(cfg, run_dir, "tokenizer", force=force)
-    save_run_config(cfg, run_dir)
-    done_before = is_done(run_dir / "tokenizer") and not force
-    summary = run_tokenizer(cfg.tokenizer, run_dir / "data", run_dir / "tokenizer", force=force)
-    record_stage(cfg, run_dir, "tokenizer", new_build=not done_before)
-    return summary
+    return _run_file_stage(
+        cfg, run_dir, "tokenizer", "2/6 tokenizer: byte-level BPE + aiXcoder special tokens",
+        lambda: run_tokenizer(cfg.tokenizer, run_dir / "data", run_dir / "tokenizer", force=force), force=force)
 
 
 def stage_pack(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
     from lightcoder.packing import run_pack
 
-    heading("3/6 pack: repository ordering -> NTP / FIM / SFIM documents -> token windows")
-    check_stage(cfg, run_dir, "shards", force=force)
+    return _run_file_stage(
+        cfg, run_dir, "shards", "3/6 pack: repository ordering -> NTP / FIM / SFIM documents -> token windows",
+        lambda: run_pack(cfg.pack, run_dir / "data", run_dir / "tokenizer", run_dir / "shards", force=force),
+        force=force)
+
+
+def _run_file_stage(cfg: RunConfig, run_dir: Path, stage: str, title: str, run, *, force: bool) -> dict:
+    """Check, run (skipped by the stage itself when its DONE marker exists), then record a stage."""
+    heading(title)
+    check_stage(cfg, run_dir, stage, force=force)
     save_run_config(cfg, run_dir)
-    done_before = is_done(run_dir / "shards") and not force
-    index = run_pack(cfg.pack, run_dir / "data", run_dir / "tokenizer", run_dir / "shards", force=force)
-    record_stage(cfg, run_dir, "shards", new_build=not done_before)
-    return index
+    was_done = is_done(run_dir / stage) and not force
+    result = run()
+    record_stage(cfg, run_dir, stage, new_build=not was_done)  # recorded only once it succeeded
+    return result
 
 
 def model_config_for_run(cfg: RunConfig, run_dir: Path):
