@@ -10,10 +10,10 @@ ARGS ?=
 
 install: $(INSTALLED)
 
+# torch is pinned in pyproject.toml (2.13.0 = the local CPU wheel on these machines)
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	# torch is pinned in pyproject.toml (2.13.0 = the local CPU wheel on these machines)
 	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
 
