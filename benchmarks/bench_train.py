@@ -112,7 +112,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="lc-quickstart")
     p.add_argument("--seq-len", type=int, default=512, help="window length; the model sees seq_len - 1 tokens")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
     p.add_argument("--steps", type=int, default=6, help="timed steps per model per round")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per model before the first round")
