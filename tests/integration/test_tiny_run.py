@@ -124,6 +124,13 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
     (empty / "notes.txt").write_text("no code here")
     assert main(["data", "--out", str(tmp_path / "r2"), "--corpus", str(empty)]) == 1
     assert "no usable source files" in capsys.readouterr().err
+    broken = tmp_path / "broken" / "pkg"
+    broken.mkdir(parents=True)
+    (broken / "a.py").write_text("def f(:\n    return\n")
+    (broken / "b.py").write_text("class (x):\n")
+    assert main(["data", "--out", str(tmp_path / "r4"), "--corpus", str(broken.parent)]) == 1
+    err = capsys.readouterr().err
+    assert "no usable source files" in err and "syntax_error" in err
     assert main(["config", "--out", str(tmp_path / "r3"), "--train.learning_rate", "1"]) == 2
     assert "unknown config key --train.learning_rate" in capsys.readouterr().err
 
