@@ -18,7 +18,7 @@ from lightcoder.stages import (
     prepare_run_dir, stage_data, stage_eval, stage_pack, stage_report, stage_tokenizer, stage_train,
 )
 
-EVAL_RESERVE_MINUTES = 3.0  # tasks x 3 models of greedy generation with the quickstart model on 2 cores
+EVAL_RESERVE_MINUTES = 2.5  # 210 tasks x 2 models x 64 greedy tokens on 2 cores (~70 s each) + loading
 MIN_TRAIN_MINUTES = 1.0
 
 

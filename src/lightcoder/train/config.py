@@ -36,7 +36,7 @@ class TrainConfig:
     max_tokens: int = 0
     max_minutes: float = 0.0
     schedule_steps: int = 0  # > 0: the LR schedule's length, independent of the budget (see docstring)
-    plan_after_steps: int = 5  # with max_minutes: steps timed before planning the total (first one excluded)
+    plan_after_steps: int = 20  # with max_minutes: steps timed (after a warm-up) to plan the total
     eval_every: int = 100  # steps between validation losses; 0 = only at the start and the end
     eval_batches: int = 4  # fixed batches of the valid split per validation
     ckpt_every: int = 500  # steps between checkpoints; 0 = only step 0 and the end

@@ -50,6 +50,8 @@ from lightcoder.train.plot import plot_losses
 class ResumeMismatchError(ValueError):
     """The checkpoint in out_dir was trained with another model config."""
 
+PLAN_WARMUP_STEPS = 10  # with max_minutes: steps run before the timing that plans the total
+
 
 def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenizer_dir: str | Path | None,
           out_dir: str | Path) -> dict:
@@ -100,7 +102,7 @@ def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenize
 
     # ---- the loop (elapsed_s counts wall time across resumes, evals and checkpoints included)
     start_step, start_tokens, elapsed_before = state["step"], state["tokens"], state["elapsed_s"]
-    plan_from = start_step + 1  # the first step of a session is slow (allocation, kernel selection)
+    plan_from = start_step + PLAN_WARMUP_STEPS  # early steps are slow (allocation, kernel selection)
     t_session = t_interval = time.perf_counter()
     paused_s = interval_paused_s = 0.0  # eval + checkpoint seconds, left out of tokens/s
     interval_tokens, loss_sum, loss_count = 0, torch.zeros((), device=device), 0
