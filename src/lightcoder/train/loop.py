@@ -47,10 +47,11 @@ from lightcoder.train.optim import build_optimizer, lr_at, set_lr
 from lightcoder.train.plot import plot_losses
 
 
+PLAN_WARMUP_STEPS = 10  # with max_minutes: steps run before the timing that plans the total
+
+
 class ResumeMismatchError(ValueError):
     """The checkpoint in out_dir was trained with another model config."""
-
-PLAN_WARMUP_STEPS = 10  # with max_minutes: steps run before the timing that plans the total
 
 
 def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenizer_dir: str | Path | None,
