@@ -135,6 +135,7 @@ def _cmd_complete(args: argparse.Namespace) -> int:
     sys.stdout.write(result.text)
     if not result.text.endswith("\n"):
         sys.stdout.write("\n")
+    sys.stdout.flush()  # the completion first, then the stats line on stderr
     print(f"[{result.new_tokens} tokens in {result.seconds * 1000:.0f} ms, prompt {result.prompt_tokens} "
           f"tokens, stop: {result.stop_reason}]", file=sys.stderr)
     return 0
