@@ -110,9 +110,29 @@ def _eval_section(run_dir: Path) -> list[str]:
              "EM = exact match after strip (as aiXcoder FIM-Eval), ES = edit similarity (0-100), "
              "Len = mean predicted : reference characters.", "",
              format_eval_table(ordered), ""]
+    if "trained" in ordered:
+        lines += [_comparison_line(ordered), ""]
     samples_path = eval_dir / "trained" / "samples.jsonl"
     if samples_path.exists():
         tasks = read_tasks(eval_dir / "tasks.jsonl")
         samples = read_jsonl(samples_path)
         lines += ["## Sample completions (trained model)", "", format_samples(tasks, samples, 4), ""]
     return lines
+
+
+def _comparison_line(scores: dict[str, dict]) -> str:
+    """How many task types the trained model beats each other model on (EM, then ES breaks EM ties).
+
+    Example: "trained vs untrained: better on 7/7 task types (EM ties broken by ES)".
+    """
+    trained = scores["trained"]["summary"]
+    types = [t for t in trained if t != "total"]
+    parts = []
+    for name, other in scores.items():
+        if name == "trained":
+            continue
+        other = other["summary"]
+        wins = sum(1 for t in types if t in other and
+                   (trained[t]["em"], trained[t]["es"]) > (other[t]["em"], other[t]["es"]))
+        parts.append(f"vs {name}: better on {wins}/{len(types)} task types")
+    return "Trained model " + "; ".join(parts) + " (exact match first, edit similarity breaks ties)."

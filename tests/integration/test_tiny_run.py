@@ -46,7 +46,7 @@ def test_quickstart_writes_every_stage(run_dir):
     stats = json.loads((run_dir / "data" / "stats.json").read_text())
     assert json.dumps(stats).count("binary") >= 1  # the binary file was dropped with its reason
     report = (run_dir / "report.md").read_text()
-    for section in ("Data funnel", "Training", "Evaluation", "Sample completions"):
+    for section in ("Data funnel", "Training", "Evaluation", "Sample completions", "Trained model vs untrained"):
         assert section in report
     scores = {name: json.loads((run_dir / "eval" / name / "scores.json").read_text())
               for name in ("trained", "untrained", "most_common_line")}
