@@ -37,6 +37,10 @@ _OLD_SIBLING = re.compile(r"^\..+\.old-\d+$")
 
 def fsync_dir(path: str | Path) -> None:
     """fsync a directory so renames inside it survive a power cut (best effort: no-op where unsupported)."""
+    _fsync_path(path)
+
+
+def _fsync_path(path: str | Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -53,16 +57,7 @@ def _fsync_tree(root: Path) -> None:
     """fsync every regular file under root, then the directories (best effort)."""
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
-            try:
-                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+            _fsync_path(os.path.join(dirpath, name))
         fsync_dir(dirpath)
 
 
