@@ -180,3 +180,25 @@ def test_vocab_size_limits_generated_ids_to_the_tokenizer():
     limited = list(generate(model, [1, 5, 6], max_new_tokens=12, stop_ids=(), vocab_size=400))
     assert any(t >= 400 for t in free)
     assert len(limited) == 12 and all(t < 400 for t in limited)
+
+
+def test_completion_cut_mid_character_drops_the_unfinished_bytes(run_dir, monkeypatch):
+    import lightcoder.infer.completer as completer_module
+
+    completer = Completer.load(run_dir)
+    tok = completer.tokenizer
+    text_ids = tok.encode("x = 1")
+    e_ids = tok.encode("é")  # U+00E9 is two UTF-8 bytes; a small byte-level BPE keeps them apart
+    if len(e_ids) < 2:
+        pytest.skip("'é' is a single token in this tokenizer")
+    first_byte_id = e_ids[0]
+    assert tok.decode([first_byte_id]).endswith("\ufffd")
+
+    def fake_generate(*args, **kwargs):
+        yield from text_ids
+        yield first_byte_id
+        return "length"
+
+    monkeypatch.setattr(completer_module, "generate", fake_generate)
+    result = completer.complete("y = ", max_new_tokens=len(text_ids) + 1)
+    assert result.text == "x = 1" and result.new_tokens == len(text_ids) + 1

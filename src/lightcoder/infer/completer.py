@@ -94,6 +94,12 @@ class Completer:
             except StopIteration as done:  # the generator returns its stop reason
                 stop_reason = done.value
                 break
+        num_generated = len(new_ids)
+        if stop_reason != "stop":  # cut mid-character: drop the bytes of the unfinished UTF-8 sequence
+            for _ in range(3):
+                if not new_ids or not self.tokenizer.decode(new_ids[-4:]).endswith("\ufffd"):
+                    break
+                new_ids.pop()
         return Completion(text=self.tokenizer.decode(new_ids), prompt_tokens=len(prompt),
-                          new_tokens=len(new_ids), stop_reason=stop_reason,
+                          new_tokens=num_generated, stop_reason=stop_reason,
                           seconds=time.perf_counter() - start)
