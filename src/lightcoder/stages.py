@@ -210,18 +210,8 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
         scores[name] = run_fim_eval(
             predictor, tasks, eval_dir / name, name=name, max_new_tokens=cfg.eval.max_new_tokens,
             mode=cfg.eval.mode, model_id=model_id, config=config_to_dict(cfg.eval),
-            # samples of another checkpoint or other generation settings are stale: start over
-            force=_generation_changed(eval_dir / name, model_id, cfg))
+            restart_stale=True)  # samples of another checkpoint or other settings: start over
     return scores
-
-
-def _generation_changed(model_eval_dir: Path, model_id: str, cfg: RunConfig) -> bool:
-    path = model_eval_dir / "generation.json"
-    if not path.exists():
-        return False
-    recorded = json.loads(path.read_text())
-    return (recorded.get("model_id"), recorded.get("max_new_tokens"), recorded.get("mode")) != \
-        (model_id, cfg.eval.max_new_tokens, cfg.eval.mode)
 
 
 def _checkpoint_for(run_dir: Path, name: str) -> Path:

@@ -170,3 +170,15 @@ def test_format_samples_shows_context_and_reference():
     assert f"line9\n    {CURSOR_OPEN}return 0{CURSOR_CLOSE}\n\nx = 1" in text
     assert "line4" not in text and "line5" in text  # the last 6 prefix lines, the cursor's included
     assert "exact match" in text
+
+
+def test_restart_stale_regenerates_only_when_settings_changed(tmp_path):
+    tasks = make_tasks()
+    run_fim_eval(OraclePredictor(tasks), tasks, tmp_path, name="m", model_id="step_1")
+    same = FakePredictor(tasks)
+    run_fim_eval(same, tasks, tmp_path, name="m", model_id="step_1", restart_stale=True)
+    assert same.calls == []  # nothing changed: every sample is reused
+    newer = FakePredictor(tasks)
+    scores = run_fim_eval(newer, tasks, tmp_path, name="m", model_id="step_2", restart_stale=True)
+    assert len(newer.calls) == len(tasks)  # another checkpoint: all samples redone
+    assert scores["summary"][TOTAL]["em"] < 100  # scored from the new samples, not the oracle's

@@ -126,6 +126,10 @@ def load_samples(path: str | Path) -> dict[str, dict]:
     return {sample["task_id"]: sample for sample in rows}
 
 
+def _generation_changed(path: Path, settings: dict) -> bool:
+    return path.exists() and json.loads(path.read_text(encoding="utf-8")) != settings
+
+
 def _check_generation(path: Path, settings: dict) -> None:
     """Record the generation settings, or refuse to resume samples made with different ones."""
     if path.exists():
@@ -143,7 +147,7 @@ def _check_generation(path: Path, settings: dict) -> None:
 
 def run_fim_eval(predictor: Predictor, tasks: Iterable[FimTask], out_dir: str | Path, *, name: str,
                  max_new_tokens: int = 96, mode: str = "spm", model_id: str = "",
-                 config: dict | None = None, force: bool = False) -> dict:
+                 config: dict | None = None, force: bool = False, restart_stale: bool = False) -> dict:
     """Complete every task with `predictor`, score, write the three files; returns the scores.json dict.
 
     Args:
@@ -152,6 +156,8 @@ def run_fim_eval(predictor: Predictor, tasks: Iterable[FimTask], out_dir: str | 
             model_id are refused, so a newer checkpoint never resumes an older one's samples.
         config: the resolved eval/run config to stamp into scores.json (e.g. dataclasses.asdict(EvalConfig)).
         force: delete this dir's earlier outputs instead of resuming from them.
+        restart_stale: when the earlier outputs were made with other generation settings (another
+            model_id, mode, ...), start over instead of refusing.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -164,11 +170,11 @@ def run_fim_eval(predictor: Predictor, tasks: Iterable[FimTask], out_dir: str | 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {f: out / f for f in (SAMPLES_FILE, RESULTS_FILE, SCORES_FILE, GENERATION_FILE)}
-    if force:
-        for path in paths.values():
-            path.unlink(missing_ok=True)
     settings = {"name": name, "model_id": model_id, "max_new_tokens": max_new_tokens, "mode": mode,
                 "temperature": 0.0}
+    if force or (restart_stale and _generation_changed(paths[GENERATION_FILE], settings)):
+        for path in paths.values():
+            path.unlink(missing_ok=True)
     _check_generation(paths[GENERATION_FILE], settings)
 
     done = load_samples(paths[SAMPLES_FILE])
