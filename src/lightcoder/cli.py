@@ -4,6 +4,7 @@
     lightcoder data|tokenizer|pack|train|eval|report [--out DIR]          one stage over a run dir
     lightcoder complete RUN_OR_CKPT --prefix-file F [--suffix-file F]     one completion
     lightcoder config [--out DIR]                                         the resolved config
+    lightcoder data report | eval report | serve | export ...             see MODULE_COMMANDS
 
 Every stage command also takes config overrides `--section.field VALUE` (e.g. `--train.lr 3e-4`,
 `--pack.mix.ntp_rate 0.4`) and `--model-preset NAME`; unknown keys are errors. A run directory's
@@ -23,6 +24,14 @@ DEFAULT_RUN_DIR = "run/quickstart"
 STAGE_FUNCTIONS = {"data": "stage_data", "tokenizer": "stage_tokenizer", "pack": "stage_pack",
                    "train": "stage_train", "eval": "stage_eval", "report": "stage_report"}
 TRAIN_BUDGET_KEYS = ("train.max_minutes", "train.max_steps", "train.max_tokens")
+# Commands that own their whole argument parsing: leading words -> module with `main(argv) -> int`
+# (argv = the words after them). Checked before the stage parser, longest match first.
+MODULE_COMMANDS = {
+    ("data", "report"): "lightcoder.data.report_command",
+    ("eval", "report"): "lightcoder.eval.report_command",
+    ("serve",): "lightcoder.serve.command",
+    ("export",): "lightcoder.serve.export_command",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,12 +65,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def find_module_command(argv: list[str]) -> tuple[str, list[str]] | None:
+    """(module, remaining argv) when argv starts with a MODULE_COMMANDS key, else None."""
+    for words in sorted(MODULE_COMMANDS, key=len, reverse=True):
+        if tuple(argv[: len(words)]) == words:
+            return MODULE_COMMANDS[words], argv[len(words):]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     from lightcoder.config import ConfigError
 
+    module_command = find_module_command(argv)
     try:
+        if module_command is not None:
+            import importlib
+
+            module, rest = module_command
+            return importlib.import_module(module).main(rest)
+        parser = build_parser()
+        args, rest = parser.parse_known_args(argv)
         if args.command == "complete":
             if rest:
                 parser.error(f"unrecognized arguments: {' '.join(rest)}")
