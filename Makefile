@@ -6,7 +6,7 @@ VENV := .venv
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: quickstart test install bench clean
+.PHONY: quickstart test install browser bench clean
 
 install: $(INSTALLED)
 
@@ -20,8 +20,20 @@ $(INSTALLED): pyproject.toml
 quickstart: $(INSTALLED)
 	$(VENV)/bin/lightcoder quickstart $(ARGS)
 
-test: $(INSTALLED)
+test: $(INSTALLED) browser
 	$(VENV)/bin/python -m pytest $(ARGS)
+
+# The playground test drives Debian's headless Chromium. Installed when missing and we are root;
+# otherwise that one test skips and says why.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian chromium for the playground test"; \
+	    (apt-get install -y -q chromium >/tmp/lightcoder-apt.log 2>&1 || \
+	     (apt-get update -q >>/tmp/lightcoder-apt.log 2>&1 && apt-get install -y -q chromium >>/tmp/lightcoder-apt.log 2>&1)) || \
+	    echo "chromium install failed (see /tmp/lightcoder-apt.log); the playground test will skip"; \
+	  else echo "no /usr/bin/chromium and not root: the playground test will skip"; fi; \
+	fi
 
 bench: $(INSTALLED)
 	$(VENV)/bin/python benchmarks/bench_train.py
