@@ -51,3 +51,17 @@ def test_unknown_language_error_names_it():
 def test_python_grammar_is_installed():
     assert has_grammar("Python")
     assert not has_grammar("Kotlin")  # no grammar configured
+
+
+@pytest.mark.parametrize("language", ["Python", "Java", "JavaScript", "TypeScript", "TSX", "C", "C++", "Go", "Rust"])
+def test_sfim_languages_have_grammars(language):
+    from lightcoder.languages import tree_sitter_parser
+
+    assert has_grammar(language)
+    assert tree_sitter_parser(language).parse(b"x").root_node is not None
+
+
+def test_tsx_is_its_own_language():
+    # linguist calls .tsx "TSX"; the TypeScript grammar cannot parse JSX, so .tsx gets the tsx grammar
+    assert language_for_path("web/App.tsx") == "TSX" and language_for_path("web/app.ts") == "TypeScript"
+    assert file_header("App.tsx").endswith("// the code file is written by TSX\n")

@@ -10,7 +10,9 @@ import pytest
 
 from lightcoder.data.pipeline import DataConfig, read_corpus, run_data
 from lightcoder.fim.mix import FALLBACK_REASONS, MixConfig
-from lightcoder.packing import PackConfig, file_document, open_shard, order_split, run_pack
+from lightcoder.packing import (
+    PackConfig, _pack_split, file_document, format_stats, open_shard, order_split, run_pack,
+)
 from lightcoder.tokenizer import special_tokens as st
 from lightcoder.tokenizer.header import file_header
 from lightcoder.tokenizer.tokenizer import Tokenizer
@@ -19,6 +21,9 @@ from lightcoder.tokenizer.train import TokenizerConfig, run_tokenizer
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 MODULES = ("textwrap.py", "colorsys.py", "bisect.py", "shlex.py", "fnmatch.py", "glob.py", "keyword.py")
 SEQ_LEN = 64
+SPECIALS = ('"""Strings that look like special tokens."""\n\nBOS = "<s>"\nEOS = "</s>"\n'
+            'SENTINELS = ["<AIX-SPAN-PRE>", "<AIX-SPAN-MIDDLE>", "<AIX-SPAN-POST>", "<pad>"]\n\n\n'
+            'def wrap(text):\n    """Wrap text as a document."""\n    return BOS + text + EOS\n')
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +33,8 @@ def stages(tmp_path_factory) -> dict[str, Path]:
     shutil.copytree(STDLIB / "json", src / "json", ignore=shutil.ignore_patterns("__pycache__"))
     for name in MODULES:
         shutil.copy(STDLIB / name, src / name)
+    # source text that spells special tokens must stay text: one <s> per document, nowhere else
+    (src / "json" / "specials.py").write_text(SPECIALS)
     run_data(DataConfig(sources=[str(src)], valid_fraction=0.2, test_fraction=0.05), root / "data")
     run_tokenizer(TokenizerConfig(vocab_size=400), root / "data", root / "tok")
     return {"root": root, "data": root / "data", "tok": root / "tok"}
@@ -133,10 +140,89 @@ def test_open_shard_errors(stages, tmp_path):
         open_shard(out, "train")
 
 
+def test_streams_partition_windows_at_repository_starts(stages):
+    out, summary = pack(stages, "streams")
+    tok = Tokenizer.load(stages["tok"])
+    cfg = PackConfig(seq_len=SEQ_LEN)
+    for split in ("train", "valid"):
+        info = summary["splits"][split]
+        files = order_split(read_corpus(stages["data"], split), cfg, split)
+        offsets, total, previous = [], 0, None
+        for f in files:  # the stream offset of each repository's first token, recomputed here
+            if f.repo != previous:
+                offsets.append(total)
+                previous = f.repo
+            total += len(tok.encode_pieces(file_document(f, cfg).pieces))
+        assert total == info["num_stream_tokens"]
+        firsts = sorted({-(-o // SEQ_LEN) for o in offsets if -(-o // SEQ_LEN) < info["num_windows"]} | {0})
+        assert [s[0] for s in info["streams"]] == firsts
+        assert sum(n for _, n in info["streams"]) == info["num_windows"] == len(open_shard(out, split))
+        assert all(a + n == b for (a, n), (b, _) in zip(info["streams"], info["streams"][1:]))
+        assert info["num_streams"] == len(info["streams"]) <= info["num_repos"]
+        assert sum(info["strategies"].values()) == info["num_repos"]
+    assert set(summary["strategies"]) <= {"content", "path", "dependency", "random"}
+
+
+def test_special_token_text_is_never_a_special_id(stages):
+    files = list(read_corpus(stages["data"], "train")) + list(read_corpus(stages["data"], "valid"))
+    special = [f for f in files if f.path.endswith("specials.py")]
+    assert special, "the corpus stage dropped specials.py"
+    tok = Tokenizer.load(stages["tok"])
+    cfg = PackConfig(seq_len=SEQ_LEN, mix=MixConfig(ntp_rate=0.5))
+    for seed in range(10):
+        doc = file_document(special[0], PackConfig(seq_len=SEQ_LEN, seed=seed, mix=cfg.mix))
+        ids = tok.encode_pieces(doc.pieces)
+        assert [i for i in ids if i < len(st.SPECIAL_TOKENS)] == [
+            st.SPECIAL_TOKENS.index(p) for p in doc.pieces if st.is_special(p)]
+    # a tokenizer that parses special-token strings inside text is refused, naming the file
+    tok.backend.encode_special_tokens = False
+    with pytest.raises(ValueError, match="specials.py.*exactly one <s>"):
+        _pack_split(special, tok, cfg, stages["root"] / "bad.bin", np.dtype(np.uint16), "train", None)
+    assert not (stages["root"] / "bad.bin").exists()
+
+
+def test_jsonl_export_and_stats(stages):
+    out, summary = pack(stages, "export", export_jsonl=True)
+    cfg = PackConfig(seq_len=SEQ_LEN, export_jsonl=True)
+    for split in ("train", "valid"):
+        rows = [json.loads(line) for line in (out / f"{split}.documents.jsonl").read_text().splitlines()]
+        files = order_split(read_corpus(stages["data"], split), cfg, split)
+        assert len(rows) == len(files) == summary["splits"][split]["num_documents"]
+        for row, f in zip(rows, files):
+            doc = file_document(f, cfg)
+            assert row["text"] == "".join(doc.pieces) and row["path"] == f.path and row["repo"] == f.repo
+            assert (row["objective"], row["order"], row["node_type"]) == (doc.objective, doc.order, doc.node_type)
+            assert row["text"].startswith(st.BOS) and row["text"].endswith(st.EOS)
+    langs = summary["languages"]
+    assert set(langs) == {"Python"} and langs["Python"]["sfim"] > 0
+    assert sum(summary["node_types"]["Python"].values()) == langs["Python"]["sfim"]
+    text = format_stats(summary)
+    assert "split train" in text and "objectives" in text and "Python" in text and "sfim" in text
+    assert summary["splits"]["train"]["text_pieces_with_special_strings"] + \
+        summary["splits"]["valid"]["text_pieces_with_special_strings"] > 0  # specials.py
+
+
 @pytest.mark.parametrize("kwargs, field", [
     ({"seq_len": 1}, "seq_len"), ({"sampling": "nope"}, "sampling"), ({"splits": ("train", "eval")}, "splits"),
+    ({"sampling_weights": {"path": -1}}, "sampling_weights"), ({"sampling_weights": {"bfs": 1}}, "sampling_weights"),
     ({"splits": ()}, "splits"), ({"batch_files": 0}, "batch_files"),
 ])
 def test_config_validation(kwargs, field):
     with pytest.raises(ValueError, match=field):
         PackConfig(**kwargs)
+
+
+def test_pack_stats_command(stages, tmp_path, capsys):
+    from lightcoder.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copytree(stages["data"], run / "data")
+    shutil.copytree(stages["tok"], run / "tokenizer")
+    assert main(["pack", "--out", str(run), "--pack.seq_len", "64", "--stats"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "pack: " in captured.err and "documents (ntp" in captured.err  # the stage's one-line summary
+    assert "split train:" in out and "objectives" in out and "file order" in out and "Python" in out
+    index = json.loads((run / "shards" / "index.json").read_text())
+    assert index["splits"]["train"]["streams"][0][0] == 0

@@ -44,8 +44,10 @@ LANGUAGES: tuple[Language, ...] = (
     Language("Go", (".go",), "// ", grammar_module="tree_sitter_go"),
     Language("JavaScript", (".js", ".mjs", ".cjs", ".jsx"), "// ",
              grammar_module="tree_sitter_javascript"),
-    Language("TypeScript", (".ts", ".tsx", ".mts", ".cts"), "// ",
+    Language("TypeScript", (".ts", ".mts", ".cts"), "// ",
              grammar_module="tree_sitter_typescript", grammar_function="language_typescript"),
+    # linguist's name for .tsx; the TypeScript grammar rejects JSX, so TSX has its own grammar
+    Language("TSX", (".tsx",), "// ", grammar_module="tree_sitter_typescript", grammar_function="language_tsx"),
     Language("Kotlin", (".kt", ".kts"), "// "),
     Language("Rust", (".rs",), "// ", grammar_module="tree_sitter_rust"),
     Language("Ruby", (".rb",), "# ", grammar_module="tree_sitter_ruby"),

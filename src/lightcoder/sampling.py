@@ -4,11 +4,15 @@ Packing concatenates a repository's files in the order chosen here, so related f
 each other in the token stream and the model learns to use cross-file context. Strategies live in
 `STRATEGIES` (name -> function(files, rng) -> files); aiXcoder uses four:
 
+    content     TF-IDF over identifiers, nearest-neighbour chains (k-means first for big repos)
+                (repo_order/content.py)
     path        directory groups in random order, files in path order inside a group
+    dependency  tree-sitter import/include graph resolved to repository files, dependencies
+                first, cycles broken (repo_order/dependency.py)
     random      a shuffle
-    content     (issue 4) TF-IDF similarity chains/clusters
-    dependency  (issue 4) import graph, dependencies before their users
 
+Packing draws one strategy per repository from configured weights (`choose_strategy`,
+DEFAULT_WEIGHTS: aiXcoder publishes no proportions; research/aixcoder-7b.md §4.2 placeholders).
 Every function is pure: it returns a new list and draws randomness only from the given rng.
 """
 
@@ -18,6 +22,9 @@ import posixpath
 import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from lightcoder.repo_order.content import order_by_content
+from lightcoder.repo_order.dependency import order_by_dependency
 
 if TYPE_CHECKING:
     from lightcoder.data.records import SourceFile
@@ -46,9 +53,12 @@ def order_randomly(files: list[SourceFile], rng: random.Random) -> list[SourceFi
 
 
 STRATEGIES: dict[str, OrderFn] = {
+    "content": order_by_content,
     "path": order_by_path,
+    "dependency": order_by_dependency,
     "random": order_randomly,
 }
+DEFAULT_WEIGHTS: dict[str, float] = {"content": 0.3, "path": 0.3, "dependency": 0.3, "random": 0.1}
 
 
 def order_files(files: list[SourceFile], strategy: str, rng: random.Random) -> list[SourceFile]:

@@ -51,7 +51,7 @@ def spelled(pieces: list[str]) -> str:
 def test_readme_example_spm():
     assert file_header("test.py") == HEADER
     pieces = spm_document(HEADER, PREFIX, MIDDLE, SUFFIX)
-    assert pieces == [BOS, FIM_PREFIX, FIM_SUFFIX, SUFFIX, FIM_MIDDLE, HEADER + PREFIX + MIDDLE, EOS]
+    assert pieces == [BOS, FIM_PREFIX, FIM_SUFFIX, SUFFIX, FIM_MIDDLE, HEADER + PREFIX, MIDDLE, EOS]
     assert "".join(pieces) == ours(README_SPM)
     assert spelled(pieces) == README_SPM.replace("<\\s>", "</s>")
 
@@ -87,7 +87,7 @@ def test_prompts_are_documents_cut_before_the_middle():
         assert psm_prompt(header, PREFIX, SUFFIX) == psm[: psm.index(FIM_MIDDLE) + 1]
         spm = spm_document(header, PREFIX, MIDDLE, SUFFIX)
         prompt = spm_prompt(header, PREFIX, SUFFIX)
-        assert prompt[:-1] == spm[:-2] and spm[-2] == prompt[-1] + MIDDLE
+        assert prompt == spm[:-2] and spm[-2] == MIDDLE
         assert ntp_prompt(header, PREFIX) == [BOS, header + PREFIX]
     assert ntp_prompt("", "") == [BOS]
     assert spm_prompt("", "", "") == [BOS, FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE]

@@ -1,12 +1,15 @@
 """Choose the training objective of one file and build its document (aiXcoder §3.1, §3.3).
 
 Per file: NTP with probability `ntp_rate`, else FIM. A FIM document uses SFIM (a syntax-aware span,
-fim/spans.py) with probability `sfim_rate`, else a random character span. SFIM needs a parse: a
-file whose language has no SFIM rules (spans.RULES; such files are not parsed at all), no installed
+fim/spans.py) with probability `sfim_rate`, else a random character span (BigCode/Megatron
+semantics: two uniform cut points in [0, len] per document, sorted). SFIM needs a parse: a file
+whose language has no SFIM rules (fim/rules.py; such files are not parsed at all), no installed
 grammar, a syntax error or no structure that fits falls back to random FIM and the Document says
-so (`fell_back`, `fallback_reason`), so packing can count fallbacks per reason. Each FIM
-document is SPM with probability `spm_rate`, else PSM. The header (path + language comment lines)
-starts the code in every layout.
+so (`fell_back`, `fallback_reason`), so packing can count fallbacks per reason. With
+`sfim_partial_parse` a file with a syntax error still gets SFIM from its clean subtrees (subtrees
+containing ERROR/MISSING nodes are never chosen either way). Each FIM document is SPM with
+probability `spm_rate`, else PSM. The header (path + language comment lines) starts the code in
+every layout. Every Document records its objective, order, language and (SFIM) node type.
 
 Example: make_document("x = 1\\n", "a/b.py", "Python", MixConfig(ntp_rate=1.0), rng).pieces
     -> ["<s>", "# the file path is: a/b.py\\n# the code file is written by Python\\nx = 1\\n", "</s>"]
@@ -26,7 +29,7 @@ from lightcoder.tokenizer.header import file_header
 
 OBJECTIVES: tuple[str, ...] = ("ntp", "fim", "sfim")
 ORDERS: tuple[str, ...] = ("psm", "spm")
-# Why SFIM fell back to random FIM: no spans.RULES entry for the language (or no language), no
+# Why SFIM fell back to random FIM: no fim/rules.py entry for the language (or no language), no
 # tree-sitter grammar installed, a syntax error, or no structural span within max_middle_chars.
 FALLBACK_REASONS: tuple[str, ...] = ("no_rules", "no_grammar", "syntax_error", "no_span")
 
@@ -38,6 +41,7 @@ class MixConfig:
     spm_rate: float = 0.5  # share of FIM documents in SPM order (finetune.py: 0.5)
     max_middle_chars: int = DEFAULT_MAX_CHARS  # SFIM middles longer than this are not drawn
     whole_node_rate: float = DEFAULT_WHOLE_NODE_RATE  # SFIM: mask a whole node, not a child run
+    sfim_partial_parse: bool = False  # SFIM from the clean subtrees of files with syntax errors
 
     def __post_init__(self) -> None:
         for name in ("ntp_rate", "sfim_rate", "spm_rate", "whole_node_rate"):
@@ -47,6 +51,8 @@ class MixConfig:
         value = self.max_middle_chars
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"MixConfig.max_middle_chars must be a positive int (e.g. 2000), got {value!r}")
+        if not isinstance(self.sfim_partial_parse, bool):
+            raise ValueError(f"MixConfig.sfim_partial_parse must be true or false, got {self.sfim_partial_parse!r}")
 
 
 @dataclass
@@ -56,6 +62,12 @@ class Document:
     order: str  # "psm" | "spm" | "" (ntp)
     fell_back: bool  # SFIM was drawn but the file could not be parsed: random FIM instead
     fallback_reason: str = ""  # one of FALLBACK_REASONS when fell_back, else ""
+    language: str = ""  # the file's language ("" when unknown)
+    node_type: str = ""  # SFIM: the tree-sitter type of the node whose children were masked
+
+    def text(self) -> str:
+        """The document as one string, special tokens written inline (the JSONL export format)."""
+        return "".join(self.pieces)
 
 
 def make_document(
@@ -68,7 +80,7 @@ def make_document(
     language = language or language_for_path(path)
     header = file_header(path, language=language)
     if rng.random() < cfg.ntp_rate:
-        return Document(ntp_document(header, text), "ntp", "", False)
+        return Document(ntp_document(header, text), "ntp", "", False, language=language or "")
     order = "spm" if rng.random() < cfg.spm_rate else "psm"
     span, objective, reason = None, "fim", ""
     if rng.random() < cfg.sfim_rate:
@@ -79,17 +91,20 @@ def make_document(
         span = random_span(text, rng)
     prefix, middle, suffix = split(text, span)
     layout = spm_document if order == "spm" else psm_document
-    return Document(layout(header, prefix, middle, suffix), objective, order, bool(reason), reason)
+    return Document(layout(header, prefix, middle, suffix), objective, order, bool(reason), reason,
+                    language=language or "", node_type=span.kind if objective == "sfim" else "")
 
 
 def _sfim_span(text: str, language: str | None, cfg: MixConfig, rng: random.Random):
-    """(span, "") or (None, fallback reason); draws from rng only when the file parsed cleanly."""
+    """(span, "") or (None, fallback reason); draws from rng only when a parse is usable."""
     if language not in RULES:
         return None, "no_rules"  # nothing to sample: skip the parse
     parsed = parse_source(text, language)
     if parsed is None:
         return None, "no_grammar"
-    if parsed.has_error:
+    if parsed.has_error and not cfg.sfim_partial_parse:
         return None, "syntax_error"
     span = sample_parsed_span(parsed, rng, max_chars=cfg.max_middle_chars, whole_node_rate=cfg.whole_node_rate)
-    return (None, "no_span") if span is None else (span, "")
+    if span is None:
+        return None, "syntax_error" if parsed.has_error else "no_span"
+    return span, ""

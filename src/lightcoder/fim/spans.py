@@ -10,7 +10,8 @@ condition and ":" children of an `if`:
 
 Everything here is pure and returns CHARACTER offsets into the str. tree-sitter reports UTF-8 byte
 offsets; `ParsedSource.char` converts them at the parse boundary and nowhere else. Node-type names
-are per-language constants in `SyntaxRules` (`RULES`); adding Java/C++/JS means adding one entry.
+are per-language constants in fim/rules.py (`RULES`: Python, Java, JavaScript, TypeScript, C, C++,
+Go, Rust). Subtrees containing ERROR or MISSING nodes are never chosen.
 Design cost: candidate nodes come from one tree-sitter query (fast, C side), but the children of
 only the chosen node are materialised, so `structured_spans` (exhaustive) is much slower than
 `sample_structured_span` (one draw, a few ms per average stdlib file).
@@ -21,10 +22,11 @@ from __future__ import annotations
 import random
 import re
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from lightcoder.fim.rules import RULES, SyntaxRules
 from lightcoder.languages import has_grammar, tree_sitter_language, tree_sitter_parser
 
 EVAL_KINDS: tuple[str, ...] = (
@@ -45,55 +47,6 @@ class Span:
     kind: str
 
 
-@dataclass(frozen=True)
-class SyntaxRules:
-    """tree-sitter node-type names that drive SFIM and the eval kinds for one language."""
-
-    structural: tuple[str, ...]  # SFIM: nodes whose child runs (or whole extent) may be masked
-    trailing_tokens: frozenset[str]  # anonymous tokens a run may end on (the ":" of `if c:`)
-    skipped_children: frozenset[str]  # named children that never start or end a run
-    simple_statements: tuple[str, ...]  # single_line candidates
-    trivial_only_children: frozenset[str]  # a single_line whose only child is one of these is skipped
-    function_body: str  # query pattern capturing a function's body as @method_body
-    statements: dict[str, tuple[str, ...]] = field(default_factory=dict)  # eval kind -> node types
-
-
-PYTHON = SyntaxRules(
-    structural=(
-        # definitions and blocks: several statements, a whole body, a signature
-        "module", "block", "function_definition", "class_definition", "decorated_definition",
-        # compound statements and their clauses
-        "if_statement", "elif_clause", "else_clause", "for_statement", "while_statement",
-        "try_statement", "except_clause", "finally_clause", "with_statement", "match_statement",
-        "case_clause",
-        # simple statements
-        "expression_statement", "return_statement", "assignment", "augmented_assignment",
-        "raise_statement", "assert_statement",
-        # expressions
-        "call", "argument_list", "parameters", "lambda", "conditional_expression",
-        "boolean_operator", "comparison_operator", "binary_operator", "not_operator",
-        "list", "tuple", "dictionary", "set", "list_comprehension", "dictionary_comprehension",
-        "set_comprehension", "generator_expression", "subscript", "pair", "keyword_argument",
-        "parenthesized_expression",
-    ),
-    trailing_tokens=frozenset({":"}),
-    skipped_children=frozenset({"line_continuation"}),
-    simple_statements=(
-        "expression_statement", "return_statement", "raise_statement", "assert_statement",
-        "import_statement", "import_from_statement", "delete_statement", "global_statement",
-        "nonlocal_statement",
-    ),
-    trivial_only_children=frozenset({"string", "concatenated_string", "ellipsis"}),
-    function_body="(function_definition body: (block) @method_body)",
-    statements={
-        "if_statement": ("if_statement",),
-        "for_statement": ("for_statement",),
-        "while_statement": ("while_statement",),
-        "try_statement": ("try_statement",),
-    },
-)
-
-RULES: dict[str, SyntaxRules] = {"Python": PYTHON}
 
 
 @dataclass(frozen=True)
@@ -165,13 +118,20 @@ def _structural_query(language: str):
 
 
 def _structural_nodes(parsed: ParsedSource) -> list[tuple[int, int, str, Any]]:
-    """(start_byte, end_byte, type, node) of every structural node, in document order."""
-    if parsed.rules is None or parsed.has_error:
+    """(start_byte, end_byte, type, node) of every structural node without ERROR/MISSING inside it.
+
+    A file with a syntax error keeps its clean subtrees (C/C++ headers full of macros often have
+    one ERROR node and hundreds of clean functions); the subtrees around the error are never chosen.
+    """
+    if parsed.rules is None:
         return []
     import tree_sitter
 
     captures = tree_sitter.QueryCursor(_structural_query(parsed.language)).captures(parsed.tree.root_node)
-    nodes = [(n.start_byte, n.end_byte, n.type, n) for n in captures.get("n", [])]
+    found = captures.get("n", [])
+    if parsed.has_error:
+        found = [n for n in found if not n.has_error]
+    nodes = [(n.start_byte, n.end_byte, n.type, n) for n in found]
     # NOTE: capture order differs between two parses of the same text; sort for reproducibility.
     nodes.sort(key=lambda t: (t[0], -t[1], t[2]))
     return nodes
@@ -243,6 +203,8 @@ def sample_parsed_span(
     for start_byte, end_byte, _, node in nodes:
         if end_byte > start_byte:
             buckets.setdefault((end_byte - start_byte).bit_length(), []).append(node)
+    if not buckets:
+        return None  # only empty (MISSING-like) nodes
     keys = sorted(buckets)
     root = parsed.extent(parsed.tree.root_node)
     for _ in range(_MAX_TRIES):
@@ -271,7 +233,8 @@ def sample_structured_span(
     """Draw one SFIM span: a structural node (log-length bucketed), then a run of its children.
 
     With probability `whole_node_rate` the whole node is the middle. None when the text has no
-    grammar, has a syntax error, or no candidate fits in `max_chars` after a few tries.
+    grammar, no structural node free of syntax errors, or no candidate fits in `max_chars` after a
+    few tries.
     Example: "for i in range(20):\\n    if i % 5 == 0:\\n        print(1)\\n" may give the span of
     "i % 5 == 0:" (the README's SFIM example).
     """

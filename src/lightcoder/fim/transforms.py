@@ -6,11 +6,12 @@ H is the file header (two comment lines, tokenizer/header.py), P/M/S prefix/midd
 
     NTP: <s> H+code </s>
     PSM: <s> <AIX-SPAN-PRE> H+P <AIX-SPAN-POST> S <AIX-SPAN-MIDDLE> M </s>
-    SPM: <s> <AIX-SPAN-PRE> <AIX-SPAN-POST> S <AIX-SPAN-MIDDLE> H+P+M </s>
+    SPM: <s> <AIX-SPAN-PRE> <AIX-SPAN-POST> S <AIX-SPAN-MIDDLE> H+P M </s>
 
 In SPM the header sits after MIDDLE, at the start of the prefix, so the model reads straight on
 from prefix into middle; aiXcoder's default inference mode. Prompts are the same layouts cut right
 before the middle. Empty text pieces are dropped, so every piece is either a token or non-empty.
+Prefix, middle and suffix are always separate pieces (tokenised separately; see spm_document).
 """
 
 from __future__ import annotations
@@ -58,11 +59,15 @@ def psm_document(header: str, prefix: str, middle: str, suffix: str) -> list[str
 
 
 def spm_document(header: str, prefix: str, middle: str, suffix: str) -> list[str]:
-    """<s> <AIX-SPAN-PRE> <AIX-SPAN-POST> S <AIX-SPAN-MIDDLE> H+P+M </s>.
+    """<s> <AIX-SPAN-PRE> <AIX-SPAN-POST> S <AIX-SPAN-MIDDLE> H+P M </s>.
 
-    Example: spm_document("", "a", "b", "c") -> ["<s>", PRE, POST, "c", MIDDLE, "ab", "</s>"]
+    H+P and M are separate pieces, so they are tokenised separately: a BPE token never spans the
+    prefix/middle cut, exactly as at inference, where the prompt ends at P (an encode of H+P+M in
+    one call could merge the last prefix chars with the first middle chars into one token that
+    no prompt ever ends with).
+    Example: spm_document("", "a", "b", "c") -> ["<s>", PRE, POST, "c", MIDDLE, "a", "b", "</s>"]
     """
-    return _pieces(BOS, FIM_PREFIX, FIM_SUFFIX, suffix, FIM_MIDDLE, header + prefix + middle, EOS)
+    return _pieces(BOS, FIM_PREFIX, FIM_SUFFIX, suffix, FIM_MIDDLE, header + prefix, middle, EOS)
 
 
 def ntp_prompt(header: str, prefix: str) -> list[str]:
