@@ -50,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_args(p)
     p.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget (default 15)")
     for name in STAGE_FUNCTIONS:
-        add_run_args(sub.add_parser(name, help=f"run the {name} stage over a run directory"))
+        p = sub.add_parser(name, help=f"run the {name} stage over a run directory")
+        add_run_args(p)
+        if name == "pack":
+            p.add_argument("--stats", action="store_true", help="print the objective / language / "
+                           "node-type / file-order distribution of the packed documents")
     p = sub.add_parser("config", help="print the resolved config (every key an override can set)")
     add_run_args(p)
 
@@ -141,6 +145,10 @@ def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
     result = getattr(stages, STAGE_FUNCTIONS[args.command])(cfg, run_dir, force=args.force)
     if args.command == "eval":
         result = stages.stage_report(cfg, run_dir)
+    if args.command == "pack" and args.stats:
+        from lightcoder.packing import format_stats
+
+        result = format_stats(result)
     if isinstance(result, str):
         print(result)
     print(f"{args.command} done in {time.time() - started:.1f}s -> {run_dir}", file=sys.stderr)
