@@ -6,7 +6,7 @@ VENV := .venv
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: quickstart test install browser bench clean
+.PHONY: quickstart test install browser test-corpora bench clean
 
 install: $(INSTALLED)
 
@@ -20,7 +20,7 @@ $(INSTALLED): pyproject.toml
 quickstart: $(INSTALLED)
 	$(VENV)/bin/lightcoder quickstart $(ARGS)
 
-test: $(INSTALLED) browser
+test: $(INSTALLED) browser test-corpora
 	$(VENV)/bin/python -m pytest $(ARGS)
 
 # The playground test drives Debian's headless Chromium. Installed when missing and we are root;
@@ -33,6 +33,23 @@ browser:
 	     (apt-get update -q >>/tmp/lightcoder-apt.log 2>&1 && apt-get install -y -q chromium >>/tmp/lightcoder-apt.log 2>&1)) || \
 	    echo "chromium install failed (see /tmp/lightcoder-apt.log); the playground test will skip"; \
 	  else echo "no /usr/bin/chromium and not root: the playground test will skip"; fi; \
+	fi
+
+# Real Go, Rust and TypeScript code for the per-language SFIM / ordering property tests (Python, Java,
+# C, C++ and JavaScript are already on the machine). Best effort: a test whose corpus is missing skips
+# and names it.
+CORPORA := $(HOME)/.cache/lightcoder/test-corpora
+test-corpora:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! ls /usr/share/go-*/src >/dev/null 2>&1; then \
+	  echo "installing Debian golang-src and librust-regex-dev (test corpora)"; \
+	  apt-get install -y -q golang-src librust-regex-dev >/tmp/lightcoder-apt-corpora.log 2>&1 || \
+	    echo "corpus install failed (see /tmp/lightcoder-apt-corpora.log); Go/Rust tests will skip"; \
+	fi
+	@if [ ! -d $(CORPORA)/rxjs-7/src ] && command -v npm >/dev/null; then \
+	  echo "fetching rxjs@7 from the npm registry (TypeScript test corpus)"; \
+	  mkdir -p $(CORPORA)/rxjs-7 && cd $(CORPORA) && npm pack --silent rxjs@7 >/dev/null 2>&1 && \
+	    tar -xzf rxjs-7*.tgz -C rxjs-7 --strip-components=1 && rm -f rxjs-7*.tgz || \
+	    echo "npm pack rxjs failed; TypeScript corpus tests will skip"; \
 	fi
 
 bench: $(INSTALLED)
