@@ -4,7 +4,7 @@
     lightcoder data|tokenizer|pack|train|eval|report [--out DIR]          one stage over a run dir
     lightcoder complete RUN_OR_CKPT --prefix-file F [--suffix-file F]     one completion
     lightcoder config [--out DIR]                                         the resolved config
-    lightcoder data report | eval report | serve | export ...             see MODULE_COMMANDS
+    lightcoder data report | eval report|run|list|... | serve | export    see MODULE_COMMANDS
 
 Every stage command also takes config overrides `--section.field VALUE` (e.g. `--train.lr 3e-4`,
 `--pack.mix.ntp_rate 0.4`) and `--model-preset NAME`; unknown keys are errors. A run directory's
@@ -24,13 +24,15 @@ DEFAULT_RUN_DIR = "run/quickstart"
 STAGE_FUNCTIONS = {"data": "stage_data", "tokenizer": "stage_tokenizer", "pack": "stage_pack",
                    "train": "stage_train", "eval": "stage_eval", "report": "stage_report"}
 TRAIN_BUDGET_KEYS = ("train.max_minutes", "train.max_steps", "train.max_tokens")
-# Commands that own their whole argument parsing: leading words -> module with `main(argv) -> int`
-# (argv = the words after them). Checked before the stage parser, longest match first.
+# Commands that own their whole argument parsing: leading words -> (module with `main(argv) -> int`,
+# how many of those words are consumed; main gets the rest). Checked before the stage parser.
+_EVAL_STEPS = ("list", "run", "generate", "execute", "score", "reference")
 MODULE_COMMANDS = {
-    ("data", "report"): "lightcoder.data.report_command",
-    ("eval", "report"): "lightcoder.eval.report_command",
-    ("serve",): "lightcoder.serve.command",
-    ("export",): "lightcoder.serve.export_command",
+    ("data", "report"): ("lightcoder.data.report_command", 2),
+    ("eval", "report"): ("lightcoder.eval.report_command", 2),
+    **{("eval", step): ("lightcoder.eval.command", 1) for step in _EVAL_STEPS},  # `eval run --task ..`
+    ("serve",): ("lightcoder.serve.command", 1),
+    ("export",): ("lightcoder.serve.export_command", 1),
 }
 
 
@@ -73,7 +75,8 @@ def find_module_command(argv: list[str]) -> tuple[str, list[str]] | None:
     """(module, remaining argv) when argv starts with a MODULE_COMMANDS key, else None."""
     for words in sorted(MODULE_COMMANDS, key=len, reverse=True):
         if tuple(argv[: len(words)]) == words:
-            return MODULE_COMMANDS[words], argv[len(words):]
+            module, consumed = MODULE_COMMANDS[words]
+            return module, argv[consumed:]
     return None
 
 

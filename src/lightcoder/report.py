@@ -112,6 +112,12 @@ def _eval_section(run_dir: Path) -> list[str]:
              format_eval_table(ordered), ""]
     if "trained" in ordered:
         lines += [_comparison_line(ordered), ""]
+    from lightcoder.eval.report import format_benchmark_table
+
+    benchmarks = format_benchmark_table(eval_dir / "tasks")
+    if benchmarks:
+        lines += ["## Benchmark subsets (sandboxed execution; docs/evaluation.md)", "", benchmarks,
+                  "Subsets of the paper's benchmarks for a quick signal, not comparable with full-set numbers.", ""]
     samples_path = eval_dir / "trained" / "samples.jsonl"
     if samples_path.exists():
         tasks = read_tasks(eval_dir / "tasks.jsonl")

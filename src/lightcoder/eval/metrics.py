@@ -12,7 +12,7 @@ Pure functions of (prediction, reference) strings; no I/O, no model.
   the *unstripped* reference (that asymmetry is in their script; we copy it so numbers compare).
 
 `summarize(results)` turns per-task rows into the per-type table: means, EM/ES/BLEU in percent.
-CodeBLEU is not implemented (it needs dataflow extractors per language).
+CodeBLEU lives in codebleu.py; `pass_at_k` is the unbiased pass@k estimator of Chen et al. (2021).
 """
 
 from __future__ import annotations
@@ -147,3 +147,23 @@ def summarize(results: list[dict]) -> dict[str, dict]:
     table = {task_type: _summarize_rows(rows) for task_type, rows in by_type.items()}
     table[TOTAL] = _summarize_rows(list(results))
     return table
+
+
+# ---- pass@k (Chen et al. 2021, the unbiased estimator) ----
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """P(at least one of k samples drawn without replacement from n, c of them correct, passes).
+
+    Closed form 1 - C(n-c, k) / C(n, k), computed as a product to stay exact for large n.
+    Example: pass_at_k(10, 3, 1) -> 0.3; pass_at_k(2, 1, 2) -> 1.0
+    """
+    if not 0 <= c <= n or k < 1:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and k >= 1, got n={n}, c={c}, k={k}")
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got n={n}")
+    if n - c < k:
+        return 1.0
+    prob_all_fail = 1.0
+    for i in range(n - c + 1, n + 1):
+        prob_all_fail *= 1.0 - k / i
+    return 1.0 - prob_all_fail

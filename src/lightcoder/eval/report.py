@@ -99,3 +99,24 @@ def format_samples(tasks: Sequence[FimTask], samples: Iterable[Mapping], k: int 
             if queue and len(picked) < k:
                 picked.append(queue.pop(0))
     return "\n".join(format_sample(t, predictions[t.task_id]) for t in picked)
+
+
+def format_benchmark_table(tasks_dir) -> str:
+    """Markdown for RUN/eval/tasks/<task>/<model>/scores.json (eval/runner.py): one row per task and
+    model with the subset size and the headline metric (pass@1 for execution tasks, else EM)."""
+    import json
+    from pathlib import Path
+
+    rows = []
+    for path in sorted(Path(tasks_dir).glob("*/*/scores.json")):
+        scores = json.loads(path.read_text(encoding="utf-8"))
+        total = scores["summary"]["total"]
+        limit = scores.get("eval_config", {}).get("task", {}).get("settings", {}).get("limit")
+        metric = (f"pass@1 {total['pass@1']:.1f}" if "pass@1" in total else f"EM {total.get('em', 0.0):.1f}")
+        statuses = ", ".join(f"{k} {v}" for k, v in total.get("statuses", {}).items())
+        rows.append(f"| {scores['task']} | {path.parent.name} | {total['n_problems']}"
+                    f"{'' if limit else ' (all)'} | {metric} | {statuses} |")
+    if not rows:
+        return ""
+    return "\n".join(["| benchmark | model | problems | score | sandbox outcomes |", "|---|---|---:|---:|---|",
+                      *rows]) + "\n"

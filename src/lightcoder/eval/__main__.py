@@ -1,0 +1,3 @@
+from lightcoder.eval.command import main
+
+raise SystemExit(main())
