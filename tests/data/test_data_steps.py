@@ -1,166 +1,268 @@
-"""The corpus steps one by one: scan, clean, dedup, quality (pure checks and generators)."""
+"""Each curation step on small inputs: licence, ranking, clean/generated, heuristics, MinHash,
+dedup, PII, commented-out code, syntax, static analysis, decontamination."""
 
-import os
+import json
+import random
 import sysconfig
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from lightcoder.data.dedup import dedup_exact, normalized_sha256
-from lightcoder.data.filters import check_language, check_size, clean_files, decode_source
-from lightcoder.data.quality import check_heuristics, check_syntax, quality_files
-from lightcoder.data.records import SourceFile
-from lightcoder.data.sources import (
-    ScanStats,
-    default_sources,
-    detect_license,
-    resolve_roots,
-    scan_sources,
-)
+from lightcoder.data import analysis
+from lightcoder.data.comments import CommentsConfig, find_code_blocks, remove_commented_code
+from lightcoder.data.decontam import DecontamConfig, Decontaminator
+from lightcoder.data.dedup import cluster, normalized_sha256
+from lightcoder.data.filters import check_generated, check_language, check_size, decode_source
+from lightcoder.data.license import (detect_license_text, is_copyleft, license_check,
+                                     license_of_header, normalize_spdx)
+from lightcoder.data.minhash import MinHasher, band_keys, estimated_jaccard, shingle_set
+from lightcoder.data.pii import redact
+from lightcoder.data.quality import alnum_fraction, check_heuristics, check_syntax
+from lightcoder.data.ranking import LicenseConfig, RankingConfig, score_repos, select_repos
+from lightcoder.data.sources import FileRef, Repo
 
-PY = frozenset({"Python"})
-
-
-def test_check_language():
-    assert check_language("a/b.py", PY) is None
-    assert check_language("a/b.pyi", PY) is None
-    assert check_language("a/notes.txt", PY)[0] == "language"
-    assert check_language("a/Makefile", PY) == ("language", "no extension")
-    assert check_language("a/b.java", PY) == ("language", "Java is not in the allowed languages")
+JSON_DECODER = Path(json.__file__).parent / "decoder.py"
 
 
-def test_check_size():
-    assert check_size(0, 10) == ("empty", "0 bytes")
-    assert check_size(11, 10)[0] == "oversized"
-    assert check_size(10, 10) is None
+# ---------------------------------------------------------------- licence and ranking
+
+def test_license_detection():
+    assert detect_license_text("Permission is hereby granted, free of charge, to any") == "MIT"
+    assert detect_license_text("GNU General Public License version 2 ... designates this "
+                               "particular file as subject to the Classpath exception") == \
+        "GPL-2.0-with-classpath-exception"
+    assert normalize_spdx("GPL-2.0 WITH Linux-syscall-note") == "GPL-2.0"
+    assert normalize_spdx("(MIT OR Apache-2.0)") == "MIT"
+    assert license_of_header("// SPDX-License-Identifier: LGPL-2.1-or-later\nint x;") == "LGPL-2.1"
+    assert license_of_header("x = 1  # no licence here\n") == ""
+    stdlib = Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt"
+    assert detect_license_text(stdlib.read_text()) == "PSF-2.0"
+    assert is_copyleft("AGPL-3.0", ["GPL"]) is False and is_copyleft("AGPL-3.0", ["AGPL"])
+    assert license_check("", copyleft=["GPL"], unknown="keep") is None
+    assert license_check("other", copyleft=["GPL"], unknown="drop")[0] == "license_unknown"
 
 
-def test_decode_source():
-    assert decode_source(b"x = 1\n") == ("x = 1\n", None)
-    assert decode_source(b"\xef\xbb\xbfx = 1\n") == ("x = 1\n", None)  # BOM dropped
-    assert decode_source(b"x\0y")[1] == ("binary", "NUL byte at offset 1")
-    assert decode_source(b"x = '\xe9'\n")[1][0] == "undecodable"
-    assert decode_source(b" \n\t\n")[1] == ("empty", "whitespace only")
+def _repo(name, stars=0, commits=0, tests=0, files=2, license="MIT", size=10):
+    r = Repo(name=name, source="/src", kind="dir", license=license, stars=stars, commits=commits,
+             files=[FileRef(name, f"{name}/f{i}.py", size + i, f"/x/{name}{i}") for i in range(files)])
+    r.test_files = tests
+    return r
 
 
-def test_normalized_sha256_ignores_whitespace_only():
-    assert normalized_sha256("a  =\r\n1\n") == normalized_sha256("a =\n1")
-    assert normalized_sha256("a = 1") != normalized_sha256("a = 2")
+def test_ranking_drops_the_lowest_tenth_and_keeps_ties():
+    repos = [_repo(f"r{i:02d}", stars=i * 10, commits=i, size=100 + i) for i in range(20)]
+    kept, dropped = select_repos(repos, license_cfg=LicenseConfig(), ranking=RankingConfig())
+    assert [r.name for r, _ in kept][:2] == ["r19", "r18"]  # best first
+    assert sorted(r.name for r, *_ in dropped) == ["r00", "r01"]
+    assert all(reason == "low_rank" for _, _, reason, _ in dropped)
+    flat = [_repo(f"s{i}", size=100 + i) for i in range(10)]  # nothing known: no signal, nothing dropped
+    kept, dropped = select_repos(flat, license_cfg=LicenseConfig(), ranking=RankingConfig())
+    assert len(kept) == 10 and not dropped and score_repos(flat) == [0.0] * 10
 
 
-def _sf(path: str, content: str) -> SourceFile:
-    return SourceFile(repo=path.split("/")[0], path=path, language="Python", content=content,
-                      meta={"size": len(content)})
+def test_repo_level_license_and_duplicates():
+    repos = [_repo("a", stars=10, files=5), _repo("gpl", license="GPL-3.0"),
+             _repo("b", files=5), _repo("A", size=99), _repo("unk", license=""),
+             _repo("small", files=2)]  # same listing as "a" but too small to call a copy
+    kept, dropped = select_repos(repos, license_cfg=LicenseConfig(unknown="drop"),
+                                 ranking=RankingConfig(drop_fraction=0))
+    reasons = {r.name: reason for r, _, reason, _ in dropped}
+    assert reasons == {"gpl": "copyleft", "b": "duplicate_repo", "A": "duplicate_repo",
+                       "unk": "license_unknown"}
+    assert [r.name for r, _ in kept] == ["a", "small"]
 
 
-def test_dedup_keeps_first_and_reports_rest():
-    drops = []
-    files = [_sf("a/x.py", "x = 1\n"), _sf("b/x.py", "x  =  1"), _sf("c/y.py", "y = 2\n")]
-    kept = list(dedup_exact(files, on_drop=drops.append))
-    assert [f.path for f in kept] == ["a/x.py", "c/y.py"]
-    assert all(f.sha256 == normalized_sha256(f.content) for f in kept)
-    assert [(d.path, d.reason, d.detail) for d in drops] == [
-        ("b/x.py", "duplicate", "same content as a/x.py")]
+# ---------------------------------------------------------------- clean, generated, heuristics
+
+def test_clean_checks():
+    assert check_language("a/b.txt", frozenset({"Python"}))[0] == "language"
+    assert check_language("a/b.py", frozenset({"Python"})) is None
+    assert check_size(0, 10) == ("empty", "0 bytes") and check_size(11, 10)[0] == "oversized"
+    assert decode_source(b"\xef\xbb\xbfx = 1\n") == ("x = 1\n", None)
+    assert decode_source(b"x\0")[1][0] == "binary"
+    assert decode_source(b"caf\xe9")[1][0] == "undecodable"
 
 
-def test_check_syntax():
-    assert check_syntax("def f(x):\n    return x\n", "Python") is None
-    reason, detail = check_syntax("def f(:\n    pass\n", "Python")
-    assert reason == "syntax_error" and detail.startswith("line 1:")
-    reason, detail = check_syntax("x = 1\n\n\nif x\n    pass\n", "Python")
-    assert reason == "syntax_error" and detail.startswith("line 4:")
-    assert check_syntax("anything {{{", "Kotlin") is None  # no grammar: unchecked
+def test_generated_minified_lock_vendored():
+    assert check_generated("p/x_pb2.py", "# Generated by the protocol buffer compiler.\n")[0] == \
+        "generated"
+    assert check_generated("p/a.go", "// Code generated by stringer; DO NOT EDIT.\n")[0] == \
+        "generated"
+    assert check_generated("p/app.min.js", "var a=1;")[0] == "minified"
+    assert check_generated("p/app.js", "var a=1;" * 200)[0] == "minified"
+    assert check_generated("p/vendor/lib/x.go", "package x\n")[0] == "vendored"
+    assert check_generated("p/yarn.lock", "")[0] == "lock_file"
+    assert check_generated("p/mod.py", JSON_DECODER.read_text()) is None
 
 
-def test_check_heuristics():
-    code = "def f(x):\n    return x + 1\n"
-    assert check_heuristics(code) is None
-    assert check_heuristics("x = '" + "a" * 1200 + "'\n")[0] == "max_line_length"
-    assert check_heuristics(("y = '" + "b" * 150 + "'\n") * 5)[0] == "avg_line_length"
-    assert check_heuristics("#" * 50 + "\n" + "-+" * 40 + "\n")[0] == "alphanumeric"
-    assert check_heuristics("#" * 50 + "\n", min_alnum_fraction=0) is None  # 0 disables
+def test_header_language_from_content():
+    from lightcoder.data.filters import refine_language
+
+    assert refine_language("a/x.h", "C", "namespace llvm {\nclass A;\n}\n") == "C++"
+    assert refine_language("a/x.h", "C", "template <typename T>\nT f(T);\n") == "C++"
+    assert refine_language("a/x.h", "C", "struct s { int a; };\nint f(void);\n") == "C"
+    assert refine_language("a/x.c", "C", "int std::x;") == "C"
 
 
-def test_quality_files_reasons():
-    drops = []
-    files = [_sf("a/ok.py", "x = 1\n"), _sf("a/bad.py", "def (:\n"),
-             _sf("a/long.py", "x = '" + "a" * 1200 + "'\n")]
-    kept = list(quality_files(files, syntax_check=True, heuristics={}, on_drop=drops.append))
-    assert [f.path for f in kept] == ["a/ok.py"]
-    assert [(d.path, d.reason) for d in drops] == [("a/bad.py", "syntax_error"),
-                                                   ("a/long.py", "max_line_length")]
-    kept = list(quality_files(files, syntax_check=False, heuristics=None, on_drop=drops.append))
-    assert len(kept) == 3
+def test_heuristics_and_alnum_fraction():
+    assert check_heuristics("x" * 2000)[0] == "max_line_length"
+    assert check_heuristics(("y" * 150 + "\n") * 5)[0] == "avg_line_length"
+    assert check_heuristics("{}[]();;\n" * 20)[0] == "alphanumeric"
+    assert check_heuristics(JSON_DECODER.read_text()) is None
+    rng = random.Random(0)
+    alphabet = "ab1_ ;é中\n\t()" + "\u00e0"
+    for _ in range(200):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60)))
+        assert alnum_fraction(text) == pytest.approx(sum(map(str.isalnum, text)) / len(text))
 
 
-def test_scan_repos_exclusions_and_symlinks(tmp_path):
-    root = tmp_path / "lib"
-    (root / "pkg" / "sub").mkdir(parents=True)
-    (root / "pkg" / "__init__.py").write_text("")
-    (root / "pkg" / "sub" / "m.py").write_text("m = 1\n")
-    (root / "pkg" / "__pycache__").mkdir()
-    (root / "pkg" / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\0\1")
-    (root / "site-packages" / "numpy").mkdir(parents=True)
-    (root / "site-packages" / "numpy" / "x.py").write_text("x = 1\n")
-    (root / "mod.py").write_text("y = 2\n")
-    (root / "stray.pyc").write_bytes(b"\0")
-    outside = tmp_path / "outside.py"
-    outside.write_text("secret = 1\n")
-    os.symlink(outside, root / "pkg" / "leak.py")
-    os.symlink(root / "pkg" / "sub" / "m.py", root / "pkg" / "alias.py")  # stays inside: kept
-    os.symlink(tmp_path, root / "pkg" / "loop")  # dir symlink: never followed
+# ---------------------------------------------------------------- MinHash and dedup
 
-    stats = ScanStats()
-    found = scan_sources([root], exclude_dirs=["__pycache__", "site-packages"],
-                         exclude_suffixes=[".pyc"], stats=stats)
-    assert [(f.repo, f.path) for f in found] == [
-        ("mod", "mod.py"), ("pkg", "pkg/__init__.py"), ("pkg", "pkg/alias.py"),
-        ("pkg", "pkg/sub/m.py")]
-    assert stats.excluded_dirs == 2 and stats.excluded_files == 1
-    assert stats.skipped_symlinks == 2 and stats.repos == 2
+def test_minhash_estimates_jaccard_without_bias():
+    text = JSON_DECODER.read_text()
+    lines = text.splitlines(keepends=True)
+    hasher = MinHasher()
+    errors = []
+    for seed in range(30):
+        rng = random.Random(seed)
+        edited = "".join(l for l in lines if rng.random() > 0.1 * (seed % 5))
+        a, b = shingle_set(text), shingle_set(edited)
+        exact = len(a & b) / len(a | b)
+        errors.append(estimated_jaccard(hasher.signature(text), hasher.signature(edited)) - exact)
+    assert abs(np.mean(errors)) < 0.02 and np.mean(np.abs(errors)) < 0.05
+    assert MinHasher().signature(text).tolist() == hasher.signature(text).tolist()  # stable
+    keys = band_keys(np.stack([hasher.signature(text), hasher.signature(text + " x")]))
+    assert keys.shape == (2, 25) and (keys[0] == keys[1]).sum() >= 20
 
 
-def test_scan_multiple_roots_prefixes_names(tmp_path):
-    for name in ("one", "two"):
-        (tmp_path / name / "pkg").mkdir(parents=True)
-        (tmp_path / name / "pkg" / "a.py").write_text(f"{name} = 1\n")
-    found = scan_sources(resolve_roots([str(tmp_path / "one"), str(tmp_path / "two")]),
-                         exclude_dirs=[], exclude_suffixes=[], stats=ScanStats())
-    assert [(f.repo, f.path) for f in found] == [("one/pkg", "one/pkg/a.py"),
-                                                 ("two/pkg", "two/pkg/a.py")]
+def test_a_shared_licence_header_does_not_make_near_duplicates():
+    from lightcoder.data.minhash import strip_leading_comments
+
+    header = "/*\n" + "".join(f" * licence line {i} with some words in it\n" for i in range(25)) + " */\n"
+    a = header + "package p;\ninterface A { int SIZE = 16; }\n"
+    b = header + "package p;\nclass Other { void run() { go(); } }\n"
+    hasher = MinHasher()
+    assert estimated_jaccard(hasher.signature(a), hasher.signature(b)) > 0.7  # raw text
+    assert estimated_jaccard(hasher.signature(strip_leading_comments(a)),
+                             hasher.signature(strip_leading_comments(b))) < 0.3
+    assert strip_leading_comments("#!/bin/py\n# c\nx = 1  # y\n") == "\nx = 1  # y\n"
 
 
-def test_resolve_roots_errors(tmp_path):
-    with pytest.raises(ValueError, match=r"corpus path .*nope does not exist: pass --corpus DIR"):
-        resolve_roots([str(tmp_path / "nope")])
-    (tmp_path / "f.py").write_text("x = 1\n")
-    with pytest.raises(ValueError, match="is a file, not a directory"):
-        resolve_roots([str(tmp_path / "f.py")])
-    (tmp_path / "a" / "lib").mkdir(parents=True)
-    (tmp_path / "b" / "lib").mkdir(parents=True)
-    with pytest.raises(ValueError, match="share a directory name"):
-        resolve_roots([str(tmp_path / "a" / "lib"), str(tmp_path / "b" / "lib")])
+def test_cluster_keeps_the_best_ranked_copy_whatever_the_input_order():
+    base = JSON_DECODER.read_text()
+    rng = random.Random(1)
+    texts = [base, base.replace("def ", "def  ", 2), base + "\n# tail\n", "x = 1\n" * 50,
+             "def other(y):\n    return y + 1\n" * 30, base.replace("\n", "\r\n")]
+    hasher = MinHasher()
+    sigs = np.stack([hasher.signature(t) for t in texts])
+    shas = [normalized_sha256(t) for t in texts]
+    priority = np.array([3, 0, 4, 1, 2, 5])  # doc 1 is the best-ranked copy of the decoder
+    dropped = cluster(priority, shas, sigs, threshold=0.7)
+    assert {d: (r, k) for d, (r, k, _) in dropped.items()} == {  # 0, 5: whitespace-only edits
+        0: ("duplicate", 1), 2: ("near_duplicate", 1), 5: ("duplicate", 1)}
+    for _ in range(5):  # permuting the docs permutes the answer, nothing else
+        perm = list(range(len(texts)))
+        rng.shuffle(perm)
+        again = cluster(priority[perm], [shas[p] for p in perm], sigs[perm], threshold=0.7)
+        assert {perm[d]: perm[k] for d, (_, k, _) in again.items()} == {
+            d: k for d, (_, k, _) in dropped.items()}
 
 
-def test_default_source_is_stdlib_with_psf_license():
-    assert default_sources() == [sysconfig.get_paths()["stdlib"]]
-    assert resolve_roots([]) == [Path(sysconfig.get_paths()["stdlib"]).resolve()]
-    assert detect_license(Path(sysconfig.get_paths()["stdlib"])) == "PSF-2.0"
+# ---------------------------------------------------------------- PII
+
+def test_pii_redaction_counts_per_kind():
+    text = ('author = "Bob <bob@corp.io>"  # see x@example.com\n'
+            'HOST = "8.8.4.4"; LOCAL = "127.0.0.1"; VERSION = "1.2.3.4.5"\n'
+            'password = "hunter2-sesame"\n'
+            'aws = "AKIAIOSFODNN7EXAMPLE"\n'
+            'url = "https://admin:s3cr3tpass@db.internal.net/x"\n')
+    out, counts = redact(text)
+    assert counts == {"email": 1, "ip_address": 1, "password": 2, "key": 1}
+    for secret in ("bob@corp.io", "8.8.4.4", "hunter2-sesame", "AKIAIOSFODNN7EXAMPLE",
+                   "s3cr3tpass"):
+        assert secret not in out
+    for kept in ("x@example.com", "127.0.0.1", "1.2.3.4.5", "<EMAIL>", "<IP_ADDRESS>",
+                 "<PASSWORD>", "<KEY>"):
+        assert kept in out
+    assert redact(JSON_DECODER.read_text()) == (JSON_DECODER.read_text(), {})
 
 
-def test_detect_license(tmp_path):
-    assert detect_license(tmp_path) == ""
-    (tmp_path / "LICENSE").write_text("MIT License\n\nPermission is hereby granted, free of "
-                                      "charge, to any person obtaining a copy\n")
-    assert detect_license(tmp_path) == "MIT"
-    (tmp_path / "LICENSE").write_text("All rights reserved.\n")
-    assert detect_license(tmp_path) == "other"
+# ---------------------------------------------------------------- commented-out code
+
+def test_commented_out_code_is_found_and_deleted_by_seed():
+    code = "x = 1\n# a = f(b)\n# c = g(a)\n# if c:\n#     print(c)\n# d = [c]\ny = 2\n"
+    prose = "x = 1\n# This module reads\n# the settings file and\n# returns a dict of\n" \
+            "# the values it found\n# in the file.\ny = 2\n"
+    assert len(find_code_blocks(code, "Python", min_lines=5, min_code_share=0.6)) == 1
+    assert find_code_blocks(prose, "Python", min_lines=5, min_code_share=0.6) == []
+    java = "int x;\n" + "".join(f"// int v{i} = f({i});\n" for i in range(6)) + "int y;\n"
+    assert len(find_code_blocks(java, "Java", min_lines=5, min_code_share=0.6)) == 1
+    always = CommentsConfig(probability=1.0)
+    assert remove_commented_code(code, "Python", "p.py", cfg=always, seed=0) == (
+        "x = 1\ny = 2\n", 1, 1)
+    half = CommentsConfig(probability=0.5)
+    outcomes = {remove_commented_code(code, "Python", f"f{i}.py", cfg=half, seed=0)[2]
+                for i in range(40)}
+    assert outcomes == {0, 1}
+    assert remove_commented_code(code, "Python", "f3.py", cfg=half, seed=0) == \
+        remove_commented_code(code, "Python", "f3.py", cfg=half, seed=0)
 
 
-def test_clean_files_reads_and_sets_meta(tmp_path):
-    (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "a.py").write_text("x = 1\ny = 2")
-    found = scan_sources([tmp_path], exclude_dirs=[], exclude_suffixes=[], stats=ScanStats())
-    [f] = list(clean_files(found, languages=PY, max_file_bytes=100, on_drop=lambda r: None))
-    assert (f.repo, f.path, f.language, f.meta) == ("r", "r/a.py", "Python",
-                                                    {"size": 11, "lines": 2})
+# ---------------------------------------------------------------- syntax and static analysis
+
+@pytest.mark.parametrize("language, good, bad", [
+    ("Python", "def f(x):\n    return x\n", "def f(:\n"),
+    ("Java", "class A { int f() { return 1; } }", "class A { int f( { }"),
+    ("JavaScript", "function f(x) { return x; }", "function f(x { return x; }"),
+    ("TypeScript", "function f(x: number): number { return x; }", "function f(x: ) {"),
+    ("C", "int f(int x) { return x; }", "int f(int x { return x; }"),
+    ("C++", "template <class T> T f(T x) { return x; }", "template <class T T f(T x) {"),
+    ("Go", "package a\nfunc f(x int) int { return x }\n", "package a\nfunc f(x int { }\n"),
+    ("Rust", "fn f(x: i32) -> i32 { x }", "fn f(x: i32 -> i32 { x }"),
+])
+def test_syntax_for_every_shipped_grammar(language, good, bad):
+    assert check_syntax(good, language) is None
+    assert check_syntax(bad, language)[0] == "syntax_error"
+
+
+def test_c_error_ratio_tolerates_a_macro_but_not_garbage():
+    header = "".join(f"int f{i}(int x) {{ return x + {i}; }}\n" for i in range(200))
+    macro_heavy = header + "DECLARE_THING(a, b) c d e;\n"
+    assert check_syntax(macro_heavy, "C") is not None  # all-or-nothing rejects it
+    assert check_syntax(macro_heavy, "C", max_error_ratio=0.02) is None
+    assert check_syntax("int f( {{{ ]] ;;; x y z\n" * 5, "C", max_error_ratio=0.02) is not None
+
+
+def test_static_analysis_rules_are_named_and_counted():
+    java = 'class A { int x; boolean f(String s) { x = x; return s == "a"; } }'
+    assert analysis.ts_rule_hits(java, "Java") == {"self-assignment": 1,
+                                                   "string-reference-equality": 1}
+    assert analysis.ts_rule_hits("if (v === NaN) { a = b; }", "JavaScript") == {
+        "compare-with-nan": 1}
+    assert analysis.ts_rule_hits("void f() { char b[8]; gets(b); }", "C++") == {
+        "dangerous-gets": 1}
+    assert analysis.ts_rule_hits("int f(int a) { int b; b = a; return b; }", "C") == {}
+    if analysis.ruff_path() is None:
+        pytest.skip("ruff is not installed")
+    hits = analysis.ruff_hits({"init": "class A:\n    def __init__(self):\n        return 1\n",
+                               "ok": "x = 1\n", "is": "x = 'a'\nprint(x is 'a')\n"},
+                              list(analysis.PYTHON_RULES))
+    assert hits == {"init": {"PLE0101": 1}, "is": {"F632": 1}}
+
+
+# ---------------------------------------------------------------- decontamination
+
+def test_decontamination_catches_a_pasted_benchmark_solution(tmp_path):
+    bench = tmp_path / "bench.jsonl"
+    solution = ("def longest_common_prefix(words):\n    if not words:\n        return ''\n"
+                "    prefix = words[0]\n    for w in words[1:]:\n        while not "
+                "w.startswith(prefix):\n            prefix = prefix[:-1]\n    return prefix\n")
+    bench.write_text(json.dumps({"task_id": "T/1", "canonical_solution": solution}) + "\n")
+    d = Decontaminator(DecontamConfig(humaneval=False, benchmarks=[str(bench)]))
+    reason, detail = d.check("import os\n\n" + solution.replace("    ", "\t") + "\nx = 1\n")
+    assert reason == "contaminated" and "bench.jsonl:T/1" in detail
+    assert d.check(JSON_DECODER.read_text()) is None
+    assert d.check("def longest_common_prefix(words):\n    return ''\n") is None
+    with pytest.raises(ValueError, match="does not exist"):
+        Decontaminator(DecontamConfig(benchmarks=[str(tmp_path / "missing.jsonl")]))

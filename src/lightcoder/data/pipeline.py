@@ -1,78 +1,107 @@
-"""The corpus stage: source directories -> cleaned, deduplicated, split Parquet shards.
+"""The corpus stage: sources -> curated, deduplicated, split Parquet shards (aiXcoder's pipeline).
 
-Run it with `lightcoder data` (or `run_data(DataConfig(), "run/data")`). Steps, each a generator
-over `SourceFile` that reports what it drops:
+Run it with `lightcoder data` (or `run_data(DataConfig(), "run/data")`). Steps, in order, each
+with its own config section, counters and rejected samples:
 
-    scan (sources.py) -> clean (filters.py) -> dedup (dedup.py) -> quality (quality.py) -> split
+    plan      list sources (sources.py), licence + repo dedup + ranking (ranking.py), shards
+    map       per shard, parallel: clean, licence header, generated, heuristics, decontamination,
+              MinHash (steps.py)
+    dedup     global: exact + near duplicates, keeping the best-ranked repo's copy (dedup.py)
+    finish    per shard, parallel: PII, commented-out code, syntax, static analysis
+    assemble  split by repository, write the output
 
 Output directory (complete when DONE exists):
 
-    train-00000.parquet ...   SourceFile rows (records.PARQUET_SCHEMA), per split, sorted by path
-    stats.json                the funnel: seen, dropped per stage and reason, kept, per-split counts
-    rejected/<reason>.jsonl   {repo, path, reason, detail, size, stage}, at most
-                              max_rejected_per_reason lines each (stats.json has the true counts)
+    train-00000.parquet ...   SourceFile rows (records.PARQUET_SCHEMA), per split
+    stats.json                the funnel: seen, dropped per stage and reason, kept, counters
+    repos.jsonl               every repository seen: licence, score, files seen/kept, status
+    clusters.jsonl            the largest near-duplicate clusters (kept file + dropped copies)
+    rejected/<reason>.jsonl   samples of dropped files with reason, detail and an excerpt
     DONE                      JSON summary, written last
 
-Splits are by repository: whole repos, visited in the order of a hash of (seed, repo name), fill
-the test and valid byte budgets (assign_splits), so no file of an evaluation repo is ever trained
-on. Everything is written into a sibling temp dir that is renamed into place
-(artifacts.replace_dir), so a crash never leaves a DONE next to partial data. Design cost: all
-kept files are held in memory (fine for the ~30 MB stdlib corpus; a larger corpus needs the steps
-run per shard).
+Work happens in `.<out>.work/` next to the output: per-shard results with DONE markers, so a
+rerun after a crash or Ctrl-C resumes where it stopped (the plan is reused while the config is
+unchanged). Memory is bounded by the shard size, plus a few hundred bytes per file in the
+global dedup (path, hash, 25 LSH band keys).
+Execution: a local process pool (`data.workers`, 0 = all cores) or datatrove's executors
+(`data.engine = "datatrove"`, engine.py). Splits are by repository: whole repos, visited in the
+order of a hash of (seed, repo name), fill the test and valid byte budgets (assign_splits).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
-from tqdm import tqdm
 
-from lightcoder.artifacts import DONE_FILE, is_done, mark_done, replace_dir, write_json_atomic
-from lightcoder.data import quality
-from lightcoder.data.dedup import dedup_exact
-from lightcoder.data.filters import OnDrop, clean_files
-from lightcoder.data.records import SPLITS, Rejection, SourceFile, iter_parquet, write_parquet
-from lightcoder.data.sources import ScanStats, resolve_roots, scan_sources
-from lightcoder.languages import get_language
+from lightcoder.artifacts import (DONE_FILE, is_done, mark_done, replace_dir, write_json_atomic,
+                                  write_text_atomic)
+from lightcoder.data import quality, steps
+from lightcoder.data.analysis import AnalysisConfig
+from lightcoder.data.comments import CommentsConfig
+from lightcoder.data.decontam import DecontamConfig
+from lightcoder.data.pii import PiiConfig
+from lightcoder.data.quality import SyntaxConfig
+from lightcoder.data.ranking import LicenseConfig, RankingConfig, select_repos
+from lightcoder.data.records import SPLITS, SourceFile, iter_parquet, write_parquet
+from lightcoder.data.sources import (apply_manifest, list_source, read_manifest, resolve_sources,
+                                     source_names)
+from lightcoder.languages import get_language, language_for_path
 
-STATS_VERSION = 1
-STAGES: tuple[str, ...] = ("clean", "dedup", "quality")
-# What a stage dir may contain; anything else in an unfinished out_dir means "not ours".
-_STAGE_ENTRIES = ("stats.json", "rejected", DONE_FILE)
+STATS_VERSION = 2
+STAGES: tuple[str, ...] = ("scan", "license", "ranking", "clean", "generated", "heuristics",
+                           "decontam", "dedup", "syntax", "analysis")
+# What a stage dir may contain; anything else in an existing out_dir means "not ours".
+_STAGE_ENTRIES = ("stats.json", "rejected", "repos.jsonl", "clusters.jsonl", "report.md",
+                  "report.html", "plots", DONE_FILE)
 
 
 @dataclass(kw_only=True)
 class DataConfig:
-    sources: list[str] = field(default_factory=list)  # directories; [] = this interpreter's stdlib
+    sources: list[str] = field(default_factory=list)  # dirs, archives, JSONL/Parquet; [] = stdlib
     languages: list[str] = field(default_factory=lambda: ["Python"])
+    manifest: str = ""  # JSONL of {"repo", "stars", "commits", "license"} per repository
+    repo_layout: str = "auto"  # "auto" (.git -> one repo), "root" (one repo), "children"
     max_file_bytes: int = 1_000_000
     valid_fraction: float = 0.05  # share of corpus bytes, whole repositories (see assign_splits)
     test_fraction: float = 0.05
     seed: int = 0
-    syntax_check: bool = True
+    syntax_check: bool = True  # False skips the syntax step (shorthand for syntax.enabled)
     use_heuristics: bool = True
     max_line_length: int = quality.MAX_LINE_LENGTH
     max_avg_line_length: float = quality.MAX_AVG_LINE_LENGTH
     min_alnum_fraction: float = quality.MIN_ALNUM_FRACTION
-    rows_per_shard: int = 1000
-    max_rejected_per_reason: int = 1000
+    near_dedup: bool = True
+    dedup_threshold: float = 0.7  # estimated Jaccard for near duplicates (BigCode: 0.7)
+    workers: int = 0  # processes; 0 = all cores
+    engine: str = "local"  # "local" process pool or "datatrove" executors
+    shard_bytes: int = 8_000_000  # input bytes per shard (whole repositories)
+    max_rejected_per_reason: int = 200  # samples kept per reason and shard (stats has the counts)
     exclude_dirs: list[str] = field(default_factory=lambda: [
         "site-packages", "dist-packages", "__pycache__", ".git", ".hg", ".svn", "node_modules",
     ])
     exclude_suffixes: list[str] = field(default_factory=lambda: [".pyc", ".pyo"])
+    license: LicenseConfig = field(default_factory=LicenseConfig)
+    ranking: RankingConfig = field(default_factory=RankingConfig)
+    pii: PiiConfig = field(default_factory=PiiConfig)
+    comments: CommentsConfig = field(default_factory=CommentsConfig)
+    syntax: SyntaxConfig = field(default_factory=SyntaxConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, str) or not all(isinstance(s, str) for s in self.sources):
             raise ValueError(
-                f"data.sources must be a list of directory paths, got {self.sources!r}")
+                f"data.sources must be a list of paths, got {self.sources!r}")
         if not self.languages:
             raise ValueError("data.languages is empty: name at least one language, e.g. ['Python']")
         for lang in self.languages:
@@ -80,12 +109,21 @@ class DataConfig:
                 get_language(lang)
             except ValueError as e:
                 raise ValueError(f"data.languages: {e}") from None
-        for name in ("max_file_bytes", "rows_per_shard"):
+        for name in ("max_file_bytes", "shard_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"data.{name} must be > 0, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ValueError(f"data.workers must be >= 0 (0 = all cores), got {self.workers}")
         if self.max_rejected_per_reason < 0:
             raise ValueError(
                 "data.max_rejected_per_reason must be >= 0 (0 writes no rejected/ lines)")
+        if self.engine not in ("local", "datatrove"):
+            raise ValueError(f"data.engine must be 'local' or 'datatrove', got {self.engine!r}")
+        if self.repo_layout not in ("auto", "root", "children"):
+            raise ValueError(f"data.repo_layout must be auto, root or children, got "
+                             f"{self.repo_layout!r}")
+        if not 0.0 < self.dedup_threshold <= 1.0:
+            raise ValueError(f"data.dedup_threshold must be in (0, 1], got {self.dedup_threshold}")
         for name in ("valid_fraction", "test_fraction"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"data.{name} must be in [0, 1), got {getattr(self, name)}")
@@ -95,13 +133,19 @@ class DataConfig:
                 f"{self.valid_fraction + self.test_fraction} leaves no training repos: keep it < 1"
             )
 
-    def heuristics(self) -> dict | None:
-        """Keyword arguments for quality.check_heuristics, or None when disabled."""
-        if not self.use_heuristics:
-            return None
+    def heuristics(self) -> dict:
+        """Keyword arguments for quality.check_heuristics."""
         return {"max_line_length": self.max_line_length,
                 "max_avg_line_length": self.max_avg_line_length,
                 "min_alnum_fraction": self.min_alnum_fraction}
+
+    def num_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the output (not workers/engine)."""
+        values = {k: v for k, v in asdict(self).items() if k not in ("workers", "engine")}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- splits
@@ -152,45 +196,127 @@ def assign_splits(repo_bytes: dict[str, int], *, valid_fraction: float, test_fra
     return split
 
 
-# ---------------------------------------------------------------- funnel
 
-class Funnel:
-    """Counts drops per stage and reason, and writes capped rejected/<reason>.jsonl files."""
+# ---------------------------------------------------------------- plan
 
-    def __init__(self, rejected_dir: Path, max_per_reason: int) -> None:
-        self.rejected_dir = rejected_dir
-        self.max_per_reason = max_per_reason
-        self.dropped: dict[str, dict[str, dict[str, int]]] = {s: {} for s in STAGES}
-        self.written: dict[str, int] = {}
-        self._handles: dict = {}
+def build_plan(cfg: DataConfig) -> dict:
+    """List the sources and decide, per repository, keep or drop; cut the kept files into shards.
 
-    def dropper(self, stage: str) -> OnDrop:
-        def on_drop(r: Rejection) -> None:
-            c = self.dropped[stage].setdefault(r.reason, {"files": 0, "bytes": 0})
-            c["files"] += 1
-            c["bytes"] += r.size
-            n = self.written.get(r.reason, 0)
-            if n < self.max_per_reason:
-                if r.reason not in self._handles:
-                    self._handles[r.reason] = open(self.rejected_dir / f"{r.reason}.jsonl", "w",
-                                                   encoding="utf-8")
-                line = json.dumps({**asdict(r), "stage": stage}, ensure_ascii=False)
-                self._handles[r.reason].write(line + "\n")
-                self.written[r.reason] = n + 1
-        return on_drop
+    Returns a JSON-able dict: repos (kept, with rank), shards (file refs), and every repo-level
+    and scan-level drop, so the funnel can account for each listed file.
+    """
+    roots = resolve_sources(cfg.sources)
+    names = source_names(roots)
+    repos = []
+    for root, name in zip(roots, names):
+        repos += list_source(root, name, multi=len(roots) > 1, layout=cfg.repo_layout,
+                             exclude_dirs=cfg.exclude_dirs, exclude_suffixes=cfg.exclude_suffixes)
+    if cfg.manifest:
+        apply_manifest(repos, read_manifest(cfg.manifest))
+    allowed = frozenset(cfg.languages)
+    drops: list[dict] = []  # {stage, reason, detail, repo, path, size}
+    seen = {"repos": 0, "files": 0, "bytes": 0}
+    report: dict[str, dict] = {}
+    for r in repos:
+        seen["repos"] += 1
+        seen["files"] += len(r.files) + len(r.problems)
+        seen["bytes"] += r.bytes + sum(p.size for p in r.problems)
+        report[r.name] = {"repo": r.name, "source": r.source, "kind": r.kind,
+                          "license": r.license, "license_from": r.license_from,
+                          "stars": r.stars, "commits": r.commits, "test_files": r.test_files,
+                          "files_seen": len(r.files) + len(r.problems), "bytes_seen": r.bytes,
+                          "status": "kept"}
+        for p in r.problems:
+            drops.append({"stage": "scan", "reason": p.reason, "detail": p.detail,
+                          "repo": p.repo, "path": p.path, "size": p.size})
+        keep = []
+        for f in r.files:
+            lang = language_for_path(f.path)
+            if lang == "C" and f.path.endswith(".h") and "C++" in allowed:
+                lang = "C++"  # may be either: the map step decides from the content
+            if lang in allowed:
+                keep.append(f)
+            else:
+                detail = f"{lang} is not in the allowed languages" if lang else (
+                    f"unknown extension {Path(f.path).suffix!r}" if Path(f.path).suffix
+                    else "no extension")
+                drops.append({"stage": "clean", "reason": "language", "detail": detail,
+                              "repo": r.name, "path": f.path, "size": f.size})
+        r.files = keep
+        if not keep:
+            report[r.name]["status"] = ("dropped: " + r.problems[0].reason) if r.problems and \
+                not report[r.name]["files_seen"] - len(r.problems) else "dropped: no files in " \
+                "the allowed languages"
+    kept, dropped = select_repos(repos, license_cfg=cfg.license, ranking=cfg.ranking)
+    for r, stage, reason, detail in dropped:
+        report[r.name]["status"] = f"dropped: {reason} ({detail})"
+        for f in r.files:
+            drops.append({"stage": stage, "reason": reason, "detail": detail, "repo": r.name,
+                          "path": f.path, "size": f.size})
+    plan_repos, refs = {}, []
+    for rank, (r, score) in enumerate(kept):
+        plan_repos[r.name] = {"license": r.license, "stars": r.stars, "rank": rank,
+                              "score": round(score, 4)}
+        report[r.name].update(score=round(score, 4), rank=rank)
+        refs += [steps.ref_dict(f, r) for f in r.files]
+    shards, current, size = [], [], 0
+    for ref in refs:
+        if current and size + ref["size"] > cfg.shard_bytes:
+            shards.append({"refs": current})
+            current, size = [], 0
+        current.append(ref)
+        size += ref["size"]
+    if current:
+        shards.append({"refs": current})
+    return {"fingerprint": cfg.fingerprint(), "roots": [str(r) for r in roots], "seen": seen,
+            "repos": plan_repos, "shards": shards, "drops": drops,
+            "repo_report": list(report.values())}
 
-    def close(self) -> None:
-        for h in self._handles.values():
-            h.close()
-        self._handles.clear()
 
-    def reasons(self) -> dict[str, int]:
-        """Dropped file count per reason over all stages."""
-        counts: dict[str, int] = {}
-        for stage in self.dropped.values():
-            for reason, c in stage.items():
-                counts[reason] = counts.get(reason, 0) + c["files"]
-        return counts
+def _load_or_build_plan(cfg: DataConfig, work: Path) -> dict:
+    path = work / "plan.json"
+    if path.exists():
+        plan = json.loads(path.read_text())
+        if plan.get("fingerprint") == cfg.fingerprint():
+            print(f"resuming the corpus build in {work}", file=sys.stderr)
+            return plan
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    plan = build_plan(cfg)
+    write_text_atomic(path, json.dumps(plan))  # no indent: the C encoder, 10x faster
+    return plan
+
+
+# ---------------------------------------------------------------- execution
+
+_TASK = None  # the function a forked pool worker runs (inherited, never pickled)
+
+
+def _call_task(index: int) -> int:
+    _TASK(index)
+    return index
+
+
+def run_shards(fn, count: int, *, workers: int, desc: str) -> None:
+    """fn(i) for every shard i, in a fork pool of `workers` processes (inline when 1)."""
+    global _TASK
+    from tqdm import tqdm
+
+    bar = tqdm(total=count, desc=desc, unit="shard", file=sys.stderr, disable=None,
+               mininterval=1.0)
+    if workers <= 1 or count <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for i in range(count):
+            fn(i)
+            bar.update()
+    else:
+        _TASK = fn
+        try:
+            with multiprocessing.get_context("fork").Pool(min(workers, count)) as pool:
+                for _ in pool.imap_unordered(_call_task, range(count)):
+                    bar.update()
+        finally:
+            _TASK = None
+    bar.close()
 
 
 # ---------------------------------------------------------------- stage
@@ -198,8 +324,8 @@ class Funnel:
 def run_data(cfg: DataConfig, out_dir: str | Path, *, force: bool = False) -> dict:
     """Build the corpus in out_dir and return its stats (see module docstring).
 
-    Skips (returning the saved stats with "skipped": True) when out_dir/DONE exists, unless force.
-    Raises ValueError for a missing/non-directory source or when no file survives the filters.
+    Skips (returning the saved stats with "skipped": True) when out_dir/DONE exists, unless
+    force. Raises ValueError for a missing source or when no file survives the steps.
     """
     out = Path(out_dir).absolute()  # absolute: "." must have a name and a parent for the swap
     if is_done(out) and not force:
@@ -207,70 +333,161 @@ def run_data(cfg: DataConfig, out_dir: str | Path, *, force: bool = False) -> di
         stats = json.loads((out / "stats.json").read_text())
         return {**stats, "skipped": True}
     _check_replaceable(out)
+    work = out.parent / f".{out.name}.work"
+    if force:
+        shutil.rmtree(work, ignore_errors=True)
     t0 = time.perf_counter()
-    roots = resolve_roots(cfg.sources)
-    scan = ScanStats()
-    found = scan_sources(roots, exclude_dirs=cfg.exclude_dirs,
-                         exclude_suffixes=cfg.exclude_suffixes, stats=scan)
-    t_scan = time.perf_counter()
+    plan = _load_or_build_plan(cfg, work)
+    t_plan = time.perf_counter()
+    count = len(plan["shards"])
+    if cfg.engine == "datatrove":
+        from lightcoder.data.engine import run_with_datatrove
 
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+        run_with_datatrove(cfg, plan, work)
+    else:
+        workers = cfg.num_workers()
+        steps.warm_up(cfg, set(cfg.languages))
+        run_shards(partial(steps.map_shard, plan=plan, cfg=cfg, work=work), count,
+                   workers=workers, desc="map")
+        steps.run_dedup(cfg, work, count)
+        run_shards(partial(steps.finish_shard, cfg=cfg, work=work), count, workers=workers,
+                   desc="finish")
+    t_steps = time.perf_counter()
+    tmp = work / "out"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "rejected").mkdir(parents=True)
-    try:
-        stats = _build_corpus(cfg, roots, scan, found, tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    stats["seconds"]["scan"] = round(t_scan - t0, 3)
-    stats["seconds"]["total"] = round(time.perf_counter() - t0, 3)
+    stats = assemble(cfg, plan, work, tmp)
+    total = time.perf_counter() - t0
+    stats["seconds"] = {"plan": round(t_plan - t0, 3), "steps": round(t_steps - t_plan, 3),
+                        "write": round(time.perf_counter() - t_steps, 3), "total": round(total, 3)}
+    workers = max(1, min(cfg.num_workers(), count))
+    language = sum(d["size"] for d in plan["drops"] if d["reason"] == "language")
+    read_mb = (plan["seen"]["bytes"] - language) / 1e6  # bytes in the selected languages
+    cpu_ms = sum(stats["counters"].get("cpu_ms", {}).values())
+    stats["throughput"] = {"workers": workers, "mb_read": round(read_mb, 2),
+                           "mb_per_wall_s": round(read_mb / max(total, 1e-9), 2),
+                           "mb_per_step_cpu_s": round(read_mb / max(cpu_ms / 1000, 1e-9), 2)}
     write_json_atomic(tmp / "stats.json", stats, sort_keys=False)
-    done = {"files": stats["kept"]["files"], "bytes": stats["kept"]["bytes"],
-            "splits": stats["splits"], "seconds": stats["seconds"]["total"]}
-    mark_done(tmp, done)
+    mark_done(tmp, {"files": stats["kept"]["files"], "bytes": stats["kept"]["bytes"],
+                    "splits": stats["splits"], "seconds": stats["seconds"]["total"]})
     replace_dir(tmp, out)
+    shutil.rmtree(work, ignore_errors=True)
     return {**stats, "skipped": False}
 
 
-def _build_corpus(cfg: DataConfig, roots: list[Path], scan: ScanStats, found: list,
-                  tmp: Path) -> dict:
-    """Run the steps over found files, write shards and rejected/ into tmp; return the stats."""
-    t0 = time.perf_counter()
-    funnel = Funnel(tmp / "rejected", cfg.max_rejected_per_reason)
-    try:
-        bar = tqdm(found, desc="corpus", unit="file", file=sys.stderr, disable=None,
-                   mininterval=0.5)
-        files = clean_files(bar, languages=frozenset(cfg.languages),
-                            max_file_bytes=cfg.max_file_bytes, on_drop=funnel.dropper("clean"))
-        files = dedup_exact(files, on_drop=funnel.dropper("dedup"))
-        files = quality.quality_files(files, syntax_check=cfg.syntax_check,
-                                      heuristics=cfg.heuristics(),
-                                      on_drop=funnel.dropper("quality"))
-        kept = list(files)
-        bar.close()
-    finally:
-        funnel.close()
-    t_process = time.perf_counter()
-    if not kept:
-        where = ", ".join(str(r) for r in roots)
-        raise ValueError(
-            f"no usable source files in {where}: {len(found)} files seen, dropped: "
-            f"{funnel.reasons()} (allowed languages: {cfg.languages}; pass --corpus DIR with "
-            "source files in those languages)"
-        )
+def assemble(cfg: DataConfig, plan: dict, work: Path, tmp: Path) -> dict:
+    """Merge shard results: funnel, splits, output shards, repos.jsonl, rejected/, clusters."""
+    count = len(plan["shards"])
+    dropped: dict[str, dict[str, dict[str, int]]] = {s: {} for s in STAGES}
+    counters: dict[str, dict[str, int]] = {}
+    samples: dict[str, list[dict]] = {}
+    cap = cfg.max_rejected_per_reason
 
+    def add_drop(stage: str, reason: str, files: int, nbytes: int) -> None:
+        c = dropped.setdefault(stage, {}).setdefault(reason, {"files": 0, "bytes": 0})
+        c["files"] += files
+        c["bytes"] += nbytes
+
+    def add_sample(row: dict) -> None:
+        rows = samples.setdefault(row["reason"], [])
+        if len(rows) < cap:
+            rows.append(row)
+
+    for d in plan["drops"]:
+        add_drop(d["stage"], d["reason"], 1, d["size"])
+        add_sample(d)
+    for phase in ("map", "finish"):
+        for i in range(count):
+            shard_dir = work / phase / f"{i:05d}"
+            s = json.loads((shard_dir / "stats.json").read_text())
+            for stage, reasons in s["dropped"].items():
+                for reason, c in reasons.items():
+                    add_drop(stage, reason, c["files"], c["bytes"])
+            for group, values in s["counters"].items():
+                for k, v in values.items():
+                    counters.setdefault(group, {})[k] = counters.setdefault(group, {}).get(k, 0) + v
+            with open(shard_dir / "rejected.jsonl", encoding="utf-8") as fh:
+                for line in fh:
+                    add_sample(json.loads(line))
     repo_bytes: dict[str, int] = {}
-    for f in kept:
-        repo_bytes[f.repo] = repo_bytes.get(f.repo, 0) + int(f.meta["size"])
+    for i in range(count):
+        s = json.loads((work / "finish" / f"{i:05d}" / "stats.json").read_text())
+        for repo, n in s["repo_bytes"].items():
+            repo_bytes[repo] = repo_bytes.get(repo, 0) + n
+    reasons = {r: c["files"] for st in dropped.values() for r, c in st.items()}
+    if not repo_bytes:
+        where = ", ".join(plan["roots"])
+        raise ValueError(
+            f"no usable source files in {where}: {plan['seen']['files']} files seen, dropped: "
+            f"{reasons} (allowed languages: {cfg.languages}; pass --corpus DIR with source "
+            "files in those languages)")
     split_of = assign_splits(repo_bytes, valid_fraction=cfg.valid_fraction,
                              test_fraction=cfg.test_fraction, seed=cfg.seed)
-    kept = [replace(f, split=split_of[f.repo]) for f in kept]
-    shards = _write_shards(kept, tmp, cfg.rows_per_shard)
-    t_write = time.perf_counter()
-
-    stats = _build_stats(cfg, roots, scan, found, funnel, kept, shards)
-    stats["seconds"] = {"process": round(t_process - t0, 3), "write": round(t_write - t_process, 3)}
-    return stats
+    shards: dict[str, list[str]] = {s: [] for s in SPLITS}
+    per_split = {s: {"repos": set(), "files": 0, "bytes": 0} for s in SPLITS}
+    languages: dict[str, dict[str, int]] = {}
+    repo_files: dict[str, int] = {}
+    for i in range(count):
+        files = [replace(f, split=split_of[f.repo]) for f in
+                 iter_parquet(work / "finish" / f"{i:05d}" / "files.parquet")]
+        for split in SPLITS:
+            rows = sorted((f for f in files if f.split == split), key=lambda f: f.path)
+            if rows:
+                name = f"{split}-{i:05d}.parquet"
+                write_parquet(rows, tmp / name)
+                shards[split].append(name)
+        for f in files:
+            size = int(f.meta["size"])
+            c = per_split[f.split]
+            c["repos"].add(f.repo)
+            c["files"] += 1
+            c["bytes"] += size
+            lang = languages.setdefault(f.language, {"files": 0, "bytes": 0})
+            lang["files"] += 1
+            lang["bytes"] += size
+            repo_files[f.repo] = repo_files.get(f.repo, 0) + 1
+    for reason, rows in sorted(samples.items()):
+        with open(tmp / "rejected" / f"{reason}.jsonl", "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with open(tmp / "repos.jsonl", "w", encoding="utf-8") as fh:
+        for row in plan["repo_report"]:
+            name = row["repo"]
+            row = {**row, "files_kept": repo_files.get(name, 0),
+                   "bytes_kept": repo_bytes.get(name, 0), "split": split_of.get(name, "")}
+            if row["status"] == "kept" and not row["files_kept"]:
+                row["status"] = "dropped: every file failed a file-level step"
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    if (work / "dedup" / "clusters.jsonl").exists():
+        shutil.copy(work / "dedup" / "clusters.jsonl", tmp / "clusters.jsonl")
+    stages, files, nbytes = [], plan["seen"]["files"], plan["seen"]["bytes"]
+    for name in STAGES:
+        d = dict(sorted(dropped[name].items()))
+        files -= sum(c["files"] for c in d.values())
+        nbytes -= sum(c["bytes"] for c in d.values())
+        stages.append({"stage": name, "dropped": d, "kept": {"files": files, "bytes": nbytes}})
+    splits = {s: {"repos": len(c["repos"]), "files": c["files"], "bytes": c["bytes"]}
+              for s, c in per_split.items()}
+    kept = {"repos": len(repo_bytes), "files": sum(c["files"] for c in splits.values()),
+            "bytes": sum(c["bytes"] for c in splits.values())}
+    return {
+        "version": STATS_VERSION,
+        "roots": plan["roots"],
+        "seen": plan["seen"],
+        "stages": stages,
+        "kept": kept,
+        "splits": splits,
+        "languages": languages,
+        "counters": counters,
+        "syntax_unchecked_languages": sorted(
+            lang for lang in cfg.languages if cfg.syntax.enabled and cfg.syntax_check
+            and not quality.can_check_syntax(lang)),
+        "rejected": {"dir": "rejected", "max_per_reason": cap,
+                     "written": {r: len(v) for r, v in sorted(samples.items())},
+                     "capped": {r: n for r, n in reasons.items() if n > cap}},
+        "shards": shards,
+        "config": asdict(cfg),
+    }
 
 
 def read_corpus(data_dir: str | Path, split: str) -> Iterator[SourceFile]:
@@ -282,61 +499,6 @@ def read_corpus(data_dir: str | Path, split: str) -> Iterator[SourceFile]:
         raise ValueError(f"corpus stage not finished in {d}: run `lightcoder data`")
     for shard in sorted(d.glob(f"{split}-*.parquet")):
         yield from iter_parquet(shard)
-
-
-# ---------------------------------------------------------------- helpers
-
-def _write_shards(kept: list[SourceFile], out: Path, rows_per_shard: int) -> dict[str, list[str]]:
-    shards: dict[str, list[str]] = {}
-    for split in SPLITS:
-        rows = sorted((f for f in kept if f.split == split), key=lambda f: f.path)
-        shards[split] = []
-        for i in range(0, len(rows), rows_per_shard):
-            name = f"{split}-{i // rows_per_shard:05d}.parquet"
-            write_parquet(rows[i: i + rows_per_shard], out / name)
-            shards[split].append(name)
-    return shards
-
-
-def _count(files: list[SourceFile]) -> dict[str, int]:
-    return {"repos": len({f.repo for f in files}), "files": len(files),
-            "bytes": sum(int(f.meta["size"]) for f in files)}
-
-
-def _build_stats(cfg: DataConfig, roots: list[Path], scan: ScanStats, found: list,
-                 funnel: Funnel, kept: list[SourceFile], shards: dict[str, list[str]]) -> dict:
-    seen = {"repos": len({f.repo for f in found}), "files": len(found),
-            "bytes": sum(f.size for f in found)}
-    stages, files, nbytes = [], seen["files"], seen["bytes"]
-    for name in STAGES:
-        dropped = dict(sorted(funnel.dropped[name].items()))
-        files -= sum(c["files"] for c in dropped.values())
-        nbytes -= sum(c["bytes"] for c in dropped.values())
-        stages.append({"stage": name, "dropped": dropped,
-                       "kept": {"files": files, "bytes": nbytes}})
-    languages: dict[str, dict[str, int]] = {}
-    for f in kept:
-        c = languages.setdefault(f.language, {"files": 0, "bytes": 0})
-        c["files"] += 1
-        c["bytes"] += int(f.meta["size"])
-    cap = cfg.max_rejected_per_reason
-    capped = {reason: n for reason, n in funnel.reasons().items() if n > cap}
-    return {
-        "version": STATS_VERSION,
-        "roots": [str(r) for r in roots],
-        "seen": seen,
-        "stages": stages,
-        "kept": _count(kept),
-        "splits": {s: _count([f for f in kept if f.split == s]) for s in SPLITS},
-        "languages": languages,
-        "syntax_unchecked_languages": sorted(lang for lang in cfg.languages if cfg.syntax_check
-                                             and not quality.can_check_syntax(lang)),
-        "scan": asdict(scan),
-        "rejected": {"dir": "rejected", "max_per_reason": cap,
-                     "written": dict(sorted(funnel.written.items())), "capped": capped},
-        "shards": shards,
-        "config": asdict(cfg),
-    }
 
 
 def _check_replaceable(out: Path) -> None:

@@ -5,8 +5,8 @@ packing, eval builders) read back with `lightcoder.data.pipeline.read_corpus`. O
 is Parquet shards with `PARQUET_SCHEMA`: one row per file; `meta` is stored as a JSON string so
 the schema stays fixed while meta keys evolve.
 
-A file that a step drops becomes a `Rejection`, written one JSON line each to
-`rejected/<reason>.jsonl`.
+A file that a step drops is counted in stats.json and sampled, one JSON line each, into
+`rejected/<reason>.jsonl` (lightcoder.data.steps.ShardLog).
 
 Example: from_row(to_row(f)) == f for every SourceFile f with JSON-serialisable meta.
 """
@@ -44,8 +44,9 @@ class SourceFile:
 
     `path` is relative to the corpus root and starts with the repo name ("json/decoder.py" in
     repo "json"). `sha256` is the hex SHA-256 of the whitespace-normalised content (the exact
-    dedup key, see `lightcoder.data.dedup`), not of the raw bytes. `meta` holds e.g.
-    {"size": bytes, "lines": n}.
+    dedup key, see `lightcoder.data.dedup`), not of the raw bytes. `meta` holds
+    {"size": bytes after PII/comment edits, "lines": n, "rank": the repository's rank (0 =
+    best), "repo_score": its ranking score} and "original_size" when an edit changed the size.
     """
 
     repo: str
@@ -57,17 +58,6 @@ class SourceFile:
     split: str = ""
     sha256: str = ""
     meta: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """A file dropped by a corpus step, with the reason ("binary", "syntax_error", ...)."""
-
-    repo: str
-    path: str
-    reason: str
-    detail: str
-    size: int
 
 
 def to_row(f: SourceFile) -> dict:

@@ -57,7 +57,11 @@ def format_funnel(stats: dict) -> str:
         notes.append(f"no tree-sitter grammar, syntax not checked: {', '.join(unchecked)}")
     seconds = stats.get("seconds", {}).get("total")
     if seconds is not None:
-        notes.append(f"corpus stage took {seconds:.1f} s")
+        rate = stats.get("throughput", {})
+        extra = (f": {rate['mb_read']:,.1f} MB read, {rate['mb_per_wall_s']:.1f} MB/s with "
+                 f"{rate['workers']} workers, {rate['mb_per_step_cpu_s']:.1f} MB per CPU-second "
+                 "of the steps") if "mb_read" in rate else ""
+        notes.append(f"corpus stage took {seconds:.1f} s{extra}")
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
