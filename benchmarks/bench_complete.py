@@ -1,6 +1,8 @@
 """Completion latency on CPU: our Completer vs transformers' LlamaForCausalLM.generate, same weights.
 
 Both decode greedily, one ~512-token SPM prompt, exactly 64 new tokens (no early stop), fp32 on CPU.
+Our prefix cache is cleared before every call, so this measures a cold request (bench_serve.py
+measures the editor case, where consecutive requests share their prompt prefix).
 Without --ckpt the model is the lc-quickstart shape with random weights and a tokenizer trained on
 the stdlib; the checkpoint is saved once and loaded by both sides. Also checks that both produce the
 same greedy tokens.
@@ -82,6 +84,7 @@ def main() -> None:
     attention_mask = torch.ones_like(input_ids)
 
     def run_ours():
+        ours.engine.cache.clear()  # a cold request: no prefix-KV reuse or greedy replay between repeats
         c = ours.complete(prefix, suffix, path="textwrap.py", max_new_tokens=new, stop_ids=(),
                           max_prompt_tokens=n_prompt)
         assert c.new_tokens == new and c.prompt_tokens == len(prompt)

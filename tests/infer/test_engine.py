@@ -183,8 +183,6 @@ def test_vocab_size_limits_generated_ids_to_the_tokenizer():
 
 
 def test_completion_cut_mid_character_drops_the_unfinished_bytes(run_dir, monkeypatch):
-    import lightcoder.infer.completer as completer_module
-
     completer = Completer.load(run_dir)
     tok = completer.tokenizer
     text_ids = tok.encode("x = 1")
@@ -199,6 +197,6 @@ def test_completion_cut_mid_character_drops_the_unfinished_bytes(run_dir, monkey
         yield first_byte_id
         return "length"
 
-    monkeypatch.setattr(completer_module, "generate", fake_generate)
+    monkeypatch.setattr(completer.engine, "generate", fake_generate)
     result = completer.complete("y = ", max_new_tokens=len(text_ids) + 1)
     assert result.text == "x = 1" and result.new_tokens == len(text_ids) + 1

@@ -1,25 +1,36 @@
 """Text in, completion out: prompt building, generation and decoding around one loaded model.
 
+`Completer.stream(...)` is the whole inference path as a generator of text deltas (what the server
+streams); `complete(...)` drains it and, with truncate="syntax", trims the result so it never breaks
+the parse of prefix + completion + suffix when a shorter completion does not (infer/truncation.py).
+Generation runs on an `Engine` (infer/engine.py), so consecutive requests reuse the KV cache of
+their common prompt prefix.
+
 Example:
-    completer = Completer.load("runs/quick")        # run dir, ckpt dir or one checkpoint
+    completer = Completer.load("runs/quick")        # run dir, ckpt dir, one checkpoint, or an HF Llama dir
     completer.complete("def add(a, b):\\n    return ", "\\n", path="m.py").text  # -> "a + b"
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from lightcoder.infer.engine import generate
+from lightcoder.infer.engine import Engine, SamplingParams
 from lightcoder.infer.prompts import PromptConfig, build_prompt
+from lightcoder.infer.templates import FimTemplate, detect_template, get_template
+from lightcoder.infer.truncation import StructureStop, trim_to_parse
+from lightcoder.languages import language_for_path
 from lightcoder.model.config import ModelConfig
 from lightcoder.model.hf import CheckpointError, load_checkpoint, resolve_checkpoint
 from lightcoder.model.llama import Transformer
-from lightcoder.tokenizer.tokenizer import Tokenizer
+from lightcoder.tokenizer.backends import ForeignTokenizer, load_tokenizer
+
+TRUNCATE_MODES = ("none", "syntax")
 
 
 @dataclass
@@ -27,79 +38,178 @@ class Completion:
     text: str
     prompt_tokens: int
     new_tokens: int  # generated tokens, the stop token not counted
-    stop_reason: str  # "stop" (a stop token), "length" (max_new_tokens), "max_seq_len" (context full)
+    # "stop" (a stop token or stop string), "length" (max_new_tokens), "max_seq_len" (context full),
+    # "structure" (the syntactic structure at the cursor is complete), "time", "cancelled"
+    stop_reason: str
     seconds: float  # wall time of the whole call: prompt, generation, decoding
+    reused_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
+    replayed_tokens: int = 0  # new tokens taken from a cached greedy continuation
+    first_token_seconds: float = 0.0
 
 
 class Completer:
     """A model, its tokenizer and the prompt rules; `complete` is the whole inference path."""
 
-    def __init__(self, model: Transformer, tokenizer: Tokenizer, model_cfg: ModelConfig, *,
-                 max_prompt_tokens: int | None = None, include_path: bool = True):
+    def __init__(self, model: Transformer, tokenizer, model_cfg: ModelConfig, *,
+                 max_prompt_tokens: int | None = None, include_path: bool = True,
+                 template: FimTemplate | str | None = None, cache_entries: int = 8, sticky_lines: int = 0):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.model_cfg = model_cfg
         self.max_prompt_tokens = max_prompt_tokens  # None: whatever max_seq_len leaves after the new tokens
         self.include_path = include_path
+        self.sticky_lines = sticky_lines
+        if isinstance(template, str):
+            template = get_template(template)
+        if template is None:
+            has = getattr(tokenizer, "has_token", None)
+            template = detect_template(has) if isinstance(tokenizer, ForeignTokenizer) and has else get_template("aixcoder")
+        self.template = template
+        if isinstance(tokenizer, ForeignTokenizer):
+            tokenizer.set_stop_tokens(template.stop_tokens)
+        self.engine = Engine(model, vocab_size=min(tokenizer.vocab_size, model_cfg.vocab_size),
+                             cache_entries=cache_entries)
 
     @classmethod
     def load(cls, run_or_ckpt: str | Path, *, device: str | torch.device = "cpu",
              dtype: torch.dtype | None = None, **kwargs) -> Completer:
         """From a checkpoint dir, a ckpt dir or a run dir (its newest complete checkpoint).
 
-        The tokenizer comes from the checkpoint dir (save_checkpoint copies it there), else from
-        RUN/tokenizer. dtype None keeps the stored dtype (fp32 for our checkpoints).
+        The tokenizer (tokenizer.json, ours or another family's, or aiXcoder's SentencePiece
+        tokenizer.model) comes from the checkpoint dir, else from RUN/tokenizer. dtype None keeps the
+        stored dtype (fp32 for our checkpoints).
         """
         ckpt = resolve_checkpoint(run_or_ckpt)
         model, cfg = load_checkpoint(ckpt, device=device, dtype=dtype)
         candidates = [ckpt, Path(run_or_ckpt) / "tokenizer", ckpt.parent.parent / "tokenizer"]
-        tok_dir = next((d for d in candidates if (d / "tokenizer.json").is_file()), None)
+        tok_dir = next((d for d in candidates
+                        if (d / "tokenizer.json").is_file() or (d / "tokenizer.model").is_file()), None)
         if tok_dir is None:
-            raise CheckpointError(f"no tokenizer.json in {ckpt} or its run's tokenizer/ dir; "
+            raise CheckpointError(f"no tokenizer.json or tokenizer.model in {ckpt} or its run's tokenizer/ dir; "
                                   "save checkpoints with tokenizer_dir=... or pass a run dir")
-        tokenizer = Tokenizer.load(tok_dir)
+        tokenizer = load_tokenizer(tok_dir)
         if tokenizer.vocab_size > cfg.vocab_size:
             raise CheckpointError(f"tokenizer in {tok_dir} has {tokenizer.vocab_size} tokens but the model in "
                                   f"{ckpt} only {cfg.vocab_size}; they do not belong together")
         return cls(model, tokenizer, cfg, **kwargs)
 
-    def prompt_config(self, mode: str, max_new_tokens: int, max_prompt_tokens: int | None = None) -> PromptConfig:
+    def prompt_config(self, mode: str, max_new_tokens: int, max_prompt_tokens: int | None = None,
+                      max_context_tokens: int = 0) -> PromptConfig:
         room = self.model_cfg.max_seq_len - max_new_tokens
         if room <= 0:
             raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in "
                              f"max_seq_len={self.model_cfg.max_seq_len}; lower it")
         budget = min(max_prompt_tokens or self.max_prompt_tokens or room, room)
-        return PromptConfig(mode=mode, max_prompt_tokens=budget, include_path=self.include_path)
+        return PromptConfig(mode=mode, max_prompt_tokens=budget, include_path=self.include_path,
+                            max_context_tokens=max_context_tokens, sticky_lines=self.sticky_lines)
 
-    def complete(self, prefix: str, suffix: str = "", *, path: str = "", max_new_tokens: int = 64,
-                 mode: str = "spm", temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
-                 seed: int = 0, stop_ids: Collection[int] | None = None,
-                 max_prompt_tokens: int | None = None) -> Completion:
+    def build(self, prefix: str, suffix: str = "", *, path: str = "", mode: str = "spm", max_new_tokens: int = 64,
+              max_prompt_tokens: int | None = None, context: Sequence[tuple[str, str]] = (),
+              max_context_tokens: int | None = None) -> list[int]:
+        """The prompt ids `complete` would use."""
+        if max_context_tokens is None:
+            max_context_tokens = (max_prompt_tokens or self.max_prompt_tokens or self.model_cfg.max_seq_len) // 4
+        cfg = self.prompt_config(mode, max_new_tokens, max_prompt_tokens, max_context_tokens if context else 0)
+        return build_prompt(self.tokenizer, prefix=prefix, suffix=suffix, path=path, cfg=cfg,
+                            template=self.template, context=context)
+
+    def complete(self, prefix: str, suffix: str = "", *, truncate: str = "none", **kwargs) -> Completion:
         """Complete the code between prefix and suffix (NTP when suffix is ""); greedy by default.
 
-        stop_ids None = the tokenizer's stop set; pass () to always generate max_new_tokens.
+        Keywords as `stream`; truncate="syntax" also trims the result to the longest line cut that
+        parses best with prefix and suffix.
+        """
+        if truncate not in TRUNCATE_MODES:
+            raise ValueError(f"truncate must be one of {TRUNCATE_MODES}, got {truncate!r}")
+        gen = self.stream(prefix, suffix, syntax_stop=truncate == "syntax", **kwargs)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as done:
+                result: Completion = done.value
+                break
+        if truncate == "syntax":
+            language = language_for_path(kwargs.get("path", ""))
+            result.text = trim_to_parse(prefix, result.text, suffix, language)
+        return result
+
+    def stream(self, prefix: str, suffix: str = "", *, path: str = "", max_new_tokens: int = 64,
+               mode: str = "spm", temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+               seed: int = 0, stop_ids: Collection[int] | None = None, stop: Sequence[str] = (),
+               max_seconds: float | None = None, max_prompt_tokens: int | None = None,
+               context: Sequence[tuple[str, str]] = (), max_context_tokens: int | None = None,
+               syntax_stop: bool = False, cancelled: Callable[[], bool] | None = None,
+               prompt_ids: list[int] | None = None) -> Iterator[str]:
+        """Yield the completion as text deltas; the generator returns the `Completion`.
+
+        stop_ids None = the tokenizer's stop set; pass () to always generate max_new_tokens. `stop`
+        strings end the completion before their first occurrence. syntax_stop ends it at the first
+        line where the structure at the cursor is complete (StructureStop).
         """
         start = time.perf_counter()
-        cfg = self.prompt_config(mode, max_new_tokens, max_prompt_tokens)
-        prompt = build_prompt(self.tokenizer, prefix=prefix, suffix=suffix, path=path, cfg=cfg)
-        rng = torch.Generator().manual_seed(seed) if temperature > 0 else None
-        tokens = generate(self.model, prompt, max_new_tokens=max_new_tokens,
-                          stop_ids=self.tokenizer.stop_ids if stop_ids is None else stop_ids,
-                          temperature=temperature, top_k=top_k, top_p=top_p, rng=rng,
-                          vocab_size=self.tokenizer.vocab_size)
+        prompt = prompt_ids if prompt_ids is not None else self.build(
+            prefix, suffix, path=path, mode=mode, max_new_tokens=max_new_tokens,
+            max_prompt_tokens=max_prompt_tokens, context=context, max_context_tokens=max_context_tokens)
+        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                seed=seed, stop_ids=self.tokenizer.stop_ids if stop_ids is None else stop_ids,
+                                max_seconds=max_seconds)
+        structure = StructureStop(prefix, suffix, language_for_path(path)) if syntax_stop else None
+        stops = [s for s in stop if s]
+        tokens = self.engine.generate(prompt, params, cancelled=cancelled)
         new_ids: list[int] = []
+        sent = 0  # characters of the text already yielded
+        first_token = 0.0
+        text = ""
         while True:
             try:
                 new_ids.append(next(tokens))
             except StopIteration as done:  # the generator returns its stop reason
                 stop_reason = done.value
                 break
+            if not first_token:
+                first_token = time.perf_counter() - start
+            text = self.tokenizer.decode(new_ids)
+            cut = _first_stop(text, stops)
+            if cut is not None:
+                text, stop_reason = text[:cut], "stop"
+                tokens.close()
+                break
+            if structure is not None and structure.done(text):
+                text, stop_reason = text[:text.rfind("\n") + 1], "structure"
+                tokens.close()
+                break
+            safe = len(text) - _held_back(text, stops)
+            if safe > sent:
+                yield text[sent:safe]
+                sent = safe
         num_generated = len(new_ids)
-        if stop_reason != "stop":  # cut mid-character: drop the bytes of the unfinished UTF-8 sequence
+        if stop_reason not in ("stop", "structure"):
+            # Cut mid-character: drop the bytes of the unfinished UTF-8 sequence.
             for _ in range(3):
-                if not new_ids or not self.tokenizer.decode(new_ids[-4:]).endswith("\ufffd"):
+                if not text.endswith("\ufffd") or not new_ids:
                     break
                 new_ids.pop()
-        return Completion(text=self.tokenizer.decode(new_ids), prompt_tokens=len(prompt),
-                          new_tokens=num_generated, stop_reason=stop_reason,
-                          seconds=time.perf_counter() - start)
+                text = self.tokenizer.decode(new_ids)
+        if len(text) > sent:
+            yield text[sent:]
+        stats = self.engine.last_stats
+        return Completion(text=text, prompt_tokens=len(prompt), new_tokens=num_generated, stop_reason=stop_reason,
+                          seconds=time.perf_counter() - start, reused_tokens=stats.reused_tokens,
+                          replayed_tokens=stats.replayed_tokens, first_token_seconds=first_token)
+
+
+def _first_stop(text: str, stops: Sequence[str]) -> int | None:
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _held_back(text: str, stops: Sequence[str]) -> int:
+    """Characters at the end of text not to stream yet: an unfinished UTF-8 character, or the start
+    of a stop string that may complete with the next token."""
+    held = len(text) - len(text.rstrip("\ufffd"))
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:n]):
+                held = max(held, n)
+                break
+    return held

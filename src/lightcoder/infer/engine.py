@@ -9,11 +9,19 @@ Example:
 
 from __future__ import annotations
 
-from typing import Collection, Iterator
+import inspect
+import time
+from dataclasses import dataclass
+from typing import Callable, Collection, Iterator
 
 import torch
 
+from lightcoder.infer.fused_decode import FusedDecoder
+from lightcoder.infer.prefix_cache import CacheEntry, PrefixCache
 from lightcoder.model.llama import KVCache, Transformer
+
+STOP_REASONS = ("stop", "length", "max_seq_len", "time", "cancelled")
+_FUSED_PREFILL_MAX = 256  # prompt tails up to this long go through the fused path; longer: the model
 
 
 def sample_next(
@@ -45,9 +53,23 @@ def sample_next(
     return int(torch.multinomial(probs, 1, generator=rng))
 
 
+def _last_logits_keyword(model: Transformer) -> str | None:
+    """The forward() keyword that computes logits at the last position only, if the model has one."""
+    params = inspect.signature(type(model).forward).parameters
+    return next((k for k in ("last_logits_only", "last_only") if k in params), None)
+
+
+def forward_last(model: Transformer, tokens: torch.Tensor, kv_cache: list[KVCache], start_pos: int) -> torch.Tensor:
+    """tokens (1, T) at positions start_pos.. -> logits (V,) of the last position only (no (T, V) matmul)."""
+    key = _last_logits_keyword(model)
+    if key is None:
+        return model(tokens, kv_cache=kv_cache, start_pos=start_pos)[0, -1]
+    return model(tokens, kv_cache=kv_cache, start_pos=start_pos, **{key: True})[0, -1]
+
+
 def prefill(model: Transformer, prompt: torch.Tensor, kv_cache: list[KVCache]) -> torch.Tensor:
     """Run the whole prompt (1, T) through the model once; logits (V,) for the next token."""
-    return model(prompt, kv_cache=kv_cache, start_pos=0, last_only=True)[0, -1]
+    return forward_last(model, prompt, kv_cache, 0)
 
 
 def decode_one(model: Transformer, token: int, pos: int, kv_cache: list[KVCache]) -> torch.Tensor:
@@ -112,3 +134,146 @@ def generate(
         logits = decode_one(model, token, pos, kv_cache)
         pos += 1
     return "length"
+
+
+# ---------------------------------------------------------------------------------------------
+# The serving engine: generate() plus prefix-KV reuse, replay, deadlines and cancellation
+
+
+@dataclass(kw_only=True)
+class SamplingParams:
+    max_new_tokens: int = 64
+    temperature: float = 0.0  # 0 = greedy
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+    stop_ids: Collection[int] = ()
+    max_seconds: float | None = None  # stop with reason "time" once this much wall time has passed
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
+        if self.temperature < 0 or self.top_k < 0 or not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"need temperature >= 0, top_k >= 0, 0 < top_p <= 1; got "
+                             f"{self.temperature}, {self.top_k}, {self.top_p}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"max_seconds must be > 0 (or None), got {self.max_seconds}")
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    reused_tokens: int = 0  # prompt ids whose keys/values came from the prefix cache
+    replayed_tokens: int = 0  # new ids taken from a cached greedy continuation (no model call)
+    prefill_seconds: float = 0.0
+
+
+class Engine:
+    """One model, one prefix cache; `generate` yields ids and returns a reason from STOP_REASONS.
+
+    Not thread-safe: the server runs all generation on one worker thread (torch ops use the cores).
+    """
+
+    def __init__(self, model: Transformer, *, vocab_size: int | None = None, cache_entries: int = 8,
+                 cache_bytes: int = 2 << 30, fused_decode: bool = True):
+        self.model = model.eval()
+        # One-token steps through fused weights (same math, fewer ops); prefill uses the model itself.
+        self.decoder = FusedDecoder(model) if fused_decode and FusedDecoder.supports(model) else None
+        self.vocab_size = vocab_size
+        self.cache = PrefixCache(model, max_entries=cache_entries, max_bytes=cache_bytes)
+        self.device = model.output.weight.device
+        self.last_stats = GenerationStats()
+
+    def _logits(self, entry: CacheEntry, ids: list[int], start_pos: int) -> torch.Tensor:
+        if self.decoder is not None and len(ids) == 1:
+            logits = self.decoder(ids[0], start_pos, entry.kv)  # (V,)
+        elif self.decoder is not None and len(ids) <= _FUSED_PREFILL_MAX:
+            logits = self.decoder.prefill(ids, start_pos, entry.kv)  # (V,)
+        else:
+            x = torch.tensor([ids], dtype=torch.long, device=self.device)  # (1, T)
+            logits = forward_last(self.model, x, entry.kv, start_pos)  # (V,)
+        if self.vocab_size is not None and self.vocab_size < logits.size(-1):
+            logits[self.vocab_size:] = float("-inf")  # ids no tokenizer can decode
+        return logits
+
+    @torch.inference_mode()
+    def generate(self, prompt_ids: list[int], params: SamplingParams, *,
+                 cancelled: Callable[[], bool] | None = None) -> Iterator[int]:
+        """Yield new ids; stops before yielding a stop id. Same tokens as the module-level generate()
+        for greedy decoding, whatever the cache holds."""
+        prompt = list(prompt_ids)
+        if not prompt:
+            raise ValueError("prompt_ids is empty; a prompt starts at least with <s>")
+        max_seq_len = self.model.cfg.max_seq_len
+        if len(prompt) >= max_seq_len:
+            raise ValueError(f"prompt of {len(prompt)} tokens leaves no room in max_seq_len {max_seq_len}; "
+                             "lower the prompt budget (PromptConfig.max_prompt_tokens)")
+        stats = self.last_stats = GenerationStats(prompt_tokens=len(prompt))
+        if params.max_new_tokens == 0:
+            return "length"
+        start = time.perf_counter()
+        deadline = None if params.max_seconds is None else start + params.max_seconds
+        stop_ids = frozenset(params.stop_ids)
+        greedy = params.temperature == 0
+        rng = None if greedy else torch.Generator().manual_seed(params.seed)
+        produced = 0
+
+        entry, _ = self.cache.best_match(prompt)
+        replay = entry.greedy_continuation(prompt) if (greedy and entry is not None) else []
+        if replay and entry.pending is None:  # a run that died between feeding and sampling
+            replay = []
+        if replay:
+            # The user typed into the previous ghost text: its remaining ids are what greedy decoding gives.
+            self.cache.lookups += 1
+            self.cache.hits += 1
+            self.cache.prompt_tokens += len(prompt)
+            self.cache.reused_tokens += len(prompt)
+            stats.reused_tokens = len(prompt)
+            for token in replay:
+                if token in stop_ids:
+                    return "stop"
+                stats.replayed_tokens += 1
+                produced += 1
+                yield token
+                if produced == params.max_new_tokens:
+                    return "length"
+            # Continue after the cached ids: feed the pending id at the end of the entry.
+            pos, feed = len(entry.tokens), entry.pending
+            if pos + 1 >= max_seq_len:
+                return "max_seq_len"
+            self.cache.ensure_capacity(entry, min(pos + 1 + params.max_new_tokens - produced, max_seq_len))
+            logits = self._logits(entry, [feed], pos)
+            entry.tokens.append(feed)
+            entry.pending = None
+        else:
+            entry, reused = self.cache.acquire(prompt, len(prompt) + params.max_new_tokens)
+            reused = min(reused, len(prompt) - 1)  # the last prompt id is always fed: its logits are needed
+            entry.truncate(reused)
+            stats.reused_tokens = reused
+            logits = self._logits(entry, prompt[reused:], reused)
+            entry.tokens.extend(prompt[reused:])
+            entry.greedy_from, entry.pending = (len(entry.tokens), None) if greedy else (None, None)
+            stats.prefill_seconds = time.perf_counter() - start
+
+        while True:
+            token = sample_next(logits, params.temperature, params.top_k, params.top_p, rng)
+            if greedy:
+                entry.pending = token
+            if token in stop_ids:
+                return "stop"
+            produced += 1
+            yield token
+            if produced >= params.max_new_tokens:
+                return "length"
+            if cancelled is not None and cancelled():
+                return "cancelled"
+            if deadline is not None and time.perf_counter() >= deadline:
+                return "time"
+            pos = len(entry.tokens)
+            if pos + 1 > max_seq_len:
+                return "max_seq_len"
+            if not self.cache.ensure_capacity(entry, pos + 1):
+                return "max_seq_len"
+            logits = self._logits(entry, [token], pos)
+            entry.tokens.append(token)
+            entry.pending = None

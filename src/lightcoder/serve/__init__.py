@@ -1,0 +1,1 @@
+"""`lightcoder serve`: the HTTP server (OpenAI /v1/completions with suffix, llama.cpp /infill, playground)."""

@@ -1,0 +1,69 @@
+"""`lightcoder serve RUN_OR_CKPT [--host H] [--port P] ...`: load a model and serve it over HTTP.
+
+Example: lightcoder serve run/quickstart --port 8000 --workspace ~/src/myproject
+then open http://127.0.0.1:8000/ (playground) or point an OpenAI client at http://127.0.0.1:8000/v1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from lightcoder.serve.schemas import Limits
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lightcoder serve", description="Serve code completions over HTTP "
+                                "(OpenAI /v1/completions with suffix, llama.cpp /infill, playground at /).")
+    p.add_argument("checkpoint", help="run dir, checkpoint dir, or an HF Llama dir (tokenizer.json or tokenizer.model)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model-name", default="lightcoder", help="the model id clients send (default lightcoder)")
+    p.add_argument("--api-key", default=os.environ.get("LIGHTCODER_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' (default: $LIGHTCODER_API_KEY, else open)")
+    p.add_argument("--template", help="FIM template (aixcoder, starcoder, deepseek, qwen2.5-coder, codellama); "
+                   "default: detected from the tokenizer")
+    p.add_argument("--workspace", help="directory whose source files give cross-file context (BM25)")
+    p.add_argument("--max-prompt-tokens", type=int, default=0, help="prompt budget (0 = the model's context)")
+    p.add_argument("--cache-entries", type=int, default=8, help="prefix-KV cache sessions kept (LRU)")
+    p.add_argument("--sticky-lines", type=int, default=16,
+                   help="cut long prompts at multiples of this many lines, so keystrokes keep the KV cache")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: as stored")
+    defaults = Limits()
+    p.add_argument("--max-tokens-limit", type=int, default=defaults.max_tokens_limit)
+    p.add_argument("--max-prompt-chars", type=int, default=defaults.max_prompt_chars)
+    p.add_argument("--max-queue", type=int, default=defaults.max_queue)
+    p.add_argument("--max-seconds", type=float, default=defaults.max_seconds, help="wall time per generation")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+    import uvicorn
+
+    from lightcoder.infer.completer import Completer
+    from lightcoder.infer.retrieval import ChunkIndex, workspace_files
+    from lightcoder.serve.app import ServerConfig, create_app
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    completer = Completer.load(args.checkpoint, dtype=dtype, template=args.template,
+                               max_prompt_tokens=args.max_prompt_tokens or None,
+                               cache_entries=args.cache_entries, sticky_lines=args.sticky_lines)
+    index = None
+    if args.workspace:
+        files = workspace_files(args.workspace)
+        index = ChunkIndex.from_files(files)
+        print(f"workspace {args.workspace}: {len(files)} files, {len(index)} chunks", file=sys.stderr)
+    limits = Limits(max_prompt_chars=args.max_prompt_chars, max_tokens_limit=args.max_tokens_limit,
+                    max_queue=args.max_queue, max_seconds=args.max_seconds)
+    app = create_app(completer, ServerConfig(model_name=args.model_name, api_key=args.api_key, limits=limits,
+                                             workspace_index=index))
+    print(f"lightcoder serve: {args.checkpoint} as {args.model_name!r} (template {completer.template.name}) on "
+          f"http://{args.host}:{args.port}/  (playground at /, OpenAI base_url .../v1)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

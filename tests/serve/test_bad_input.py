@@ -1,0 +1,82 @@
+"""Bad input gets a clear 4xx naming the field or limit, and the server keeps serving."""
+
+import httpx
+import pytest
+
+from lightcoder.infer.completer import Completer
+from lightcoder.serve.app import ServerConfig, create_app
+
+CASES = [
+    (b'{"prompt": "x", ', 400, "not valid JSON"),
+    (b'{"prompt": "\xff\xfe"}', 400, "not valid UTF-8"),
+    (b'[1, 2]', 400, "JSON object"),
+    (b'{"prompt": "x", "max_tokens": -5}', 400, "max_tokens"),
+    (b'{"prompt": "x", "max_tokens": 100000000}', 400, "max_tokens_limit"),
+    (b'{"prompt": "x", "model": "gpt-4"}', 404, "does not exist"),
+    (b'{"prompt": "x", "temperature": "hot"}', 400, "temperature"),
+    (b'{"prompt": "x", "echo": true}', 400, "echo"),
+    (b'{"prompt": "x", "n": 99}', 400, "max_n"),
+    (b'{"prompt": "' + b"x" * 30_000 + b'"}', 413, "max_prompt_chars"),
+    (b'{"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}', 400, "stop"),
+]
+
+
+@pytest.mark.parametrize("body,status,words", CASES, ids=[c[2] for c in CASES])
+def test_bad_completion_requests(server, body, status, words):
+    r = httpx.post(server.url + "/v1/completions", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    assert words in r.json()["error"]["message"]
+    ok = httpx.post(server.url + "/v1/completions", json={"prompt": "x = ", "max_tokens": 2})
+    assert ok.status_code == 200
+
+
+def test_bad_infill_requests(server):
+    r = httpx.post(server.url + "/infill", json={"input_prefix": "x", "n_predict": 10_000})
+    assert r.status_code == 400 and "n_predict" in r.json()["error"]["message"]
+    r = httpx.post(server.url + "/infill", json={"input_prefix": "x", "input_extra": "nope"})
+    assert r.status_code == 400 and "input_extra" in r.json()["error"]["message"]
+
+
+def test_api_key_is_required_when_set(tiny_run, make_server):
+    app = create_app(Completer.load(tiny_run), ServerConfig(api_key="s3cret"))
+    with make_server(app) as s:
+        body = {"prompt": "x", "max_tokens": 1}
+        assert httpx.post(s.url + "/v1/completions", json=body).status_code == 401
+        assert httpx.post(s.url + "/v1/completions", json=body,
+                          headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert httpx.post(s.url + "/v1/completions", json=body,
+                          headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert httpx.get(s.url + "/health").status_code == 200  # open: load balancers probe it
+
+
+def test_full_queue_answers_429_naming_the_limit(tiny_run, make_server):
+    from lightcoder.serve.schemas import Limits
+
+    app = create_app(Completer.load(tiny_run), ServerConfig(limits=Limits(max_queue=0)))
+    with make_server(app) as s:
+        r = httpx.post(s.url + "/v1/completions", json={"prompt": "x"})
+        assert r.status_code == 429 and "max_queue" in r.json()["error"]["message"]
+
+
+def test_disconnected_stream_is_cancelled(server, completer):
+    """A client that leaves mid-stream frees the engine: the next request is served at once."""
+    with httpx.stream("POST", server.url + "/v1/completions",
+                      json={"prompt": "x = ", "max_tokens": 64, "stream": True, "truncate": "none"}) as s:
+        next(s.iter_lines())
+    r = httpx.post(server.url + "/v1/completions", json={"prompt": "y = ", "max_tokens": 2}, timeout=30)
+    assert r.status_code == 200
+    assert httpx.get(server.url + "/health").json()["queue_depth"] == 0
+
+
+def test_requests_the_model_context_cannot_hold_are_400_even_when_streaming(tiny_run, make_server):
+    from lightcoder.serve.schemas import Limits
+
+    app = create_app(Completer.load(tiny_run), ServerConfig(limits=Limits(max_tokens_limit=1000)))
+    with make_server(app) as s:  # lc-tiny: 256 positions
+        r = httpx.post(s.url + "/v1/completions", json={"prompt": "x", "max_tokens": 300})
+        assert r.status_code == 400 and "max_seq_len" in r.json()["error"]["message"]
+        for stream in (False, True):  # 255 new tokens leave 1 position: no room for the prompt
+            r = httpx.post(s.url + "/v1/completions", json={"prompt": "x = 1", "suffix": "\n", "max_tokens": 255,
+                                                            "stream": stream})
+            assert r.status_code == 400 and "no room" in r.json()["error"]["message"]
+        assert httpx.post(s.url + "/v1/completions", json={"prompt": "x", "max_tokens": 2}).status_code == 200
