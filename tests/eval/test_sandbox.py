@@ -1,4 +1,9 @@
-"""Red-team tests: hostile generated code ends in a recorded failure and the harness is unharmed."""
+"""Red-team tests: hostile generated code ends in a recorded failure and the harness is unharmed.
+
+Most cases run the way the harness runs Python (`python -I -S main.py`: the slot's fork server runs
+the script in a forked child of its own interpreter); `run_exec` takes the fork + exec path that
+node, java, g++ and any other argv take.
+"""
 
 import os
 import socket
@@ -14,8 +19,14 @@ FAST = Limits(wall_seconds=2.0, cpu_seconds=1, memory_mb=512, file_size_mb=4, ma
 ROOT = os.geteuid() == 0
 
 
-def run(code: str, limits: Limits = FAST, slot: int = 0):
-    return run_in_sandbox([PY, "main.py"], {"main.py": code}, limits, slot=slot)
+def run(code: str, limits: Limits = FAST, slot: int = 0, stdin: str = ""):
+    """In-process path (the argv runtimes.py uses for Python)."""
+    return run_in_sandbox([PY, "-I", "-S", "main.py"], {"main.py": code}, limits, slot=slot, stdin=stdin)
+
+
+def run_exec(code: str, limits: Limits = FAST, slot: int = 0, stdin: str = ""):
+    """Fork + exec path: a fresh interpreter, as for every non-Python runtime."""
+    return run_in_sandbox([PY, "main.py"], {"main.py": code}, limits, slot=slot, stdin=stdin)
 
 
 def assert_clean(slot: int = 0) -> None:
@@ -25,9 +36,11 @@ def assert_clean(slot: int = 0) -> None:
     assert os.getpid() > 0
 
 
-def test_a_correct_program_passes_with_a_clean_environment():
-    r = run("import os, sys\nprint(sorted(os.environ))\nprint(os.getcwd())")
+@pytest.mark.parametrize("runner", [run, run_exec], ids=["in-process", "exec"])
+def test_a_correct_program_passes_with_a_clean_environment(runner):
+    r = runner("import os, sys\nprint(sorted(os.environ))\nprint(os.getcwd())")
     assert r.passed, r.stderr
+    assert ("in-process" in r.isolation[-1]) == (runner is run)
     env = eval(r.stdout.splitlines()[0])
     assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "LC_CTYPE"}
     workdir = r.stdout.splitlines()[1]
@@ -41,9 +54,10 @@ def test_fork_bomb_is_a_recorded_failure_and_leaves_no_process():
     assert_clean(1)
 
 
-def test_daemonised_child_is_killed_with_the_sample():
+@pytest.mark.parametrize("runner", [run, run_exec], ids=["in-process", "exec"])
+def test_daemonised_child_is_killed_with_the_sample(runner):
     code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\nelse:\n    print('parent done')\n")
-    r = run(code, slot=2)
+    r = runner(code, slot=2)
     assert r.passed  # the parent exited 0 ...
     assert_clean(2)  # ... and its setsid() child did not outlive the sample
 
@@ -102,8 +116,8 @@ def test_killing_the_parent_is_not_permitted():
 def test_parallel_hostile_samples_each_fail_alone():
     codes = ["while True: pass", "print(1)", "import os\nwhile True:\n    try: os.fork()\n    except OSError: pass",
              "raise SystemExit(3)"]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda ic: run(ic[1], slot=10 + ic[0]), enumerate(codes)))
+    with ThreadPoolExecutor(max_workers=4) as pool:  # exec path here; every other case in-process
+        results = list(pool.map(lambda ic: run_exec(ic[1], slot=10 + ic[0]), enumerate(codes)))
     assert [r.passed for r in results] == [False, True, False, False]
     assert results[3].returncode == 3
     for slot in range(10, 14):
@@ -114,6 +128,11 @@ def test_parallel_hostile_samples_each_fail_alone():
 def test_file_names_cannot_escape_the_work_dir():
     with pytest.raises(ValueError, match="leaves the work dir"):
         run_in_sandbox([PY, "x.py"], {"../x.py": "print(1)"}, FAST)
+
+
+def test_in_process_needs_the_python_runtime_argv():
+    with pytest.raises(ValueError, match="in_process=True needs argv"):
+        run_in_sandbox(["node", "main.js"], {"main.js": "1"}, FAST, in_process=True)
 
 
 def test_limits_are_validated():
@@ -149,3 +168,52 @@ def test_a_non_dumpable_daemon_is_still_swept():
     r = run(code, slot=3)
     assert r.passed
     assert_clean(3)
+
+
+def test_in_process_python_behaves_like_a_fresh_interpreter():
+    """__main__, argv, TMPDIR, exit handlers, non-daemon threads, exit codes and tracebacks."""
+    code = ("import atexit, sys, tempfile, threading, time\n"
+            "print(__name__, sys.argv, tempfile.gettempdir() == sys.path[0] or tempfile.gettempdir())\n"
+            "atexit.register(print, 'atexit ran')\n"
+            "threading.Thread(target=lambda: (time.sleep(0.05), print('thread joined'))).start()\n"
+            "sys.exit(3)\n")
+    r = run(code)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 3 and r.status == "failed"
+    assert lines[0].startswith("__main__ ['main.py'] ") and "lc-sandbox-" in lines[0]
+    assert lines[1:] == ["thread joined", "atexit ran"]
+    r = run("def f():\n    raise KeyError('boom')\nf()\n")
+    assert r.returncode == 1 and 'File "main.py", line 3' in r.stderr and "KeyError: 'boom'" in r.stderr
+    assert "sandbox.py" not in r.stderr  # the server's own frames are not part of the traceback
+    r = run("import random\nprint(random.random())")
+    assert run("import random\nprint(random.random())").stdout != r.stdout  # reseeded per sample
+
+
+@pytest.mark.parametrize("runner", [run, run_exec], ids=["in-process", "exec"])
+def test_stdin_is_passed_and_no_harness_descriptor_leaks_in(runner):
+    """Only fds 0-2 are open: the sample cannot write to the server's socket to forge a result."""
+    r = runner("import os\nprint(input())\nprint(sorted(int(f) for f in os.listdir('/proc/self/fd')))",
+               stdin="hello\n")
+    assert r.passed, r.stderr
+    out = r.stdout.splitlines()
+    assert out[0] == "hello" and eval(out[1])[:3] == [0, 1, 2] and len(eval(out[1])) <= 4  # +1: listdir's own fd
+
+
+@pytest.mark.skipif(not ROOT, reason="privilege dropping needs root")
+def test_the_fork_server_cannot_be_signalled_and_survives_hostile_samples():
+    r = run("import os\nos.kill(os.getppid(), 9)", slot=4)  # the parent of an in-process sample is the server
+    assert not r.passed and "PermissionError" in r.stderr
+    assert run("print('still served')", slot=4).stdout == "still served\n"
+
+
+def test_a_dead_fork_server_is_replaced():
+    """If a slot's server is gone (killed from outside), the next sample starts a new one and runs."""
+    import lightcoder.eval.sandbox as sandbox
+
+    assert run("print(1)", slot=5).passed
+    for server in [s for (slot, _), s in sandbox._SERVERS.items() if slot == 5]:
+        server.proc.kill()
+        server.proc.wait()
+    r = run("print(2)", slot=5)
+    assert r.passed and r.stdout == "2\n"
+    assert_clean(5)

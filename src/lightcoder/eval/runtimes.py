@@ -1,7 +1,9 @@
 """How a finished program in each execution language is run in the sandbox: files, command, limits.
 
     python      main.py       python3 -I -S main.py       (an interpreter the sandbox uid may run; isolated
-                                                          mode, no site-packages: stdlib only, 1/3 faster start)
+                                                          mode, no site-packages: stdlib only. The sandbox
+                                                          recognises this argv and runs main.py in a fresh
+                                                          fork of its slot's server interpreter: no start-up)
     javascript  main.js       node main.js
     java        Main.java     java -ea Main.java          (single-file launcher: compiles in memory and
                                                           runs the first class; MultiPL-E's `class Problem`)

@@ -1,21 +1,30 @@
 """Run one untrusted program in its own process, fenced in, and report how it ended.
 
-Each call to `run_in_sandbox(argv, files, limits)`:
+Each call to `run_in_sandbox(argv, files, limits, slot=...)`:
 
 1. makes a throwaway working directory (mode 0700, owned by the sandbox user) holding `files`;
-2. starts `argv` in a new session (its own process group) with a clean environment
-   (PATH, HOME=the work dir, LANG, no inherited variables);
-3. in the child before exec: `unshare(CLONE_NEWNET)` through ctypes (a fresh network namespace
-   with only a downed loopback: no network at all), rlimits on CPU seconds, address space, file
-   size, open files, process count and core dumps, then drops root for a sandbox uid/gid with
-   no supplementary groups (one uid per parallel slot, no passwd entry needed; each uid is
-   claimed with a lock file for the life of this process, so two harnesses on one machine never
-   share a uid and never kill each other's samples);
-4. waits up to a wall-clock timeout, then SIGKILLs the process group, then every process still
-   owned by the slot's uid (a fork that called setsid escapes the group, not the uid);
+2. hands the job to the slot's **fork server**: a small stdlib-only Python process (this file run
+   as a script, `python -I -S sandbox.py --serve`), started once per slot, running as root (so a
+   sample can neither signal nor ptrace it) inside a network namespace it created once with
+   `unshare(CLONE_NEWNET)` (only a downed loopback: no network at all), and a child subreaper
+   (every orphan of a sample is re-parented to it, so none can hide);
+3. the server forks one fresh child per sample, which starts a new session (its own process
+   group), points stdin/stdout/stderr at files the harness passed over the socket, closes every
+   other descriptor, enters the work dir, sets a clean environment (PATH, HOME=TMPDIR=the work
+   dir, LANG), rlimits on CPU seconds, address space, file size, open files, process count and
+   core dumps, then drops root for the slot's uid/gid with no supplementary groups (one uid per
+   slot, no passwd entry needed; each uid is claimed with a lock file for the life of this
+   process, so two harnesses on one machine never share a uid and never kill each other's
+   samples). Then it either `exec`s `argv`, or, when `argv` is exactly the server's own
+   `python -I -S script.py`, runs the script in that forked interpreter as `__main__` (what a
+   fresh interpreter would do, minus ~35 ms of start-up and stdlib imports);
+4. the harness waits (blocking on the socket, no polling) up to a wall-clock timeout, then
+   SIGKILLs the sample's process group; when the sample has ended the server kills every process
+   of the slot's uid (`kill(-1, SIGKILL)` from a child that took that uid: a fork that called
+   setsid escapes the group, not the uid) and reaps every descendant before it reports;
 5. deletes the working directory and returns an ExecResult: status ("passed", "failed",
-   "timeout", "killed"), exit code / signal, clipped stdout/stderr, seconds, and `isolation`,
-   which says what was actually applied (e.g. "netns:unavailable (EPERM)" when unshare failed).
+   "timeout"), exit code / signal, clipped stdout/stderr, seconds, and `isolation`, which says
+   what was actually applied (e.g. "netns:unavailable (EPERM)" when unshare is not permitted).
 
 What it protects against, and what it does not, is written down in docs/evaluation.md §Sandbox.
 In short: it stops runaway CPU, memory, disk-per-file, processes and network, signals to the
@@ -30,13 +39,16 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import errno
 import fcntl
+import json
 import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -46,11 +58,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 CLONE_NEWNET = 0x40000000
+PR_SET_CHILD_SUBREAPER = 36
 SANDBOX_UID_BASE = 61000  # sandbox uids are claimed from [61000, 61000 + SANDBOX_UID_COUNT): no real user's
 SANDBOX_UID_COUNT = 4096
 LOCK_DIR = Path(tempfile.gettempdir()) / "lightcoder-sandbox-uids"
 MAX_OUTPUT_CHARS = 4000  # stdout/stderr kept per sample (the tail of stderr, the head of stdout)
-_LIBC = ctypes.CDLL(None, use_errno=True)  # resolved in the parent: the child only calls into it
+SERVER_GRACE_SECONDS = 10.0  # after a kill, how long the server may take to sweep before it is replaced
+# Modules the fork server imports once so that forked samples find them loaded (their state is the
+# pristine post-import state: the server never runs sample code). HumanEval programs use these.
+PRELOAD = ("typing", "math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
+           "hashlib", "traceback")
+_LIBC = ctypes.CDLL(None, use_errno=True)  # resolved before any fork: children only call into it
+_MSG = 1 << 16  # max request/reply size on the server socket (argv + env + limits as JSON)
 
 
 @dataclass(kw_only=True)
@@ -88,27 +107,6 @@ class ExecResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# ---- what the child does between fork and exec (no Python-level allocation-heavy work) ----
-
-def _child_setup(limits: Limits, uid: int | None, netns_ok: bool, report_fd: int) -> None:
-    """preexec_fn: runs in the forked child. Errors here abort the exec (Popen raises)."""
-    if netns_ok and not limits.network:
-        if _LIBC.unshare(CLONE_NEWNET) != 0:
-            os.write(report_fd, b"N")  # the parent records "netns failed" and the sample still runs offline-less
-    mb = 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mb, limits.memory_mb * mb))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size_mb * mb, limits.file_size_mb * mb))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limits.max_open_files, limits.max_open_files))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
-    if uid is not None:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-    os.close(report_fd)
 
 
 def _probe_netns() -> tuple[bool, str]:
@@ -216,16 +214,6 @@ def _pids_of_uid(uid: int) -> list[int]:
     return pids
 
 
-def _kill_everything(proc: subprocess.Popen, uid: int | None) -> None:
-    """SIGKILL the process group, then (repeatedly, forks race us) every process of the slot uid."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    if uid is not None:
-        _kill_uid(uid)
-
-
 def _kill_uid(uid: int) -> None:
     for _ in range(50):
         pids = _pids_of_uid(uid)
@@ -252,24 +240,284 @@ def _clip(text: bytes, keep_tail: bool) -> str:
     return ("..." + s[-MAX_OUTPUT_CHARS:]) if keep_tail else (s[:MAX_OUTPUT_CHARS] + "...")
 
 
+# ---- the fork server (runs as `python -I -S sandbox.py --serve FD NETNS`; stdlib only) ----
+
+def _serve(sock_fd: int, want_netns: bool) -> None:
+    """Serve run requests on the socket until the harness closes it. One sample at a time."""
+    sock = socket.socket(fileno=sock_fd)
+    note = "network:allowed"
+    if want_netns:
+        note = "netns" if _LIBC.unshare(CLONE_NEWNET) == 0 else \
+            f"netns:unavailable ({errno.errorcode.get(ctypes.get_errno(), '?')})"
+    _LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of samples come to us, not to init
+    for name in PRELOAD:
+        __import__(name)
+    sock.send(json.dumps({"netns": note}).encode())
+    try:
+        while True:
+            msg, fds, _, _ = socket.recv_fds(sock, _MSG, 3)
+            if not msg:
+                return  # the harness is gone
+            req = json.loads(msg)
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the sample's process
+                _sample_child(req, fds, sock)
+            for fd in fds:
+                os.close(fd)
+            sock.send(json.dumps({"pid": pid}).encode())
+            _, status = os.waitpid(pid, 0)
+            _sweep(req["uid"])
+            sock.send(json.dumps({"status": status}).encode())
+    except OSError:  # the harness is gone (its socket end closed): nothing left to report to
+        return
+
+
+def _sweep(uid: int | None) -> None:
+    """Kill every process of `uid` (when we dropped to one), then kill and reap every descendant.
+
+    kill(-1, SIGKILL) from a process whose real uid is `uid` reaches every process that uid owns,
+    including setsid()'d, non-dumpable and setuid-exec'd ones (their real uid is still `uid`); the
+    kernel holds the task list for the whole walk, so a fork bomb cannot add a child mid-kill.
+    Orphans are re-parented to us (child subreaper), so "no children left" means nothing survived.
+    """
+    if uid is not None:
+        killer = os.fork()
+        if killer == 0:  # pragma: no cover - child
+            try:
+                os.setuid(uid)
+                os.kill(-1, signal.SIGKILL)
+                os.kill(-1, signal.SIGKILL)
+            finally:
+                os._exit(0)
+    for _ in range(100_000):
+        try:
+            with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as f:
+                kids = [int(p) for p in f.read().split()]
+        except OSError:
+            kids = []
+        for kid in kids:
+            try:
+                os.kill(kid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def _sample_child(req: dict, fds: list[int], sock: socket.socket) -> None:
+    """In the forked child: fence ourselves in, then exec argv or run the Python script in-process."""
+    try:
+        sock.detach()  # its fd is closed below; the object must never close a reused number later
+        os.setsid()
+        stdin_fd = fds[0] if len(fds) == 3 else os.open(os.devnull, os.O_RDONLY)
+        for target, fd in zip((0, 1, 2), (stdin_fd, *fds[-2:])):
+            os.dup2(fd, target)
+        os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        os.chdir(req["cwd"])
+        limits, mb = req["limits"], 1024 * 1024
+        for rlimit, soft, hard in ((resource.RLIMIT_CPU, limits["cpu_seconds"], limits["cpu_seconds"] + 1),
+                                   (resource.RLIMIT_AS, limits["memory_mb"] * mb, limits["memory_mb"] * mb),
+                                   (resource.RLIMIT_FSIZE, limits["file_size_mb"] * mb, limits["file_size_mb"] * mb),
+                                   (resource.RLIMIT_NOFILE, limits["max_open_files"], limits["max_open_files"]),
+                                   (resource.RLIMIT_CORE, 0, 0),
+                                   (resource.RLIMIT_NPROC, limits["max_processes"], limits["max_processes"])):
+            resource.setrlimit(rlimit, (soft, hard))
+        if req["uid"] is not None:
+            os.setgroups([])
+            os.setgid(req["uid"])
+            os.setuid(req["uid"])
+        if req["inproc"]:
+            _run_python_main(req["argv"][-1], req["env"])
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; an exec'd program must not
+            signal.signal(sig, signal.SIG_DFL)
+        os.execvpe(req["argv"][0], req["argv"], req["env"])
+    except BaseException as e:  # noqa: BLE001 - reported as the sample's failure
+        try:
+            os.write(2, f"sandbox: could not start {req['argv'][0]!r}: {e!r}\n".encode())
+        finally:
+            os._exit(127)
+
+
+def _run_python_main(path: str, env: dict) -> None:
+    """Run `path` as `python -I -S path` would, in this (forked, fenced) interpreter; never returns."""
+    import builtins
+    import types
+
+    atexit._clear()  # only the sample's own exit handlers run at its exit
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = [path]
+    if "tempfile" in sys.modules:  # re-read TMPDIR (the work dir), as a fresh interpreter would
+        sys.modules["tempfile"].tempdir = None
+    if "random" in sys.modules:  # fresh seed per sample, not the server's
+        sys.modules["random"].seed()
+    main = types.ModuleType("__main__")
+    main.__file__, main.__builtins__, main.__cached__ = path, builtins, None
+    sys.modules["__main__"] = main
+    code = 0
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+        exec(compile(source, path, "exec"), main.__dict__)  # noqa: S102 - this process is the sandbox
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        if not isinstance(e.code, int) and e.code is not None:
+            print(e.code, file=sys.stderr)
+    except BaseException as e:  # noqa: BLE001 - printed like the interpreter does
+        tb = e.__traceback__.tb_next if e.__traceback__ else None  # drop this function's frame
+        sys.excepthook(type(e), e.with_traceback(tb), tb)
+        code = 1
+    try:
+        threading._shutdown()  # join non-daemon threads, as interpreter exit does
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # noqa: BLE001
+        code = code or 120
+    os._exit(code & 0xFF)
+
+
+class _ForkServer:
+    """The harness's handle on one slot's server process (see the module docstring)."""
+
+    def __init__(self, want_netns: bool):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        try:
+            self.proc = subprocess.Popen(
+                [sandbox_python(), "-I", "-S", os.path.abspath(__file__), "--serve", str(theirs.fileno()),
+                 "1" if want_netns else "0"], env=env, cwd="/", stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), start_new_session=True)
+        finally:
+            theirs.close()
+        self.sock = ours
+        self.owner = os.getpid()
+        self.python = sandbox_python()
+        self.lock = threading.Lock()
+        self.sock.settimeout(60)
+        self.netns_note = json.loads(self._recv())["netns"]
+
+    def _recv(self) -> bytes:
+        msg = self.sock.recv(_MSG)
+        if not msg:
+            raise ConnectionError("sandbox fork server exited")
+        return msg
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+
+    def run(self, req: dict, fds: list[int], wall_seconds: float) -> tuple[int | None, bool]:
+        """Run one sample; (wait status or None if the server had to be abandoned, timed out)."""
+        socket.send_fds(self.sock, [json.dumps(req).encode()], fds)
+        self.sock.settimeout(60)
+        pid = json.loads(self._recv())["pid"]
+        timed_out = False
+        try:
+            self.sock.settimeout(wall_seconds)
+            msg = self._recv()
+        except ConnectionError:  # the server died under a running sample (only possible when not root)
+            _killpg_quietly(pid)
+            return None, timed_out
+        except TimeoutError:
+            timed_out = True
+            _killpg_quietly(pid)
+            try:
+                self.sock.settimeout(SERVER_GRACE_SECONDS)
+                msg = self._recv()
+            except (TimeoutError, ConnectionError):
+                return None, timed_out
+        return json.loads(msg)["status"], timed_out
+
+
+def _killpg_quietly(pid: int) -> None:
+    """SIGKILL the sample's process group, then its leader (should it have left the group)."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+_SERVERS: dict[tuple[int, bool], _ForkServer] = {}
+_SERVERS_LOCK = threading.Lock()
+
+
+def _server_for(slot: int, want_netns: bool) -> _ForkServer:
+    with _SERVERS_LOCK:
+        server = _SERVERS.get((slot, want_netns))
+        if server is None or not server.alive():
+            if server is not None:
+                server.close()
+            server = _SERVERS[(slot, want_netns)] = _ForkServer(want_netns)
+        return server
+
+
+def _drop_server(slot: int, want_netns: bool, uid: int | None) -> None:
+    """A server that stopped answering: kill it, sweep its uid the slow way, start afresh next time."""
+    with _SERVERS_LOCK:
+        server = _SERVERS.pop((slot, want_netns), None)
+    if server is not None:
+        server.close()
+    if uid is not None:
+        _kill_uid(uid)
+
+
+@atexit.register
+def _close_servers() -> None:
+    for server in list(_SERVERS.values()):
+        if server.owner == os.getpid():
+            server.close()
+    _SERVERS.clear()
+
+
+def _forget_servers_after_fork() -> None:
+    """A forked harness process starts its own servers; it only drops its copies of our sockets."""
+    for server in _SERVERS.values():
+        server.sock.close()
+    _SERVERS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_servers_after_fork)
+
+
 # ---- the call ----
 
 def run_in_sandbox(argv: list[str], files: dict[str, str], limits: Limits | None = None, *,
-                   slot: int = 0, stdin: str = "") -> ExecResult:
+                   slot: int = 0, stdin: str = "", in_process: bool | None = None) -> ExecResult:
     """Write `files` into a fresh work dir, run `argv` there under `limits`, clean up, report.
 
-    `slot` picks the sandbox uid (sandbox_uid(slot)); concurrent calls in one process must use
-    distinct slots so one sample's cleanup never kills another's processes.
+    `in_process`: None runs `[sandbox_python(), "-I", "-S", "x.py"]` in the forked server
+    interpreter and everything else by exec; False always execs (a fresh interpreter).
+
+    `slot` picks the sandbox uid (sandbox_uid(slot)) and fork server; concurrent calls in one
+    process must use distinct slots so one sample's cleanup never kills another's processes.
     """
     limits = limits or Limits()
     root = os.geteuid() == 0
     uid = sandbox_uid(slot) if (root and limits.drop_privileges) else None
     netns_ok, netns_note = netns_available() if not limits.network else (False, "network:allowed")
-    if not root and netns_ok is False and not limits.network:
-        netns_note = netns_note or "netns:unavailable (not root)"
+    want_netns = netns_ok and not limits.network
+    server = _server_for(slot, want_netns)
+    if want_netns:
+        netns_note = server.netns_note  # what the server's own unshare() achieved
+    inproc = list(argv[:-1]) == [server.python, "-I", "-S"] and argv[-1].endswith(".py")
+    if in_process is not None and in_process and not inproc:
+        raise ValueError(f"in_process=True needs argv [{server.python!r}, '-I', '-S', 'NAME.py'], got {argv}")
+    inproc = inproc and in_process is not False
     isolation = [netns_note, f"uid:{uid}" if uid is not None else "uid:unchanged (not root or disabled)",
                  f"rlimits:cpu={limits.cpu_seconds}s,as={limits.memory_mb}MB,fsize={limits.file_size_mb}MB,"
-                 f"nproc={limits.max_processes},nofile={limits.max_open_files}"]
+                 f"nproc={limits.max_processes},nofile={limits.max_open_files}",
+                 "process:forked by the slot server" + (", python in-process" if inproc else ", exec")]
     workdir = Path(tempfile.mkdtemp(prefix="lc-sandbox-"))
     try:
         for name, text in files.items():
@@ -284,43 +532,42 @@ def run_in_sandbox(argv: list[str], files: dict[str, str], limits: Limits | None
         os.chmod(workdir, 0o700)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir),
                "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
-        report_r, report_w = os.pipe()
         # Output goes to unlinked temp files, not pipes: a daemonised grandchild holding a pipe
         # cannot keep us waiting, and RLIMIT_FSIZE also caps how much output a sample can write.
-        out_f, err_f = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-        start = time.perf_counter()
-        try:
-            proc = subprocess.Popen(
-                argv, cwd=workdir, env=env, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                stdout=out_f, stderr=err_f, start_new_session=True, pass_fds=(report_w,),
-                preexec_fn=lambda: _child_setup(limits, uid, netns_ok, report_w))
-        finally:
-            os.close(report_w)
-        status = "failed"
-        try:
+        with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f, \
+                (tempfile.TemporaryFile() if stdin else open(os.devnull, "rb")) as in_f:
+            fds = [out_f.fileno(), err_f.fileno()]
             if stdin:
-                try:
-                    proc.stdin.write(stdin.encode())
-                    proc.stdin.close()
-                except BrokenPipeError:
-                    pass
-            proc.wait(timeout=limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            status = "timeout"
-        _kill_everything(proc, uid)  # leftovers (daemonised children) die with the sample
-        proc.wait()
-        out_f.seek(0)
-        err_f.seek(0)
-        out, err = out_f.read(MAX_OUTPUT_CHARS * 4), _tail(err_f, MAX_OUTPUT_CHARS * 4)
-        out_f.close()
-        err_f.close()
-        seconds = time.perf_counter() - start
-        if os.read(report_r, 1) == b"N":
-            isolation[0] = "netns:failed in child"
-        os.close(report_r)
-        if status != "timeout":
-            status = "passed" if proc.returncode == 0 else "failed"
-        return ExecResult(status=status, returncode=proc.returncode, stdout=_clip(out, keep_tail=False),
-                          stderr=_clip(err, keep_tail=True), seconds=seconds, isolation=isolation)
+                in_f.write(stdin.encode())
+                in_f.flush()
+                in_f.seek(0)
+                fds.insert(0, in_f.fileno())
+            req = {"argv": list(argv), "cwd": str(workdir), "env": env, "uid": uid, "inproc": inproc,
+                   "limits": asdict(limits)}
+            start = time.perf_counter()
+            try:
+                with server.lock:
+                    status, timed_out = server.run(req, fds, limits.wall_seconds)
+            except OSError:  # the server died between samples (the sample never started): replace it, retry
+                _drop_server(slot, want_netns, uid)
+                server = _server_for(slot, want_netns)
+                start = time.perf_counter()
+                with server.lock:
+                    status, timed_out = server.run(req, fds, limits.wall_seconds)
+            if status is None:
+                _drop_server(slot, want_netns, uid)
+            seconds = time.perf_counter() - start
+            out_f.seek(0)
+            out, err = out_f.read(MAX_OUTPUT_CHARS * 4), _tail(err_f, MAX_OUTPUT_CHARS * 4)
+        returncode = None if status is None else os.waitstatus_to_exitcode(status)
+        result = "timeout" if timed_out else "passed" if returncode == 0 else "failed"
+        return ExecResult(status=result, returncode=returncode if status is not None else -signal.SIGKILL,
+                          stdout=_clip(out, keep_tail=False), stderr=_clip(err, keep_tail=True), seconds=seconds,
+                          isolation=isolation)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":  # the fork server: python -I -S sandbox.py --serve FD NETNS(0|1)
+    if sys.argv[1:2] == ["--serve"]:
+        _serve(int(sys.argv[2]), sys.argv[3] == "1")
