@@ -1,16 +1,23 @@
-"""Training throughput: lightcoder's Transformer vs transformers' LlamaForCausalLM, same everything else.
+"""Training throughput: lightcoder's training step vs transformers' LlamaForCausalLM + a plain AdamW loop.
 
-Both models get the same shape (our ModelConfig -> LlamaConfig through lightcoder.model.hf.hf_config), the
-same initial weights (ours, renamed), the same batches (random tokens, or windows of a packed shards dir),
-the same step (lightcoder.train.loop.train_step: autocast, loss, backward, grad clip, fused AdamW with the
-same parameter groups), the same dtype, batch and threads. The HF loss is computed from its logits exactly
-as ours (fp32 cross-entropy over all positions). Rounds alternate between the two models so that load
-from other processes hits both alike; the table reports the median step time over all timed steps.
-Peak RSS is measured in a separate short process per model (ru_maxrss is per process).
+The peer is what a user would write instead: `LlamaForCausalLM` (SDPA attention) with the same shape (our
+ModelConfig -> LlamaConfig through lightcoder.model.hf.hf_config), the same initial weights (ours, renamed),
+the same batches, dtype (bf16 autocast, fp32 weights), batch and threads, and a plain loop: autocast
+forward + fp32 cross-entropy, backward, grad clip, `torch.optim.AdamW` with its defaults (foreach).
+Ours is `lightcoder.train.loop.optimizer_step` with our optimizer (fused AdamW, no decay on norms and
+embeddings), eager, and with `--compile` also the whole model torch.compile'd (compile time not counted).
+Attention is plain causal in all rows (our document masking off), so the math is identical: the first
+batch's loss is printed for all models before timing.
 
-    .venv/bin/python benchmarks/bench_train.py                       # lc-quickstart, seq 512, batch 8, bf16
+Rounds alternate between the models so that load from other processes hits all alike; the table reports
+the median step time over all timed steps, tokens/s, the ratio to HF, and MFU: model FLOPs per token
+(lightcoder.train.telemetry.flops_per_token, PaLM's formula) x tokens/s over the matmul peak measured on
+this machine in the same dtype (repeated 1024^2 / 8192^2 matmuls on CPU / GPU) and thread count.
+
+    .venv/bin/python benchmarks/bench_train.py                       # lc-quickstart, seq 512, batch 4, bf16
+    .venv/bin/python benchmarks/bench_train.py --compile             # + a torch.compile'd row
     .venv/bin/python benchmarks/bench_train.py --dtype fp32 --steps 5 --rounds 2
-    .venv/bin/python benchmarks/bench_train.py --shards RUN/shards --preset lc-tiny --seq-len 128
+    .venv/bin/python benchmarks/bench_train.py --device cuda --preset lc-125m --seq-len 4097 --batch-size 8
 """
 
 from __future__ import annotations
@@ -27,33 +34,60 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+MODELS = ("ours", "ours-compiled", "hf")
+LABELS = {"ours": "lightcoder optimizer_step (eager)", "ours-compiled": "lightcoder optimizer_step (compiled)",
+          "hf": "HF LlamaForCausalLM (sdpa) + AdamW"}
 
-def build_models(args, which: tuple[str, ...] = ("ours", "hf")):
-    """{name: (module, forward)}; both start from our init_weights(0), HF's copy renamed."""
+
+def build_steps(args, which: tuple[str, ...]):
+    """(model config, {name: (module, step(inputs, targets) -> loss)}); all start from our init_weights(0)."""
     from lightcoder.model.config import get_preset
     from lightcoder.model.hf import hf_config, to_hf_name
     from lightcoder.model.llama import Transformer
+    from lightcoder.train.config import TrainConfig
+    from lightcoder.train.loop import optimizer_step
+    from lightcoder.train.optim import build_optimizer
 
+    device = torch.device(args.device)
     cfg = get_preset(args.preset, max_seq_len=max(args.seq_len, get_preset(args.preset).max_seq_len))
-    ours = Transformer(cfg)
-    ours.init_weights(seed=0)
-    models = {"ours": (ours, ours)}
-    if "hf" in which:
-        import transformers
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
+    reference = Transformer(cfg)
+    reference.init_weights(seed=0)
+    steps = {}
+    for name in which:
+        if name.startswith("ours"):
+            model = Transformer(cfg).to(device)
+            model.load_state_dict(reference.state_dict())
+            model.init_rope()
+            model.train()
+            if name == "ours-compiled":
+                model.compile(dynamic=False)  # what train.compile does in one process
+            optimizer = build_optimizer(model, TrainConfig(weight_decay=0.1))
 
-        hf_dict = {k: v for k, v in hf_config(cfg, torch.float32).items() if k not in ("architectures", "model_type")}
-        hf_cfg = transformers.LlamaConfig(**hf_dict)
-        hf_cfg._attn_implementation = "sdpa"
-        hf = transformers.LlamaForCausalLM(hf_cfg)
-        hf.load_state_dict({to_hf_name(k): v for k, v in ours.state_dict().items()}, strict=True)
-        hf.train()
+            def step(inputs, targets, model=model, optimizer=optimizer):
+                return optimizer_step(model, optimizer, inputs, targets, autocast=autocast, grad_clip=1.0)[0]
+        else:
+            import transformers
 
-        def hf_forward(inputs, targets):  # the same loss as Transformer.forward(inputs, targets)
-            logits = hf(input_ids=inputs, use_cache=False).logits  # (B, T, V)
-            return logits, F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
+            hf_dict = {k: v for k, v in hf_config(cfg, torch.float32).items() if k not in ("architectures", "model_type")}
+            hf_cfg = transformers.LlamaConfig(**hf_dict)
+            hf_cfg._attn_implementation = "sdpa"
+            model = transformers.LlamaForCausalLM(hf_cfg)
+            model.load_state_dict({to_hf_name(k): v for k, v in reference.state_dict().items()}, strict=True)
+            model.to(device).train()
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
 
-        models["hf"] = (hf, hf_forward)
-    return cfg, {name: models[name] for name in which}
+            def step(inputs, targets, model=model, optimizer=optimizer):  # the plain loop a user writes
+                with autocast:
+                    logits = model(input_ids=inputs, use_cache=False).logits  # (B, T, V)
+                    loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                return loss.detach()
+        steps[name] = (model, step)
+    return cfg, steps
 
 
 def make_batches(args, vocab_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -70,19 +104,23 @@ def make_batches(args, vocab_size: int) -> list[tuple[torch.Tensor, torch.Tensor
         rng = np.random.default_rng(0)
         windows = rng.integers(0, vocab_size, (max(n * args.batch_size, args.batch_size), args.seq_len),
                                dtype=np.int64).astype(np.uint32)
-    loader = WindowLoader(windows, args.batch_size, seed=0)
+    loader = WindowLoader(windows, args.batch_size, seed=0, device=args.device)
     return [loader.next_batch() for _ in range(n)]
 
 
-def time_steps(model, forward, optimizer, batches, args) -> list[float]:
-    from lightcoder.train.loop import train_step
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bf16")
+
+def time_steps(step, batches, device: str, clock=time.perf_counter) -> list[float]:
     times = []
     for inputs, targets in batches:
-        t0 = time.perf_counter()
-        train_step(forward, optimizer, inputs, targets, autocast=autocast, grad_clip=1.0)
-        times.append(time.perf_counter() - t0)
+        sync(device)
+        t0 = clock()
+        step(inputs, targets)
+        sync(device)
+        times.append(clock() - t0)
     return times
 
 
@@ -97,15 +135,15 @@ def peak_rss_self_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux KiB; fallback elsewhere
 
 
-def peak_rss_mb(which: str, args) -> float:
-    """Peak RSS of a fresh process that builds one model and runs warmup + 2 steps."""
+def peak_memory_mb(which: str, args) -> float:
+    """Peak RSS (CPU) or peak CUDA memory of a fresh process that runs warmup + 2 steps of one model."""
     cmd = [sys.executable, __file__, "--only", which, "--preset", args.preset, "--seq-len", str(args.seq_len),
            "--batch-size", str(args.batch_size), "--dtype", args.dtype, "--threads", str(args.threads),
-           "--steps", "2", "--warmup", "1", "--rounds", "1"]
+           "--device", args.device, "--steps", "2", "--warmup", "1", "--rounds", "1"]
     if args.shards:
         cmd += ["--shards", args.shards]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["peak_rss_mb"]
+    return json.loads(out.strip().splitlines()[-1])["peak_mb"]
 
 
 def main() -> None:
@@ -114,58 +152,81 @@ def main() -> None:
     p.add_argument("--seq-len", type=int, default=512, help="window length; the model sees seq_len - 1 tokens")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--steps", type=int, default=6, help="timed steps per model per round")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per model before the first round")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (ours, hf, ours, hf, ...)")
     p.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: this process's CPU seconds (robust on a shared machine; use with --threads 1)")
+    p.add_argument("--compile", action="store_true", help="add a row for our model under torch.compile")
+    p.add_argument("--no-hf", action="store_true", help="only our rows (e.g. a 1B model where both do not fit)")
     p.add_argument("--shards", default="", help="a packed shards dir to take the train windows from")
-    p.add_argument("--no-rss", action="store_true", help="skip the per-model peak RSS subprocesses")
-    p.add_argument("--only", choices=("ours", "hf"), help=argparse.SUPPRESS)  # RSS child process
+    p.add_argument("--no-rss", action="store_true", help="skip the per-model peak memory subprocesses")
+    p.add_argument("--only", choices=MODELS, help=argparse.SUPPRESS)  # peak-memory child process
     args = p.parse_args()
 
-    from lightcoder.train.config import TrainConfig
-    from lightcoder.train.optim import build_optimizer
+    from lightcoder.train.telemetry import flops_per_token, measure_matmul_peak
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
     torch.manual_seed(0)
-    cfg, models = build_models(args, (args.only,) if args.only else ("ours", "hf"))
+    which = (args.only,) if args.only else tuple(
+        m for m in MODELS if (m != "ours-compiled" or args.compile) and (m != "hf" or not args.no_hf))
+    cfg, steps = build_steps(args, which)
     batches = make_batches(args, cfg.vocab_size)
-    if not args.only:  # same weights, same batch: the two losses must agree before any timing
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bf16")
+    if not args.only and len(steps) > 1:  # same weights, same batch: the losses must agree before timing
+        autocast = torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.dtype == "bf16")
         with torch.no_grad(), autocast:
-            losses = {name: forward(*batches[0])[1].item() for name, (_, forward) in models.items()}
-        print(f"first-batch loss: ours {losses['ours']:.4f}, hf {losses['hf']:.4f}", file=sys.stderr)
+            x, y = batches[0]
+            first = {name: (model(x, y)[1] if name.startswith("ours") else F.cross_entropy(
+                model(input_ids=x).logits.float().flatten(0, 1), y.reshape(-1))).item()
+                for name, (model, _) in steps.items()}
+        print("first-batch loss: " + ", ".join(f"{k} {v:.4f}" for k, v in first.items()), file=sys.stderr)
     warm, timed = batches[:args.warmup], batches[args.warmup:]
-    optimizers = {name: build_optimizer(model, TrainConfig(weight_decay=0.1)) for name, (model, _) in models.items()}
-    for name, (model, forward) in models.items():
-        time_steps(model, forward, optimizers[name], warm, args)
+    for name, (_, step) in steps.items():
+        t0 = time.perf_counter()
+        time_steps(step, warm, args.device)
+        print(f"warm-up {name}: {time.perf_counter() - t0:.1f}s (compilation included)", file=sys.stderr)
     if args.only:
-        time_steps(*models[args.only], optimizers[args.only], timed, args)
-        print(json.dumps({"peak_rss_mb": peak_rss_self_mb()}))
+        time_steps(steps[args.only][1], timed, args.device)
+        peak = torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else peak_rss_self_mb()
+        print(json.dumps({"peak_mb": peak}))
         return
 
-    step_times = {name: [] for name in models}
+    step_times = {name: [] for name in steps}
     for _ in range(args.rounds):
-        for name, (model, forward) in models.items():
-            step_times[name] += time_steps(model, forward, optimizers[name], timed, args)
-    tokens_per_step = args.batch_size * (batches[0][0].shape[1])
+        for name, (_, step) in steps.items():
+            step_times[name] += time_steps(step, timed, args.device,
+                                           time.process_time if args.clock == "cpu" else time.perf_counter)
+    seq = batches[0][0].shape[1]
+    tokens_per_step = args.batch_size * seq
     tps = {name: tokens_per_step / statistics.median(times) for name, times in step_times.items()}
-    rss = {} if args.no_rss else {name: peak_rss_mb(name, args) for name in models}
+    peak = measure_matmul_peak(torch.device(args.device), torch.bfloat16 if args.dtype == "bf16" else torch.float32,
+                               seconds=1.0, clock=time.process_time if args.clock == "cpu" else time.perf_counter)
+    flops = flops_per_token(cfg, seq)
+    memory = {} if args.no_rss else {name: peak_memory_mb(name, args) for name in steps}
 
     import transformers
 
-    print(f"\ntraining throughput on CPU ({torch.get_num_threads()} threads), preset {args.preset} "
-          f"({sum(p.numel() for p in models['ours'][0].parameters()) / 1e6:.1f}M params), "
-          f"batch {args.batch_size} x {batches[0][0].shape[1]} tokens, {args.dtype}, fused AdamW, "
-          f"median of {args.rounds} x {args.steps} steps; torch {torch.__version__}, "
-          f"transformers {transformers.__version__}\n")
-    print("| model | step ms (median) | tokens/s | ratio vs HF | peak RSS MB |")
-    print("|---|---:|---:|---:|---:|")
-    for name, label in (("ours", "lightcoder Transformer"), ("hf", "HF LlamaForCausalLM (sdpa)")):
+    where = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+             else f"CPU ({torch.get_num_threads()} threads)")
+    print(f"\ntraining throughput on {where}, preset {args.preset} "
+          f"({sum(p.numel() for p in steps[next(iter(steps))][0].parameters()) / 1e6:.1f}M params), "
+          f"batch {args.batch_size} x {seq} tokens, {args.dtype}, median of {args.rounds} x {args.steps} steps "
+          f"({args.clock} clock); "
+          f"measured {args.dtype} matmul peak {peak / 1e12:.2f} TFLOP/s; {flops / 1e6:.1f} MFLOP/token; "
+          f"torch {torch.__version__}, transformers {transformers.__version__}\n")
+    mem_label = "peak CUDA MB" if args.device.startswith("cuda") else "peak RSS MB"
+    print(f"| model | step ms (median) | tokens/s | ratio vs HF | MFU | {mem_label} |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in steps:
         ms = 1000 * statistics.median(step_times[name])
-        print(f"| {label} | {ms:.0f} | {tps[name]:,.0f} | {tps[name] / tps['hf']:.2f} | "
-              f"{rss.get(name, float('nan')):.0f} |")
+        ratio = f"{tps[name] / tps['hf']:.2f}" if "hf" in tps else "-"
+        print(f"| {LABELS[name]} | {ms:.0f} | {tps[name]:,.0f} | {ratio} | {100 * tps[name] * flops / peak:.1f}% | "
+              f"{memory.get(name, float('nan')):.0f} |")
 
 
 if __name__ == "__main__":

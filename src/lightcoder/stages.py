@@ -86,6 +86,8 @@ def _stage_config(cfg: RunConfig, stage: str) -> dict:
     sections = {s: full[s] for s in STAGES[stage][1]}
     if "model" in sections:  # vocab_size and max_seq_len come from the tokenizer and packing at train time
         sections["model"] = {k: v for k, v in sections["model"].items() if k not in ("vocab_size", "max_seq_len")}
+    if "data" in sections:  # how the work is spread does not change the corpus (DataConfig.fingerprint)
+        sections["data"] = {k: v for k, v in sections["data"].items() if k not in ("workers", "engine")}
     if "train" in sections:  # only what changes the numbers; budgets and cadence may change on resume
         sections["train"] = {k: v for k, v in sections["train"].items() if k in RESUME_SENSITIVE}
     return sections
@@ -97,7 +99,8 @@ def _stage_config(cfg: RunConfig, stage: str) -> dict:
 def stage_data(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
     from lightcoder.data.pipeline import run_data
 
-    return _run_file_stage(cfg, run_dir, "data", "1/6 data: read, filter, dedup, split by repository",
+    return _run_file_stage(cfg, run_dir, "data", "1/6 data: licence, ranking, filters, MinHash dedup, "
+                           "PII, syntax, static analysis, split by repository",
                            lambda: run_data(cfg.data, run_dir / "data", force=force), force=force)
 
 
@@ -110,12 +113,14 @@ def stage_tokenizer(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> di
 
 
 def stage_pack(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
-    from lightcoder.packing import run_pack
+    from lightcoder.packing import run_pack, summary_line
 
-    return _run_file_stage(
+    result = _run_file_stage(
         cfg, run_dir, "shards", "3/6 pack: repository ordering -> NTP / FIM / SFIM documents -> token windows",
         lambda: run_pack(cfg.pack, run_dir / "data", run_dir / "tokenizer", run_dir / "shards", force=force),
         force=force)
+    print(summary_line(result), file=sys.stderr)  # `lightcoder pack --stats` prints the full table
+    return result
 
 
 def _run_file_stage(cfg: RunConfig, run_dir: Path, stage: str, title: str, run, *, force: bool) -> dict:
@@ -143,21 +148,30 @@ def model_config_for_run(cfg: RunConfig, run_dir: Path):
 
 
 def stage_train(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
+    """Train in one process, or on every rank under `torchrun --nproc_per_node N -m lightcoder train`:
+    all ranks train; rank 0 alone writes the shared files (config, stages.json, summary)."""
+    from lightcoder.train.distributed import barrier, init_distributed, shutdown_distributed
     from lightcoder.train.loop import train
 
-    heading("4/6 train: LLaMA-style decoder, AdamW + cosine, bf16 autocast")
+    env = init_distributed(cfg.train.device)  # no-op outside torchrun
+    if env.is_main:
+        heading("4/6 train: LLaMA-style decoder, AdamW + cosine, bf16 autocast")
     check_stage(cfg, run_dir, "ckpt", force=force)
     model_cfg = model_config_for_run(cfg, run_dir)
-    save_run_config(cfg, run_dir)
-    fresh = force or not (run_dir / "ckpt").exists()
-    if force and (run_dir / "ckpt").exists():
-        shutil.rmtree(run_dir / "ckpt")
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    # recorded before training: an interrupted run resumes under the same record
-    record_stage(cfg, run_dir, "ckpt", new_build=fresh)
+    if env.is_main:
+        save_run_config(cfg, run_dir)
+        fresh = force or not (run_dir / "ckpt").exists()
+        if force and (run_dir / "ckpt").exists():
+            shutil.rmtree(run_dir / "ckpt")
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        # recorded before training: an interrupted run resumes under the same record
+        record_stage(cfg, run_dir, "ckpt", new_build=fresh)
+    barrier(env)  # the other ranks start after rank 0 cleared a forced run
     summary = train(cfg.train, model_cfg, shards_dir=run_dir / "shards",
                     tokenizer_dir=run_dir / "tokenizer", out_dir=run_dir)
-    write_json_atomic(run_dir / "train_summary.json", summary)
+    if env.is_main:
+        write_json_atomic(run_dir / "train_summary.json", summary)
+    shutdown_distributed()
     return summary
 
 
@@ -211,6 +225,11 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
             predictor, tasks, eval_dir / name, name=name, max_new_tokens=cfg.eval.max_new_tokens,
             mode=cfg.eval.mode, model_id=model_id, config=config_to_dict(cfg.eval),
             restart_stale=True)  # samples of another checkpoint or other settings: start over
+    if "trained" in models:  # benchmark subsets (HumanEval with execution, ...) via the sandboxed harness
+        from lightcoder.eval.runner import run_stage_benchmarks
+
+        ckpt = _checkpoint_for(run_dir, "trained")
+        run_stage_benchmarks(cfg.eval, ckpt, eval_dir / "tasks", model_id=f"{ckpt.resolve()}@{train_build}")
     return scores
 
 

@@ -142,3 +142,89 @@ def test_init_is_seeded_and_meta_build_gives_the_same_model():
 
 def test_default_config_is_the_quickstart_shape():
     assert ModelConfig() == get_preset("lc-quickstart")
+
+
+def test_last_logits_only_is_an_alias_of_last_only():
+    model = tiny_model()
+    tokens = torch.randint(0, model.cfg.vocab_size, (2, 9))
+    with torch.no_grad():
+        assert torch.equal(model(tokens, last_logits_only=True), model(tokens, last_only=True))
+
+
+def test_document_ids_count_bos_tokens():
+    from lightcoder.model.llama import document_ids_from_tokens
+
+    tokens = torch.tensor([[7, 1, 5, 6, 1, 9], [1, 4, 4, 4, 4, 4]])
+    assert document_ids_from_tokens(tokens).tolist() == [[0, 1, 1, 1, 2, 2], [1, 1, 1, 1, 1, 1]]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_block_causal_attention_equals_running_each_document_alone(seed):
+    # Packed documents must not see each other: the logits of a document inside a packed row equal
+    # the logits of that document run on its own from position 0 (RoPE is relative, so the shifted
+    # start leaves the attention scores unchanged).
+    from lightcoder.model.llama import document_ids_from_tokens
+
+    gen = torch.Generator().manual_seed(seed)
+    model = tiny_model(seed)
+    lengths = torch.randint(2, 12, (4,), generator=gen).tolist()
+    docs = [torch.cat([torch.tensor([1]), torch.randint(3, model.cfg.vocab_size, (n,), generator=gen)]) for n in lengths]
+    tail = torch.randint(3, model.cfg.vocab_size, (3,), generator=gen)  # a document cut by the window start
+    packed = torch.cat([tail, *docs])[None]  # (1, T)
+    with torch.no_grad():
+        logits = model(packed, document_ids=document_ids_from_tokens(packed))[0]
+        start = 0
+        for piece in [tail, *docs]:
+            alone = model(piece[None])[0]
+            torch.testing.assert_close(logits[start:start + len(piece)], alone, atol=2e-5, rtol=1e-4)
+            start += len(piece)
+        plain = model(packed)[0]
+    assert not torch.allclose(plain[len(tail) + len(docs[0]):], logits[len(tail) + len(docs[0]):], atol=1e-3)
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_fused_loss_matches_logits_loss_and_gradients(autocast):
+    model = tiny_model().train()
+    tokens = torch.randint(0, model.cfg.vocab_size, (3, 20))
+    targets = torch.randint(0, model.cfg.vocab_size, (3, 20))
+    targets[1, :4] = -100
+    results = []
+    for fused in (False, True):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            logits, loss = model(tokens, targets, fused_loss=fused)
+        loss.backward()
+        results.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}, logits))
+    (ref_loss, ref_grads, ref_logits), (loss, grads, logits) = results
+    assert logits is None and ref_logits is not None
+    tol = 2e-2 if autocast else 1e-5
+    assert loss == pytest.approx(ref_loss, rel=1e-3 if autocast else 1e-6)
+    for name, grad in grads.items():
+        assert grad.dtype == torch.float32
+        scale = ref_grads[name].abs().max().item()
+        assert (grad - ref_grads[name]).abs().max().item() <= tol * scale + 1e-9, name
+
+
+def test_fused_loss_without_grad_gives_the_same_loss():
+    model = tiny_model()
+    tokens = torch.randint(0, model.cfg.vocab_size, (2, 16))
+    with torch.no_grad():
+        assert model(tokens, tokens, fused_loss=True)[1].item() == pytest.approx(model(tokens, tokens)[1].item(), rel=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # flex_attention warns that eager mode is for debugging
+def test_flex_attention_document_mask_matches_the_dense_mask():
+    # FlexAttention runs eagerly on CPU, forward only (its backward needs CUDA: tests/train/test_cuda.py).
+    from lightcoder.model.llama import document_ids_from_tokens
+
+    model = tiny_model()
+    tokens = torch.randint(3, model.cfg.vocab_size, (2, 48), generator=torch.Generator().manual_seed(0))
+    tokens[0, [5, 20, 33]] = 1
+    tokens[1, [0, 40]] = 1
+    doc = document_ids_from_tokens(tokens)
+    outputs = {}
+    with torch.no_grad():
+        for impl in ("sdpa", "flex"):
+            model.attention_impl = impl
+            outputs[impl] = model(tokens, document_ids=doc)
+    torch.testing.assert_close(outputs["flex"], outputs["sdpa"], atol=1e-5, rtol=1e-5)

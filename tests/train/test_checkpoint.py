@@ -29,3 +29,36 @@ def test_empty_or_truncated_state_names_the_checkpoint(tmp_path, data, reason):
     with pytest.raises(CheckpointError, match=expected):
         load_train_state(bad)
     assert load_train_state(tmp_path / "step_000000")["step"] == 0
+
+
+def test_a_crash_during_a_save_leaves_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from lightcoder.model.config import get_preset
+    from lightcoder.model.llama import Transformer
+    from lightcoder.train import checkpoint as ckpt
+    from lightcoder.train.config import TrainConfig
+    from lightcoder.train.optim import build_optimizer
+
+    cfg = get_preset("lc-tiny", n_layers=1)
+    model = Transformer(cfg)
+    model.init_weights(0)
+    optimizer = build_optimizer(model, TrainConfig())
+    state = {"step": 1, "tokens": 10, "rng": None}
+    ckpt.save_train_checkpoint(tmp_path, 1, model, optimizer, cfg, state)
+    good = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    with torch.no_grad():
+        model.output.weight.add_(1.0)
+    monkeypatch.setattr(ckpt, "write_model_files", crash)
+    for step in (1, 2):  # overwriting the same step, or writing the next one
+        with pytest.raises(OSError, match="disk full"):
+            ckpt.save_train_checkpoint(tmp_path, step, model, optimizer, cfg, {**state, "step": step})
+    assert [step for step, _ in complete_checkpoints(tmp_path)] == [1]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no tmp dirs left behind
+    fresh = Transformer(cfg)
+    restored = ckpt.load_train_checkpoint(tmp_path / "step_000001", fresh, build_optimizer(fresh, TrainConfig()))
+    assert restored["step"] == 1
+    for name, value in good.items():
+        assert torch.equal(fresh.state_dict()[name], value), name

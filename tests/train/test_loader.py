@@ -83,3 +83,46 @@ def test_reads_real_packed_shards(tmp_path):
     rows = epoch_order(8, 0, 0)[:2]
     assert torch.equal(inputs, torch.from_numpy(data[rows, :-1].astype(np.int64)))
     assert torch.equal(targets, torch.from_numpy(data[rows, 1:].astype(np.int64)))
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_ranks_read_disjoint_slices_that_make_up_the_one_rank_batch(world_size):
+    single = WindowLoader(windows(40), 8, seed=5)
+    ranks = [WindowLoader(windows(40), 8, seed=5, rank=r, world_size=world_size) for r in range(world_size)]
+    for _ in range(12):  # crosses epoch boundaries (5 batches per epoch)
+        whole = first_ids(single.next_batch()[0])
+        parts = [first_ids(loader.next_batch()[0]) for loader in ranks]
+        assert [i for part in parts for i in part] == whole
+        assert all(len(part) == 8 // world_size for part in parts)
+    assert all(loader.state_dict() == single.state_dict() for loader in ranks)  # the state is global
+
+
+def test_global_batch_must_split_over_the_ranks():
+    with pytest.raises(ValueError, match="divisible by the 3 ranks"):
+        WindowLoader(windows(40), 8, seed=0, rank=0, world_size=3)
+
+
+def test_stream_order_puts_consecutive_windows_of_a_repository_in_one_row():
+    streams = [[0, 7], [7, 5], [12, 9], [21, 3], [24, 16]]  # 40 windows in 5 repositories
+    loader = WindowLoader(windows(40), 4, seed=3, streams=streams)
+    steps = [first_ids(loader.next_batch()[0]) for _ in range(loader.batches_per_epoch)]
+    rows = list(zip(*steps))  # the window sequence each batch row sees
+    starts = {first for first, _ in streams}
+    for row in rows:
+        for prev, cur in zip(row, row[1:]):
+            assert cur == prev + 1 or cur in starts  # the next window of the stream, or a new stream
+    seen = [i for step in steps for i in step]
+    assert len(seen) == len(set(seen)) == 40  # each window once per epoch
+    state = loader.state_dict()
+    again = WindowLoader(windows(40), 4, seed=3, streams=streams)
+    again.load_state_dict(state)
+    assert torch.equal(again.next_batch()[0], loader.next_batch()[0])  # exact resume, next epoch
+
+
+def test_bad_streams_are_named():
+    with pytest.raises(ValueError, match="overlap at window 5"):
+        WindowLoader(windows(10), 2, seed=0, streams=[[0, 6], [5, 2]])
+    with pytest.raises(ValueError, match=r"stream \[8, 4\] of the train split lies outside its 10 windows"):
+        WindowLoader(windows(10), 2, seed=0, streams=[[8, 4]])
+    loader = WindowLoader(windows(10), 2, seed=0, streams=[[2, 3]])  # uncovered windows become single streams
+    assert sorted(i for _ in range(5) for i in first_ids(loader.next_batch()[0])) == list(range(10))

@@ -87,7 +87,8 @@ def test_training_reduces_loss_and_writes_the_run(straight):
     rows = records(out)
     assert [r["step"] for r in rows if "loss" in r] == list(range(1, N + 1))
     assert [r["step"] for r in rows if "val_loss" in r] == [0, 4, 8, 12]
-    assert set(rows[1]) == {"step", "loss", "lr", "tokens", "tokens_per_s", "elapsed_s"}
+    assert set(rows[1]) == {"step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "mfu",
+                            "elapsed_s"}
     assert (out / "loss.png").stat().st_size > 1000
     assert [step for step, _ in complete_checkpoints(out / "ckpt")] == [0, N]
 
@@ -156,7 +157,8 @@ def test_corrupt_newest_checkpoint_is_named(tmp_path, shards):
     with pytest.raises(CheckpointError, match=r"step_000003.*resume from step_000000"):
         run(tmp_path, shards, max_steps=6, eval_every=0)
     (newest / STATE_FILE).write_bytes(state_bytes)
-    (newest / "model.safetensors").write_bytes(b"truncated")
+    for shard in (newest / "dcp").glob("*.distcp"):  # the sharded model + optimizer state
+        shard.write_bytes(b"truncated")
     with pytest.raises(CheckpointError, match=r"step_000003.*resume from step_000000"):
         run(tmp_path, shards, max_steps=6, eval_every=0)
     (newest / STATE_FILE).unlink()  # an incomplete dir is skipped (with a warning): resume from step 0
@@ -209,3 +211,58 @@ def test_unfinished_shards_are_rejected(tmp_path):
     (tmp_path / "shards").mkdir()
     with pytest.raises(ValueError, match="lightcoder pack"):
         run(tmp_path, tmp_path / "shards", max_steps=1)
+
+
+def test_shards_of_another_tokenizer_are_refused_before_training(tmp_path, shards):
+    from lightcoder.tokenizer.train import TokenizerConfig, train_tokenizer
+
+    train_tokenizer(["def f(x):\n    return x + 1\n"] * 20, TokenizerConfig(vocab_size=300)).save(tmp_path / "tok")
+    with pytest.raises(ValueError, match=r"vocabulary of 512 tokens but the tokenizer .* has \d+: the shards belong"):
+        train(TrainConfig(**{**FAST, "max_steps": 1}), MODEL, shards_dir=shards, tokenizer_dir=tmp_path / "tok",
+              out_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / "ckpt").exists()  # nothing was computed or written
+
+
+def test_module_entry_point_rejects_unknown_presets_and_keys_before_any_compute(tmp_path, shards):
+    from lightcoder.config import ConfigError
+    from lightcoder.train.__main__ import main
+
+    base = ["--shards", str(shards), "--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit):
+        main(base + ["--preset", "lc-huge"])
+    with pytest.raises(ConfigError, match="train.lrate"):
+        main(base + ["--preset", "lc-tiny", "--train.lrate", "1e-3"])
+    with pytest.raises(ConfigError, match="model.layers"):
+        main(base + ["--preset", "lc-tiny", "--model.layers", "3"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_module_entry_point_trains_and_writes_tensorboard(tmp_path, shards, capsys):
+    from lightcoder.train.__main__ import main
+
+    main(["--shards", str(shards), "--out", str(tmp_path), "--preset", "lc-tiny", "--model.n_layers", "1",
+          "--train.max_steps", "2", "--train.eval_every", "0", "--train.peak_tflops", "1"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 2 and summary["world_size"] == 1 and 0 < summary["mfu"] < 1
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    model, cfg = load_checkpoint(tmp_path / "ckpt" / "step_000002")  # the HF export of the final model
+    assert cfg.vocab_size == VOCAB and cfg.max_seq_len == SEQ_LEN - 1
+
+
+def test_stream_order_uses_the_index_streams_or_warns(tmp_path, shards):
+    with pytest.warns(UserWarning, match="no train streams"):
+        run(tmp_path / "a", shards, max_steps=2, eval_every=0, stream_order=True)
+    with_streams = write_shards(tmp_path / "shards")
+    index = json.loads((with_streams / "index.json").read_text())
+    index["splits"]["train"]["streams"] = [[i, 8] for i in range(0, 96, 8)]
+    (with_streams / "index.json").write_text(json.dumps(index))
+    summary = run(tmp_path / "b", with_streams, max_steps=3, eval_every=0, stream_order=True)
+    assert summary["steps"] == 3
+    assert load_train_state(tmp_path / "b" / "ckpt" / "step_000003")["loader"]["streams"] is True
+
+
+def test_flex_attention_on_cpu_is_refused_before_training(tmp_path, shards):
+    with pytest.raises(ValueError, match="train.attention='flex' trains on CUDA only"):
+        run(tmp_path, shards, max_steps=1, attention="flex", device="cpu")
+    with pytest.raises(ValueError, match="train.attention must be one of"):
+        TrainConfig(attention="xformers")

@@ -101,11 +101,31 @@ def _lc_small() -> ModelConfig:
     )
 
 
+def _lc_125m() -> ModelConfig:
+    # GPU benchmark, GPT-3-small class: 76M non-embedding + 76M embedding parameters at aiXcoder's vocabulary,
+    # 4k context. head_dim 64, 3 query heads per kv head.
+    return ModelConfig(
+        dim=768, n_layers=12, n_heads=12, n_kv_heads=4, ffn_dim=2048, vocab_size=49152,
+        max_seq_len=4096, rope_theta=256000.0,
+    )
+
+
+def _lc_1b() -> ModelConfig:
+    # GPU benchmark, TinyLlama class: 0.81B non-embedding + 0.20B embedding parameters, 4k context,
+    # head_dim 128 (the flash-attention sweet spot), GQA 4:1 as aiXcoder-7B.
+    return ModelConfig(
+        dim=2048, n_layers=18, n_heads=16, n_kv_heads=4, ffn_dim=5632, vocab_size=49152,
+        max_seq_len=4096, rope_theta=256000.0,
+    )
+
+
 PRESETS: dict[str, Callable[[], ModelConfig]] = {
     "aixcoder-7b": _aixcoder_7b,
     "lc-tiny": _lc_tiny,
     "lc-quickstart": _lc_quickstart,
     "lc-small": _lc_small,
+    "lc-125m": _lc_125m,
+    "lc-1b": _lc_1b,
 }
 
 

@@ -60,7 +60,8 @@ class CheckpointError(ValueError):
 
 def to_hf_name(name: str) -> str:
     """'layers.3.attention.wq.weight' -> 'model.layers.3.self_attn.q_proj.weight'."""
-    name = name.replace("_orig_mod.", "")  # a torch.compile'd model's state_dict
+    # a torch.compile'd or checkpoint-wrapped model's state_dict
+    name = name.replace("_orig_mod.", "").replace("_checkpoint_wrapped_module.", "")
     if (m := _LAYER_RE.fullmatch(name)) and m[2] in _LAYER_NAMES:
         return f"model.layers.{m[1]}.{_LAYER_NAMES[m[2]]}.weight"
     if (base := name.removesuffix(".weight")) in _GLOBAL_NAMES:
@@ -136,18 +137,20 @@ def config_from_hf(hf: dict, where: Path) -> ModelConfig:
 
 
 def save_checkpoint(
-    model: Transformer,
+    model: Transformer | None,
     cfg: ModelConfig,
     out_dir: str | Path,
     *,
     tokenizer_dir: str | Path | None = None,
     extra: dict | None = None,
     before_commit: Callable[[Path], None] | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write an HF LlamaForCausalLM dir atomically (tmp dir + rename); replaces an existing out_dir.
 
-    `extra` goes to lightcoder.json. `before_commit(tmp_dir)` may add files (train_state.pt) so they
-    appear together with the weights.
+    The weights are `model.state_dict()`, or `state_dict` (our names) when given, e.g. the full state
+    gathered from a sharded model. `extra` goes to lightcoder.json. `before_commit(tmp_dir)` may add
+    files (train_state.pt) so they appear together with the weights.
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -155,19 +158,8 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        state = {to_hf_name(k): v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        dtype = next(iter(state.values())).dtype
-        save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
-        write_json_atomic(tmp / "config.json", hf_config(cfg, dtype))
-        write_json_atomic(tmp / "generation_config.json", {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID})
-        write_json_atomic(tmp / "lightcoder.json", extra or {})
-        if tokenizer_dir is not None:
-            copied = [n for n in TOKENIZER_FILES if (Path(tokenizer_dir) / n).is_file()]
-            if not copied:
-                raise ValueError(f"tokenizer_dir {tokenizer_dir} holds none of {', '.join(TOKENIZER_FILES)}; "
-                                 "pass the dir written by `lightcoder tokenizer`")
-            for name in copied:
-                shutil.copyfile(Path(tokenizer_dir) / name, tmp / name)
+        write_model_files(tmp, model.state_dict() if state_dict is None else state_dict, cfg,
+                          tokenizer_dir=tokenizer_dir, extra=extra)
         if before_commit is not None:
             before_commit(tmp)
         replace_dir(tmp, out_dir)
@@ -175,6 +167,25 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def write_model_files(directory: Path, state_dict: dict[str, torch.Tensor], cfg: ModelConfig, *,
+                      tokenizer_dir: str | Path | None = None, extra: dict | None = None) -> None:
+    """The HF files (weights, config, generation config, lightcoder.json, tokenizer) into an existing dir."""
+    directory = Path(directory)
+    state = {to_hf_name(k): v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    dtype = next(iter(state.values())).dtype
+    save_file(state, directory / WEIGHTS_NAME, metadata={"format": "pt"})
+    write_json_atomic(directory / "config.json", hf_config(cfg, dtype))
+    write_json_atomic(directory / "generation_config.json", {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID})
+    write_json_atomic(directory / "lightcoder.json", extra or {})
+    if tokenizer_dir is not None:
+        copied = [n for n in TOKENIZER_FILES if (Path(tokenizer_dir) / n).is_file()]
+        if not copied:
+            raise ValueError(f"tokenizer_dir {tokenizer_dir} holds none of {', '.join(TOKENIZER_FILES)}; "
+                             "pass the dir written by `lightcoder tokenizer`")
+        for name in copied:
+            shutil.copyfile(Path(tokenizer_dir) / name, directory / name)
 
 
 def is_complete(path: str | Path) -> bool:

@@ -8,6 +8,10 @@ Build on the meta device, then materialize and initialize:
     with torch.device("meta"): model = Transformer(cfg)
     model.to_empty(device="cpu"); model.init_weights(seed=0)
 
+Packed training windows hold several documents; `document_ids` (B, T) makes attention block-causal
+(a token sees only earlier tokens of its own document), e.g. tokens `a <s> b c <s> d` ->
+`document_ids_from_tokens` = `0 1 1 1 2 2`. Without it attention is plain causal.
+
 Shape legend: B batch, T new tokens, S cached + new tokens, D model dim, H query heads,
 K key/value heads, Hd head dim, F ffn dim, V vocab.
 """
@@ -15,6 +19,7 @@ K key/value heads, Hd head dim, F ffn dim, V vocab.
 from __future__ import annotations
 
 import math
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +40,57 @@ def precompute_rope(head_dim: int, max_seq_len: int, theta: float, device=None) 
     return emb.cos(), emb.sin()
 
 
+def document_ids_from_tokens(tokens: torch.Tensor, bos_id: int = 1) -> torch.Tensor:
+    """(B, T) token ids -> (B, T) document index: the number of `<s>` at or before each position.
+
+    Every packed document starts with exactly one `<s>`, so tokens before the first `<s>` of a window
+    (the tail of a document cut by the window start) get id 0 and still form one document.
+    """
+    return torch.cumsum(tokens == bos_id, dim=-1, dtype=torch.int32)
+
+
+def block_causal_mask(document_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) document ids -> (B, 1, T, T) bool mask, True where query i may attend key j:
+    j <= i and both in the same document."""
+    T = document_ids.shape[-1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=document_ids.device).tril()  # (T, T)
+    same_doc = document_ids[:, :, None] == document_ids[:, None, :]  # (B, T, T)
+    return (same_doc & causal)[:, None]  # (B, 1, T, T), broadcast over heads
+
+
+ATTENTION_IMPLS = ("sdpa", "flex")
+
+
+def flex_block_causal_mask(document_ids: torch.Tensor):
+    """(B, T) document ids -> a FlexAttention BlockMask of the same block-causal pattern: blocks that
+    are fully masked (other documents, the future) are skipped instead of computed and masked."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    B, T = document_ids.shape
+
+    def same_document_causal(b, h, q_idx, kv_idx):
+        return (kv_idx <= q_idx) & (document_ids[b, q_idx] == document_ids[b, kv_idx])
+
+    return create_block_mask(same_document_causal, B, None, T, T, device=document_ids.device)
+
+
+_compiled_flex = None
+
+
+def flex_attention(q, k, v, block_mask, enable_gqa: bool) -> torch.Tensor:
+    """FlexAttention: compiled on CUDA (where it generates a fused kernel), eager elsewhere (slow,
+    for tests and CPU debugging only)."""
+    from torch.nn.attention import flex_attention as fa
+
+    global _compiled_flex
+    fn = fa.flex_attention
+    if q.device.type == "cuda":
+        if _compiled_flex is None:
+            _compiled_flex = torch.compile(fa.flex_attention, dynamic=False)
+        fn = _compiled_flex
+    return fn(q, k, v, block_mask=block_mask, enable_gqa=enable_gqa)
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
@@ -46,11 +102,70 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """Normalize in fp32, scale in the input dtype (as HF LlamaRMSNorm)."""
-    dtype = x.dtype
-    x = x.float()
-    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * x.to(dtype)
+    """Normalize in fp32, scale in the input dtype (as HF LlamaRMSNorm: x * rsqrt(mean(x^2) + eps)).
+
+    F.rms_norm is one fused kernel (forward and backward) instead of five elementwise passes.
+    """
+    return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of `h @ weight.T` without materializing the (N, V) logits.
+
+    Forward walks row chunks: logits chunk (n, V) in the matmul dtype -> fp32 log-sum-exp and loss ->
+    the gradient of the summed loss w.r.t. the logits (softmax - one-hot) -> grad of h and weight, kept
+    for backward, which only scales them by grad_output / n_valid. One pass over the logits instead of
+    forward + log_softmax + backward, and peak memory of one chunk instead of B*T*V fp32 values.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, targets, compute_dtype, chunk_rows, needs_grad):
+        # h (N, D), weight (V, D), targets (N,) long with -100 = ignore
+        with torch.autocast(h.device.type, enabled=False):
+            hc, wc = h.to(compute_dtype), weight.to(compute_dtype)
+            valid = targets != -100  # (N,)
+            safe_targets = targets.clamp(min=0)
+            loss_sum = torch.zeros((), dtype=torch.float32, device=h.device)
+            grad_h = torch.empty_like(hc) if needs_grad else None  # (N, D)
+            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if needs_grad else None  # (V, D)
+            for start in range(0, h.shape[0], chunk_rows):
+                rows = slice(start, start + chunk_rows)
+                logits = (hc[rows] @ wc.t()).float()  # (n, V)
+                lse = torch.logsumexp(logits, dim=-1)  # (n,)
+                ok, tgt = valid[rows], safe_targets[rows]
+                target_logit = logits.gather(1, tgt[:, None])[:, 0]  # (n,)
+                loss_sum += torch.where(ok, lse - target_logit, 0.0).sum()
+                if not needs_grad:  # evaluation: the loss alone
+                    continue
+                grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place: (n, V)
+                grad.scatter_add_(1, tgt[:, None], -ok[:, None].to(grad.dtype))  # - one-hot of valid rows
+                grad.mul_(ok[:, None])  # ignored rows get no gradient
+                grad = grad.to(compute_dtype)
+                grad_h[rows] = grad @ wc  # (n, D)
+                grad_w += (grad.t() @ hc[rows]).float()  # (V, D)
+            n_valid = valid.sum().clamp(min=1).to(torch.float32)
+        ctx.save_for_backward(grad_h, grad_w, n_valid)
+        ctx.dtypes = (h.dtype, weight.dtype)
+        return loss_sum / n_valid
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_h, grad_w, n_valid = ctx.saved_tensors
+        scale = grad_loss / n_valid
+        return (grad_h * scale).to(ctx.dtypes[0]), (grad_w * scale).to(ctx.dtypes[1]), None, None, None, None
+
+
+def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean fp32 cross-entropy of logits `h @ weight.T` (h (..., D), weight (V, D), targets (...),
+    -100 = ignore), in the autocast dtype when autocast is on; equal to
+    F.cross_entropy(F.linear(h, weight).float(), targets) up to matmul rounding."""
+    device = h.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
+    # Chunks of about 4M logits (16 MB fp32) on CPU, 32M on GPUs.
+    chunk_rows = max(64, (2**25 if device == "cuda" else 2**22) // weight.shape[0])
+    needs_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
+    return _LinearCrossEntropy.apply(h.reshape(-1, h.shape[-1]), weight, targets.reshape(-1), dtype, chunk_rows,
+                                     needs_grad)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,7 +179,12 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return rms_norm(x, self.weight, self.eps)
+        out = rms_norm(x, self.weight, self.eps)
+        if torch.is_autocast_enabled(x.device.type):
+            # Cast once here rather than in each of the linears that read it (wq, wk, wv or w1, w3):
+            # autocast would cast the same fp32 values to the same dtype, so the numbers are unchanged.
+            out = out.to(torch.get_autocast_dtype(x.device.type))
+        return out
 
 
 class KVCache:
@@ -96,14 +216,17 @@ class Attention(nn.Module):
         self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
 
-    def forward(self, x, cos, sin, kv_cache: KVCache | None = None, start_pos: int = 0) -> torch.Tensor:
+    def forward(self, x, cos, sin, kv_cache: KVCache | None = None, start_pos: int = 0,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """mask: None for causal attention, or a block-causal mask (no KV cache): a (B, 1, T, T) bool
+        tensor for SDPA, or a FlexAttention BlockMask."""
         B, T, _ = x.shape
         q = self.wq(x).view(B, T, self.n_heads, self.head_dim)  # (B, T, H, Hd)
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, K, Hd)
         v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, K, Hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H|K, T, Hd)
-        mask, is_causal = None, T > 1
+        is_causal = mask is None and T > 1
         if kv_cache is not None:
             k, v = kv_cache.update(start_pos, k, v)  # (B, K, S, Hd), S = start_pos + T
             if start_pos > 0 and T > 1:
@@ -112,9 +235,12 @@ class Attention(nn.Module):
                 S = k.shape[2]
                 mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=start_pos)  # (T, S)
                 is_causal = False
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=self.n_kv_heads != self.n_heads
-        )  # (B, H, T, Hd)
+        if mask is not None and not isinstance(mask, torch.Tensor):  # a FlexAttention BlockMask
+            y = flex_attention(q, k, v, mask, enable_gqa=self.n_kv_heads != self.n_heads)  # (B, H, T, Hd)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=self.n_kv_heads != self.n_heads
+            )  # (B, H, T, Hd)
         y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, H*Hd)
         return self.wo(y)  # (B, T, D)
 
@@ -138,8 +264,9 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
 
-    def forward(self, x, cos, sin, kv_cache: KVCache | None = None, start_pos: int = 0) -> torch.Tensor:
-        x = x + self.attention(self.attention_norm(x), cos, sin, kv_cache, start_pos)
+    def forward(self, x, cos, sin, kv_cache: KVCache | None = None, start_pos: int = 0,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), cos, sin, kv_cache, start_pos, mask)
         return x + self.feed_forward(self.ffn_norm(x))  # (B, T, D)
 
 
@@ -151,6 +278,9 @@ class Transformer(nn.Module):
         self.layers = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        # How document masks are applied (set by the trainer; not part of the checkpoint): "sdpa" builds a
+        # dense (B, 1, T, T) bool mask, "flex" a FlexAttention BlockMask (sparse; compiled on CUDA).
+        self.attention_impl = "sdpa"
         # Non-persistent: not in state_dict; rebuilt by init_rope() after to_empty / loading.
         cos, sin = precompute_rope(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)  # (max_seq_len, Hd)
@@ -162,21 +292,29 @@ class Transformer(nn.Module):
         cos, sin = precompute_rope(self.cfg.head_dim, self.cfg.max_seq_len, self.cfg.rope_theta, device)
         self.rope_cos, self.rope_sin = cos, sin
 
-    @torch.no_grad()
-    def init_weights(self, seed: int = 0) -> None:
-        """Normal(0, init_std) for embeddings and linears, init_std / sqrt(2 n_layers) for the
-        residual output projections (wo, w2; GPT-2 scaled init), ones for norms.
+    def initial_weights(self, seed: int = 0) -> Iterator[tuple[str, torch.Tensor]]:
+        """(name, full fp32 CPU tensor) for every parameter, in named_parameters() order.
 
-        Draws on a seeded CPU generator in a fixed order, so the weights do not depend on the device.
+        Normal(0, init_std) for embeddings and linears, init_std / sqrt(2 n_layers) for the residual
+        output projections (wo, w2; GPT-2 scaled init), ones for norms. Draws on a seeded CPU generator
+        in a fixed order, so the weights depend neither on the device nor on how they are sharded
+        (train/parallel.py copies each tensor's local shard into a sharded model).
         """
         gen = torch.Generator(device="cpu").manual_seed(seed)
         std, residual_std = self.cfg.init_std, self.cfg.init_std / math.sqrt(2 * self.cfg.n_layers)
         for name, p in self.named_parameters():
             if name.endswith("norm.weight"):
-                p.fill_(1.0)
+                yield name, torch.ones(p.shape, dtype=torch.float32)
                 continue
             s = residual_std if name.endswith(("attention.wo.weight", "feed_forward.w2.weight")) else std
-            p.copy_(torch.empty(p.shape, dtype=torch.float32).normal_(0.0, s, generator=gen))
+            yield name, torch.empty(p.shape, dtype=torch.float32).normal_(0.0, s, generator=gen)
+
+    @torch.no_grad()
+    def init_weights(self, seed: int = 0) -> None:
+        """Fill the (materialized, unsharded) parameters with `initial_weights(seed)` and build RoPE."""
+        params = dict(self.named_parameters())
+        for name, value in self.initial_weights(seed):
+            params[name].copy_(value)
         self.init_rope()
 
     def init_kv_cache(self, batch_size: int, max_len: int) -> list[KVCache]:
@@ -197,23 +335,45 @@ class Transformer(nn.Module):
         kv_cache: list[KVCache] | None = None,
         start_pos: int = 0,
         last_only: bool = False,
+        last_logits_only: bool = False,
+        document_ids: torch.Tensor | None = None,
+        fused_loss: bool = False,
     ):
         """tokens (B, T) long at positions start_pos..start_pos+T-1 -> logits (B, T, V), or (B, 1, V)
-        with last_only; with targets (B, T) (-100 = ignore) -> (logits, mean cross-entropy in fp32)."""
+        with last_logits_only (alias last_only: prefill without materializing (B, T, V));
+        with targets (B, T) (-100 = ignore) -> (logits, mean cross-entropy in fp32).
+        document_ids (B, T): block-causal attention within documents (training on packed windows).
+        fused_loss with targets: (None, loss) through linear_cross_entropy, never building (B, T, V)."""
         B, T = tokens.shape
+        last_only = last_only or last_logits_only
         if start_pos + T > self.cfg.max_seq_len:
             raise ValueError(
                 f"sequence of {start_pos + T} tokens exceeds ModelConfig.max_seq_len {self.cfg.max_seq_len}"
             )
         if kv_cache is not None and start_pos + T > kv_cache[0].max_len:
             raise ValueError(f"{start_pos + T} positions do not fit the KV cache of {kv_cache[0].max_len}")
-        h = self.tok_embeddings(tokens)  # (B, T, D)
-        cos = self.rope_cos[None, start_pos : start_pos + T, None, :].to(h.dtype)  # (1, T, 1, Hd)
-        sin = self.rope_sin[None, start_pos : start_pos + T, None, :].to(h.dtype)  # (1, T, 1, Hd)
+        mask = None
+        if document_ids is not None:
+            if kv_cache is not None:
+                raise ValueError("document_ids (block-causal training attention) cannot be combined with a KV cache")
+            if document_ids.shape != tokens.shape:
+                raise ValueError(f"document_ids has shape {tuple(document_ids.shape)}, tokens {tuple(tokens.shape)}")
+            if self.attention_impl == "flex":
+                mask = flex_block_causal_mask(document_ids)
+            else:
+                mask = block_causal_mask(document_ids)  # (B, 1, T, T)
+        h = self.tok_embeddings(tokens)  # (B, T, D) fp32: the residual stream stays fp32 under autocast
+        # RoPE in the matmul dtype: under bf16 autocast q and k come out of the projections in bf16, and
+        # fp32 tables would promote them (and SDPA's inputs) to fp32 for nothing.
+        rope_dtype = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else h.dtype
+        cos = self.rope_cos[None, start_pos : start_pos + T, None, :].to(rope_dtype)  # (1, T, 1, Hd)
+        sin = self.rope_sin[None, start_pos : start_pos + T, None, :].to(rope_dtype)  # (1, T, 1, Hd)
         for i, layer in enumerate(self.layers):
-            h = layer(h, cos, sin, None if kv_cache is None else kv_cache[i], start_pos)
+            h = layer(h, cos, sin, None if kv_cache is None else kv_cache[i], start_pos, mask)
         if last_only:
             h = h[:, -1:, :]  # (B, 1, D)
+        if fused_loss and targets is not None and not last_only:
+            return None, linear_cross_entropy(self.norm(h), self.output.weight, targets)
         logits = self.output(self.norm(h))  # (B, T|1, V)
         if targets is None:
             return logits

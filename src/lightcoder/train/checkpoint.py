@@ -1,10 +1,19 @@
-"""Training checkpoints: an HF-loadable model dir plus `train_state.pt`, written atomically.
+"""Training checkpoints: sharded model + optimizer state (torch.distributed.checkpoint), an HF-loadable
+export of the weights, and `train_state.pt`, written atomically by all ranks together.
 
-Layout: `RUN/ckpt/step_{step:06d}/` = what `lightcoder.model.hf.save_checkpoint` writes (config.json,
-model.safetensors, generation_config.json, lightcoder.json, tokenizer files) + `train_state.pt` (optimizer,
-step, tokens, loader position, LR plan, RNG states, the train and model configs). Everything is written
-into a hidden tmp dir first, `train_state.pt` last, and the dir is then renamed into place, so a
-`step_*` directory is complete exactly when it contains `train_state.pt`.
+Layout of `RUN/ckpt/step_{step:06d}/`:
+- `dcp/`: model and optimizer state in torch.distributed.checkpoint format: every rank writes its own
+  shards (`__<rank>_0.distcp`) plus global metadata, so a run resumes on any number of ranks (DCP
+  reshards on load) and no rank ever holds the full optimizer state;
+- what `lightcoder.model.hf.write_model_files` writes (config.json, model.safetensors, generation_config.json,
+  lightcoder.json, tokenizer files): the full fp32 weights gathered on rank 0, loadable by
+  `transformers.AutoModelForCausalLM` and by eval/serve (with `train.export_hf="final"` only step 0 and the
+  last checkpoint carry them);
+- `train_state.pt`: step, tokens, loader position, LR plan, every rank's RNG states, train and model configs.
+
+Everything is written into the hidden `.step_N.tmp` dir first, `train_state.pt` last (by rank 0 after a
+barrier), and the dir is then renamed into place, so a `step_*` directory is complete exactly when it
+contains `train_state.pt`, and a crash during a save never touches the last good checkpoint.
 
 Resuming picks the newest complete checkpoint. If that one cannot be read, the run stops with a
 `CheckpointError` naming it, rather than silently falling back to an older one and discarding progress;
@@ -13,6 +22,7 @@ deleting the bad directory resumes from the previous checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import shutil
@@ -22,10 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lightcoder.model.hf import CheckpointError, load_checkpoint, save_checkpoint
+from lightcoder.artifacts import replace_dir
+from lightcoder.model.hf import CheckpointError, load_checkpoint, write_model_files
+from lightcoder.train.distributed import Dist, barrier, gather_objects
 
 STATE_FILE = "train_state.pt"
-STATE_VERSION = 1
+DCP_DIR = "dcp"
+STATE_VERSION = 2  # 1: single-process checkpoints with the optimizer inside train_state.pt (still loaded)
 _STEP_DIR = re.compile(r"^step_(\d{6,})$")
 
 
@@ -44,7 +57,7 @@ def complete_checkpoints(ckpt_dir: str | Path) -> list[tuple[int, Path]]:
     if not ckpt_dir.is_dir():
         return []
     found = []
-    for path in ckpt_dir.iterdir():
+    for path in sorted(ckpt_dir.iterdir()):
         match = _STEP_DIR.match(path.name)
         if match is None or not path.is_dir():
             continue
@@ -71,16 +84,86 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_train_checkpoint(ckpt_dir: str | Path, step: int, model: torch.nn.Module, model_cfg,
-                          train_state: dict, *, tokenizer_dir: str | Path | None = None) -> Path:
-    """Write ckpt_dir/step_{step:06d} (model + train_state.pt) atomically; replaces an existing one."""
+def save_train_checkpoint(ckpt_dir: str | Path, step: int, model: torch.nn.Module, optimizer, model_cfg,
+                          train_state: dict, *, env: Dist = Dist(), tokenizer_dir: str | Path | None = None,
+                          export_hf: bool = True) -> Path:
+    """Write ckpt_dir/step_{step:06d} atomically (see the module docstring); every rank must call it.
 
-    def write_state(tmp: Path) -> None:  # runs inside the tmp dir, before it is renamed into place
-        torch.save({"version": STATE_VERSION, **train_state}, tmp / STATE_FILE)
+    Replaces an existing checkpoint of the same step. Returns the final dir.
+    """
+    from torch.distributed.checkpoint import save as dcp_save
+    from torch.distributed.checkpoint.state_dict import get_state_dict
 
-    return save_checkpoint(model, model_cfg, step_dir(ckpt_dir, step), tokenizer_dir=tokenizer_dir,
-                           extra={"step": step, "tokens": int(train_state.get("tokens", 0))},
-                           before_commit=write_state)
+    final = step_dir(ckpt_dir, step)
+    tmp = final.parent / f".{final.name}.tmp"  # one name that every rank agrees on
+    if env.is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier(env)
+    try:
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        with _single_process_quiet(env):
+            dcp_save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / DCP_DIR))
+        if export_hf:
+            weights = full_model_state(model, env)  # collective for FSDP; rank 0 gets the tensors
+            if env.is_main:
+                write_model_files(tmp, weights, model_cfg, tokenizer_dir=tokenizer_dir,
+                                  extra={"step": step, "tokens": int(train_state.get("tokens", 0))})
+        rng = gather_objects(rng_state(), env)  # one entry per rank
+        barrier(env)
+        if env.is_main:
+            torch.save({"version": STATE_VERSION, **train_state, "rng": rng}, tmp / STATE_FILE)
+            replace_dir(tmp, final)
+    except BaseException:
+        if env.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    barrier(env)
+    return final
+
+
+def full_model_state(model: torch.nn.Module, env: Dist) -> dict[str, torch.Tensor]:
+    """Unsharded CPU weights with clean names on rank 0 ({} elsewhere); collective under FSDP."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    if env.enabled:
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    module = getattr(model, "module", model)
+    return {k.replace("_orig_mod.", ""): v for k, v in module.state_dict().items()}
+
+
+def load_train_checkpoint(path: str | Path, model: torch.nn.Module, optimizer, *, env: Dist = Dist()) -> dict:
+    """Load model, optimizer and this rank's RNG from checkpoint dir `path`; returns its train state.
+
+    The checkpoint may come from any number of ranks (DCP reshards). CheckpointError naming the dir
+    when it cannot be read.
+    """
+    path = Path(path)
+    state = load_train_state(path)
+    if state["version"] == 1:  # the old single-process layout: full weights + optimizer.state_dict()
+        if env.enabled:
+            raise CheckpointError(f"{path} is a single-process checkpoint of an older lightcoder; resume it with "
+                                  "one process once (it is rewritten in the sharded format), then use torchrun")
+        load_model_weights(path, getattr(model, "module", model))
+        optimizer.load_state_dict(state.pop("optimizer"))
+        state["rng"] = [state["rng"]]
+    else:
+        from torch.distributed.checkpoint import load as dcp_load
+        from torch.distributed.checkpoint.api import CheckpointException
+        from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        loaded = {"model": model_sd, "optim": optim_sd}
+        try:
+            with _single_process_quiet(env):
+                dcp_load(loaded, checkpoint_id=str(path / DCP_DIR))
+        except (Exception, CheckpointException) as exc:  # noqa: BLE001 - (a BaseException subclass)
+            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(_corrupt_message(path, f"{DCP_DIR}/ cannot be loaded: {reason}")) from exc
+        set_state_dict(model, optimizer, model_state_dict=loaded["model"], optim_state_dict=loaded["optim"])
+    # Same number of ranks: each rank continues its own RNG stream; otherwise rank r takes r mod old ranks.
+    set_rng_state(state["rng"][env.rank % len(state["rng"])])
+    return state
 
 
 def load_train_state(path: str | Path) -> dict:
@@ -98,7 +181,7 @@ def load_train_state(path: str | Path) -> dict:
         state = torch.load(file, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any failure means the same thing to the user
         raise CheckpointError(_corrupt_message(path, f"{STATE_FILE} is truncated or corrupt: {exc}")) from exc
-    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+    if not isinstance(state, dict) or state.get("version") not in (1, STATE_VERSION):
         raise CheckpointError(_corrupt_message(path, f"unexpected {STATE_FILE} format"))
     return state
 
@@ -125,6 +208,15 @@ def prune_checkpoints(ckpt_dir: str | Path, keep: int) -> list[Path]:
     for path in doomed:
         shutil.rmtree(path)
     return doomed
+
+
+@contextlib.contextmanager
+def _single_process_quiet(env: Dist):
+    """DCP warns that it 'assumes a single process' whenever no process group runs: that is our intent."""
+    with warnings.catch_warnings():
+        if not env.enabled:
+            warnings.filterwarnings("ignore", message=r"torch\.distributed is disabled")
+        yield
 
 
 def _corrupt_message(path: Path, reason) -> str:

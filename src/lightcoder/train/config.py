@@ -3,6 +3,8 @@
 Budgets (all 0 = no limit; when all three are 0 the run is one pass over the train split):
 - `max_steps`: optimizer steps.
 - `max_tokens`: training tokens (batch_size * (seq_len - 1) per step, the positions that get a loss).
+`batch_size` is the global batch in windows; under torchrun each of the W ranks trains
+batch_size / W windows per step, in `grad_accum` micro-batches of batch_size / (W * grad_accum).
 - `max_minutes`: wall-clock minutes of training (evals and checkpoints included, summed over resumes).
   The number of steps is planned ONCE, after timing `plan_after_steps` steps (the first step of the session
   excluded), and stored in train_state.pt so a resumed run follows the same plan and LR schedule even under
@@ -20,11 +22,15 @@ from dataclasses import asdict, dataclass
 
 DTYPES = ("bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
+PARALLEL_MODES = ("fsdp", "ddp")
+EXPORT_HF = ("all", "final")
+ATTENTION_IMPLS = ("sdpa", "flex")  # = lightcoder.model.llama.ATTENTION_IMPLS (config stays import-light)
 
 
 @dataclass(kw_only=True)
 class TrainConfig:
-    batch_size: int = 4  # windows per optimizer step
+    batch_size: int = 4  # windows per optimizer step, over all ranks: micro-batch x grad_accum x world size
+    grad_accum: int = 1  # micro-batches per rank per optimizer step (gradients summed before the step)
     lr: float = 2e-3  # peak learning rate (after warmup)
     min_lr: float = 2e-4  # cosine floor
     warmup_steps: int = 20
@@ -46,17 +52,26 @@ class TrainConfig:
     dtype: str = "bf16"  # autocast dtype for matmuls; master weights and optimizer state stay fp32
     device: str = "auto"  # "auto" = cuda when available, else cpu
     num_threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default (all cores)
-    compile: bool = False  # torch.compile the model (faster steps after a slow first one)
+    compile: bool = False  # torch.compile each block (faster steps after a slow first one)
+    parallel: str = "fsdp"  # data parallelism under torchrun: "fsdp" (FSDP2 fully_shard) or "ddp"
+    activation_checkpointing: bool = False  # recompute block activations in backward (saves memory)
+    document_mask: bool = True  # block-causal attention: tokens attend only within their own document
+    attention: str = "sdpa"  # document masks as a dense SDPA mask ("sdpa") or a FlexAttention BlockMask ("flex")
+    stream_order: bool = False  # consecutive windows of a repository to consecutive steps of one batch row
+    spike_factor: float = 3.0  # report a loss spike when a step's loss > factor x its running mean; 0 = off
+    tensorboard: bool = True  # also write TensorBoard event files to RUN/tensorboard
+    peak_tflops: float = 0.0  # per-device peak for MFU; 0 = measure the matmul peak at start
+    export_hf: str = "all"  # HF weights in "all" checkpoints, or only step 0 and the "final" one
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # JSON round trips give a list
-        _positive = ("batch_size", "log_every", "plan_after_steps", "keep_checkpoints")
+        _positive = ("batch_size", "grad_accum", "log_every", "plan_after_steps", "keep_checkpoints")
         for name in _positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"train.{name} must be > 0, got {getattr(self, name)}")
         _non_negative = ("min_lr", "warmup_steps", "weight_decay", "grad_clip", "max_steps", "max_tokens",
                          "max_minutes", "schedule_steps", "eval_every", "eval_batches", "ckpt_every",
-                         "num_threads", "seed")
+                         "num_threads", "seed", "spike_factor", "peak_tflops")
         for name in _non_negative:
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
@@ -70,6 +85,15 @@ class TrainConfig:
             raise ValueError(f"train.eps must be > 0, got {self.eps}")
         if self.dtype not in DTYPES:
             raise ValueError(f"train.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.parallel not in PARALLEL_MODES:
+            raise ValueError(f"train.parallel must be one of {PARALLEL_MODES}, got {self.parallel!r}")
+        if self.attention not in ATTENTION_IMPLS:
+            raise ValueError(f"train.attention must be one of {ATTENTION_IMPLS}, got {self.attention!r}")
+        if self.export_hf not in EXPORT_HF:
+            raise ValueError(f"train.export_hf must be one of {EXPORT_HF}, got {self.export_hf!r}")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"train.batch_size ({self.batch_size}) must be divisible by train.grad_accum "
+                             f"({self.grad_accum})")
         if self.device not in DEVICES:
             raise ValueError(f"train.device must be one of {DEVICES}, got {self.device!r}")
 
@@ -79,6 +103,6 @@ class TrainConfig:
 
 # Fields that change the numbers a resumed run computes; a resume with a different value warns.
 RESUME_SENSITIVE = ("batch_size", "lr", "min_lr", "warmup_steps", "weight_decay", "betas", "eps",
-                    "grad_clip", "schedule_steps", "seed", "dtype")
+                    "grad_clip", "schedule_steps", "seed", "dtype", "document_mask", "stream_order")
 
-__all__ = ["TrainConfig", "DTYPES", "DEVICES", "RESUME_SENSITIVE"]
+__all__ = ["TrainConfig", "DTYPES", "DEVICES", "PARALLEL_MODES", "EXPORT_HF", "RESUME_SENSITIVE"]

@@ -1,17 +1,26 @@
 """The training run, top to bottom: `train(train_cfg, model_cfg, *, shards_dir, tokenizer_dir, out_dir)`.
 
-Order: runtime (device, threads, seeds) -> data (shuffled train windows, fixed valid batches) -> model
-(build, init_weights(seed)) -> AdamW -> restore the newest checkpoint, or evaluate and save the untrained
-step_000000 -> the loop -> final eval, checkpoint and loss plot.
+Order: runtime (process group under torchrun, device, threads, seeds) -> data (this rank's slice of the
+shuffled train windows, fixed valid batches) -> check the checkpoint to resume against the model config
+(before any compute) -> model (train/parallel.py: activation checkpointing, compile, FSDP2/DDP, seeded
+init) -> AdamW -> restore the newest checkpoint, or evaluate and save the untrained step_000000 -> the
+loop -> final eval, checkpoint and loss plot.
 
-One step: lr_at(step) -> batch -> forward + loss under bf16 autocast (fp32 master weights and optimizer
-state) -> backward -> grad clip -> AdamW -> zero grads. The loss stays on the device; the host waits for
-it only on log steps, so logging costs no per-step sync.
+One step: lr_at(step) -> grad_accum micro-batches of forward + loss under bf16 autocast (fp32 master
+weights and optimizer state; block-causal document masking) + backward (gradients averaged over ranks on
+the last micro-batch) -> grad clip -> AdamW -> zero grads. The loss stays on the device; the host waits
+for it only on log steps, so logging costs no per-step sync. NaN/inf losses stop the run naming the step.
+
+Under torchrun every rank runs this same function: collectives (checkpoints, validation, loss averages)
+happen at the same steps everywhere, and decisions that depend on a wall clock (the max_minutes plan,
+the time limit, Ctrl-C) are taken by rank 0 and broadcast at log steps. Rank 0 alone writes
+metrics.jsonl, TensorBoard events, the plot and the progress bar.
 
 Budgets (TrainConfig): max_steps, max_tokens, max_minutes (planned once after timing the first steps,
 the plan kept in train_state.pt), or one epoch when none is set. Resume is exact: a run stopped at step k
-and resumed to N gives bit-for-bit the weights and losses of a straight N-step run on CPU, provided the
-LR schedule's length is the same in both (set `schedule_steps`, or use the same budget).
+and resumed to N gives bit-for-bit the weights and losses of a straight N-step run on CPU with the same
+number of ranks, provided the LR schedule's length is the same in both (set `schedule_steps`, or use the
+same budget); on another number of ranks it continues with the same batches and optimizer state.
 Ctrl-C once: the current step finishes, a checkpoint is saved, KeyboardInterrupt is raised; twice: abort.
 
 Example:
@@ -32,19 +41,26 @@ import sys
 import threading
 import time
 import warnings
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from lightcoder.artifacts import append_jsonl, read_jsonl, write_text_atomic
-from lightcoder.model.llama import Transformer
+from lightcoder.artifacts import read_jsonl, write_text_atomic
+from lightcoder.model.config import num_params
+from lightcoder.model.llama import document_ids_from_tokens
 from lightcoder.train import checkpoint as ckpt
 from lightcoder.train.config import RESUME_SENSITIVE, TrainConfig
+from lightcoder.train.distributed import (
+    Dist, all_reduce_mean, all_reduce_sum, any_rank, barrier, broadcast_object, init_distributed,
+)
 from lightcoder.train.loader import WindowLoader, eval_batches
 from lightcoder.train.optim import build_optimizer, lr_at, set_lr
+from lightcoder.train.parallel import build_parallel_model, no_grad_sync
 from lightcoder.train.plot import plot_losses
+from lightcoder.train.telemetry import LossWatch, MetricsLog, flops_per_token, measure_matmul_peak
 
 
 PLAN_WARMUP_STEPS = 10  # with max_minutes: steps run before the timing that plans the total
@@ -59,46 +75,55 @@ def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenize
     """Train (or resume training) a Transformer on the packed shards; returns a summary dict."""
     cfg = train_cfg
     out_dir, ckpt_dir = Path(out_dir), Path(out_dir) / "ckpt"
-    device = setup_runtime(cfg)
+    env = setup_runtime(cfg)
+    device = env.device
 
-    # ---- data
-    train_windows, valid_windows = open_splits(shards_dir, model_cfg)
-    loader = WindowLoader(train_windows, cfg.batch_size, seed=cfg.seed, device=device)
+    # ---- data: every rank reads its own rows of each global batch
+    train_windows, valid_windows = open_splits(shards_dir, model_cfg, tokenizer_dir)
+    if cfg.batch_size % (cfg.grad_accum * env.world_size):
+        raise ValueError(f"train.batch_size={cfg.batch_size} must be divisible by grad_accum x ranks = "
+                         f"{cfg.grad_accum} x {env.world_size}; pick a multiple of {cfg.grad_accum * env.world_size}")
+    loader = WindowLoader(train_windows, cfg.batch_size, seed=cfg.seed, device=device, rank=env.rank,
+                          world_size=env.world_size, streams=train_streams(shards_dir) if cfg.stream_order else None)
     val_batches = eval_batches(valid_windows, cfg.batch_size, cfg.eval_batches, device) \
         if valid_windows is not None else []
-    tokens_per_step = cfg.batch_size * (loader.seq_len - 1)  # positions with a loss
+    tokens_per_step = cfg.batch_size * (loader.seq_len - 1)  # positions with a loss, all ranks
     budget = budget_steps(cfg, tokens_per_step, loader.batches_per_epoch)
+    resume_path = check_resume(ckpt_dir, cfg, model_cfg)  # before any compute: a clear error on mismatch
 
-    # ---- model and optimizer
-    with torch.device("meta"):  # no memory, no throwaway default init; init_weights fills it
-        model = Transformer(model_cfg)
-    model.to_empty(device=device)
-    model.init_weights(cfg.seed)
-    model.train()
+    # ---- model and optimizer (parallel.py: AC -> compile -> FSDP2/DDP -> materialize + seeded init)
+    model = build_parallel_model(model_cfg, cfg, env)
     optimizer = build_optimizer(model, cfg)
-    forward = torch.compile(model) if cfg.compile else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bf16")
+    flops = flops_per_token(model_cfg, loader.seq_len - 1)
+    peak = cfg.peak_tflops * 1e12 or broadcast_object(
+        matmul_peak(device, torch.bfloat16 if cfg.dtype == "bf16" else torch.float32), env)
 
     # ---- restore the newest checkpoint, or start from the untrained model
     state = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "planned_steps": None,
              "timing": {"eval_s": 0.0, "ckpt_s": 0.0}}
-    resumed_from = restore(ckpt_dir, model, optimizer, loader, state, cfg, model_cfg)
+    resumed_from = restore(resume_path, model, optimizer, loader, state, cfg, env)
     metrics_path = out_dir / "metrics.jsonl"
-    truncate_metrics(metrics_path, state["step"] if resumed_from is not None else -1)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if env.is_main:
+        truncate_metrics(metrics_path, state["step"] if resumed_from is not None else -1)
+    barrier(env)
 
-    def save(step: int) -> float:  # -> seconds spent
+    def save(step: int, final: bool = False) -> float:  # -> seconds spent
         t0 = time.perf_counter()
-        snapshot = train_state(state, optimizer, loader, cfg, model_cfg)
-        ckpt.save_train_checkpoint(ckpt_dir, step, model, model_cfg, snapshot, tokenizer_dir=tokenizer_dir)
-        ckpt.prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
+        snapshot = train_state(state, loader, cfg, model_cfg)
+        ckpt.save_train_checkpoint(ckpt_dir, step, model, optimizer, model_cfg, snapshot, env=env,
+                                   tokenizer_dir=tokenizer_dir,
+                                   export_hf=cfg.export_hf == "all" or final or step == 0)
+        if env.is_main:
+            ckpt.prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
         return time.perf_counter() - t0
 
     def validate(step: int) -> tuple[float | None, float]:  # -> (val loss, seconds spent)
         t0 = time.perf_counter()
-        val_loss = evaluate(model, val_batches, autocast)  # eager: eval shapes would recompile
+        val_loss = evaluate(model, val_batches, autocast, env=env, document_mask=cfg.document_mask)
         if val_loss is not None:
-            log(metrics, {"step": step, "val_loss": val_loss, "tokens": state["tokens"]})
+            metrics.log({"step": step, "val_loss": val_loss, "tokens": state["tokens"]})
         return val_loss, time.perf_counter() - t0
 
     # ---- the loop (elapsed_s counts wall time across resumes, evals and checkpoints included)
@@ -106,11 +131,14 @@ def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenize
     plan_from = start_step + PLAN_WARMUP_STEPS  # early steps are slow (allocation, kernel selection)
     t_session = t_interval = time.perf_counter()
     paused_s = interval_paused_s = 0.0  # eval + checkpoint seconds, left out of tokens/s
-    interval_tokens, loss_sum, loss_count = 0, torch.zeros((), device=device), 0
+    interval_tokens, loss_sum, norm_sum, loss_count = 0, torch.zeros((), device=device), \
+        torch.zeros((), device=device), 0
+    watch = LossWatch(device, cfg.spike_factor)
     val_loss = initial_val_loss = last_loss = None
-    with open(metrics_path, "a", encoding="utf-8") as metrics, interrupt_guard() as interrupted, \
+    with MetricsLog(out_dir, enabled=env.is_main, tensorboard=cfg.tensorboard) as metrics, \
+            interrupt_guard() as interrupted, \
             tqdm(total=total_steps(state, budget), initial=state["step"], unit="step", dynamic_ncols=True,
-                 disable=None, file=sys.stderr) as bar:
+                 disable=None if env.is_main else True, file=sys.stderr) as bar:
         if resumed_from is None:  # the untrained baseline: its val loss and checkpoint step_000000
             val_loss, state["timing"]["eval_s"] = validate(0)
             initial_val_loss = val_loss
@@ -122,16 +150,23 @@ def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenize
         while stop is None:
             step = state["step"]
             set_lr(optimizer, lr_at(step, cfg, schedule_steps(state, cfg, budget)))
-            inputs, targets = loader.next_batch()  # (B, T-1) each
-            loss = train_step(forward, optimizer, inputs, targets, autocast=autocast, grad_clip=cfg.grad_clip)
+            inputs, targets = loader.next_batch()  # (B_rank, T-1) each: this rank's rows
+            loss, grad_norm = optimizer_step(model, optimizer, inputs, targets, autocast=autocast,
+                                             grad_clip=cfg.grad_clip, grad_accum=cfg.grad_accum,
+                                             document_mask=cfg.document_mask)
             state["step"] = step = step + 1
             state["tokens"] += tokens_per_step
+            watch.observe(step, loss)
             loss_sum += loss
+            norm_sum += grad_norm
             loss_count += 1
             interval_tokens += tokens_per_step
             bar.update(1)
 
-            state["elapsed_s"] = elapsed_before + time.perf_counter() - t_session
+            log_step = step % cfg.log_every == 0
+            clock = elapsed_before + time.perf_counter() - t_session
+            if not env.enabled or log_step:  # ranks agree on rank 0's clock (wall-clock decisions match)
+                state["elapsed_s"] = broadcast_object(clock, env)
             if cfg.max_minutes and state["planned_steps"] is None:
                 if step == plan_from:
                     sync(device)
@@ -139,56 +174,101 @@ def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenize
                 elif step == plan_from + cfg.plan_after_steps:
                     sync(device)
                     step_s = (time.perf_counter() - t_plan) / cfg.plan_after_steps
-                    state["planned_steps"] = plan_steps(step, state["elapsed_s"], step_s, cfg, **state["timing"])
+                    state["planned_steps"] = broadcast_object(
+                        plan_steps(step, clock, step_s, cfg, **state["timing"]), env)
                     bar.total = total_steps(state, budget)
                     bar.refresh()
             stop = stop_reason(state, cfg, budget)
 
-            if step % cfg.log_every == 0 or stop is not None:
-                last_loss = (loss_sum / loss_count).item()  # the only host sync of a training step
+            if log_step or stop is not None:
+                # the only host syncs of a training step: the mean loss over steps and ranks
+                last_loss = all_reduce_mean(loss_sum / loss_count, env).item()
+                mean_norm = all_reduce_mean(norm_sum / loss_count, env).item()
+                spike = watch.check(last_loss)  # raises on NaN/inf, naming the first bad step
+                if spike is not None:
+                    warnings.warn(f"loss spike at step {spike['step']}: {spike['spike_loss']:.3f} > "
+                                  f"{cfg.spike_factor} x running mean {spike['loss_ema']:.3f}", stacklevel=2)
+                    metrics.log(spike)
                 loss_sum.zero_()
+                norm_sum.zero_()
                 loss_count = 0
                 now = time.perf_counter()
                 tokens_per_s = interval_tokens / max(1e-9, now - t_interval - interval_paused_s)
-                log(metrics, {"step": step, "loss": last_loss, "lr": optimizer.param_groups[0]["lr"],
-                              "tokens": state["tokens"], "tokens_per_s": round(tokens_per_s, 1),
-                              "elapsed_s": round(state["elapsed_s"], 3)})
-                bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
+                mfu = tokens_per_s * flops / (peak * env.world_size)
+                metrics.log({"step": step, "loss": last_loss, "lr": optimizer.param_groups[0]["lr"],
+                             "grad_norm": round(mean_norm, 4), "tokens": state["tokens"],
+                             "tokens_per_s": round(tokens_per_s, 1), "mfu": round(mfu, 4),
+                             "elapsed_s": round(state["elapsed_s"], 3)})
+                bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", mfu=f"{100 * mfu:.1f}%",
+                                refresh=False)
                 t_interval, interval_tokens, interval_paused_s = now, 0, 0.0
             if (cfg.eval_every and step % cfg.eval_every == 0) or stop is not None:
                 val_loss, spent = validate(step)
                 paused_s, interval_paused_s = paused_s + spent, interval_paused_s + spent
             if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or stop is not None:
-                spent = save(step)
+                spent = save(step, final=stop is not None)
                 last_saved = step
                 paused_s, interval_paused_s = paused_s + spent, interval_paused_s + spent
-            if interrupted["hit"] and stop is None:  # Ctrl-C: keep this step's state, then re-raise
+            # Ctrl-C: keep this step's state, then re-raise (ranks agree at log steps)
+            if stop is None and (not env.enabled or log_step) and any_rank(interrupted["hit"], env):
                 stop = "interrupted"
                 if last_saved != step:
-                    save(step)
+                    save(step, final=True)
 
-    plot_losses(metrics_path, out_dir / "loss.png")
+    if env.is_main:
+        plot_losses(metrics_path, out_dir / "loss.png")
     if stop == "interrupted":
         raise KeyboardInterrupt(f"training interrupted; checkpoint saved at step {state['step']}")
     if val_loss is None:  # resumed with the budget already reached: report the final val loss anyway
-        val_loss = evaluate(model, val_batches, autocast)
+        val_loss = evaluate(model, val_batches, autocast, env=env, document_mask=cfg.document_mask)
     session_s = time.perf_counter() - t_session
+    tokens_per_s = (state["tokens"] - start_tokens) / max(1e-9, session_s - paused_s)
     return {
         "steps": state["step"], "tokens": state["tokens"], "stop_reason": stop,
         "train_loss": last_loss, "val_loss": val_loss, "initial_val_loss": initial_val_loss,
-        "tokens_per_s": round((state["tokens"] - start_tokens) / max(1e-9, session_s - paused_s), 1),
+        "tokens_per_s": round(tokens_per_s, 1), "mfu": round(tokens_per_s * flops / (peak * env.world_size), 4),
+        "peak_tflops_per_device": round(peak / 1e12, 3),
         "elapsed_s": round(state["elapsed_s"], 3), "planned_steps": state["planned_steps"],
         "total_steps": total_steps(state, budget), "resumed_from": resumed_from,
         "checkpoint": str(ckpt.step_dir(ckpt_dir, state["step"])),
-        "params": sum(p.numel() for p in model.parameters()), "device": str(device), "dtype": cfg.dtype,
+        "params": num_params(model_cfg, non_embedding=False), "device": str(device), "dtype": cfg.dtype,
+        "world_size": env.world_size, "parallel": cfg.parallel if env.enabled else "none",
+        "global_batch": cfg.batch_size, "grad_accum": cfg.grad_accum,
     }
+
+
+def optimizer_step(model, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor, *,
+                   autocast, grad_clip: float, grad_accum: int = 1,
+                   document_mask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on this rank's rows (B, T) in `grad_accum` micro-batches; returns (mean loss,
+    total grad norm before clipping) as device tensors (no host sync).
+
+    Each micro-batch loss is a mean over its tokens, scaled by 1/grad_accum; DDP/FSDP average the
+    gradients over ranks. Every position of a packed window has a target, so all micro-batches hold the
+    same number of tokens and this is exactly the mean over the global batch.
+    """
+    total = torch.zeros((), device=inputs.device)
+    for i, (x, y) in enumerate(zip(inputs.chunk(grad_accum), targets.chunk(grad_accum))):
+        doc = document_ids_from_tokens(x) if document_mask else None  # (b, T) block-causal attention
+        with no_grad_sync(model, last_micro_step=i == grad_accum - 1):
+            with autocast:
+                _, loss = model(x, y, document_ids=doc, fused_loss=True)  # no (b, T, V) logits
+            (loss / grad_accum).backward()
+        total += loss.detach()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else math.inf, foreach=True)
+    if hasattr(norm, "full_tensor"):  # FSDP2: a replicated DTensor
+        norm = norm.full_tensor()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total / grad_accum, norm.detach()
 
 
 def train_step(forward, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor, *,
                autocast, grad_clip: float) -> torch.Tensor:
-    """One optimizer step on one batch; returns the loss as a device tensor (no host sync).
+    """One single-process optimizer step on one batch; returns the loss as a device tensor.
 
-    `forward(inputs, targets) -> (logits, loss)`; grads are clipped over the optimizer's parameters.
+    `forward(inputs, targets) -> (logits, loss)` (any callable, e.g. a HF model in benchmarks).
     """
     with autocast:
         _, loss = forward(inputs, targets)
@@ -204,28 +284,39 @@ def train_step(forward, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, 
 # ----------------------------------------------------------------------------- setup
 
 
-def setup_runtime(cfg: TrainConfig) -> torch.device:
-    """Pick the device, set CPU threads and all global seeds."""
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device='cuda' but no CUDA device is available; use --train.device cpu")
-    name = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
-    device = torch.device("cpu" if name == "auto" else name)
+def setup_runtime(cfg: TrainConfig) -> Dist:
+    """Join the process group (under torchrun), pick the device, set CPU threads and all global seeds."""
+    env = init_distributed(cfg.device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    if device.type == "cuda":
+    if env.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 runs use TF32 tensor cores
         torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
-    return device
+    return env
 
 
-def open_splits(shards_dir: str | Path, model_cfg) -> tuple[np.ndarray, np.ndarray | None]:
-    """(train windows, valid windows or None) of a finished `lightcoder pack` dir, checked against the model."""
+@lru_cache(maxsize=None)
+def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
+    """The measured matmul FLOP/s of this device (once per process)."""
+    return measure_matmul_peak(device, dtype, seconds=0.25 if device.type == "cpu" else 1.0)
+
+
+def open_splits(shards_dir: str | Path, model_cfg, tokenizer_dir: str | Path | None = None
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(train windows, valid windows or None) of a finished `lightcoder pack` dir, checked against the
+    model and, when given, the tokenizer the run uses."""
     from lightcoder.packing import open_shard, read_index
 
     index = read_index(shards_dir)  # ValueError when the pack stage is not finished
+    if tokenizer_dir is not None and index.get("vocab_size") is not None:
+        vocab = tokenizer_vocab_size(tokenizer_dir)
+        if vocab is not None and vocab != index["vocab_size"]:
+            raise ValueError(f"{shards_dir} was packed with a vocabulary of {index['vocab_size']} tokens but the "
+                             f"tokenizer in {tokenizer_dir} has {vocab}: the shards belong to another tokenizer; "
+                             "re-run `lightcoder pack` (or pass the tokenizer the shards were made with)")
     if index.get("vocab_size", 0) > model_cfg.vocab_size:
         raise ValueError(f"the shards use a vocabulary of {index['vocab_size']} tokens but model.vocab_size is "
                          f"{model_cfg.vocab_size}; set model.vocab_size to the tokenizer's vocab size")
@@ -240,6 +331,29 @@ def open_splits(shards_dir: str | Path, model_cfg) -> tuple[np.ndarray, np.ndarr
     if valid_windows is None:
         warnings.warn(f"{shards_dir} has no valid windows: no validation loss will be reported", stacklevel=2)
     return train_windows, valid_windows
+
+
+def train_streams(shards_dir: str | Path) -> list | None:
+    """The train split's `streams` (runs of consecutive windows of one repository) from index.json, or
+    None with a warning when the packer did not record them (windows are then shuffled one by one)."""
+    from lightcoder.packing import read_index
+
+    streams = read_index(shards_dir)["splits"]["train"].get("streams")
+    if not streams:
+        warnings.warn(f"train.stream_order is set but {shards_dir}/index.json has no train streams; "
+                      "shuffling windows independently (re-pack with a lightcoder that records streams)",
+                      stacklevel=2)
+        return None
+    return streams
+
+
+def tokenizer_vocab_size(tokenizer_dir: str | Path) -> int | None:
+    """The vocabulary size of a `lightcoder tokenizer` dir (None when there is no tokenizer to read)."""
+    if not (Path(tokenizer_dir) / "tokenizer.json").is_file() and not (Path(tokenizer_dir) / "tokenizer.model").is_file():
+        return None
+    from lightcoder.tokenizer.tokenizer import Tokenizer
+
+    return Tokenizer.load(tokenizer_dir).vocab_size
 
 
 # ----------------------------------------------------------------------------- budget and schedule
@@ -301,33 +415,43 @@ def stop_reason(state: dict, cfg: TrainConfig, budget: int | None) -> str | None
 
 
 @torch.no_grad()
-def evaluate(forward, batches: list[tuple[torch.Tensor, torch.Tensor]], autocast) -> float | None:
-    """Mean loss per token over the fixed validation batches (None when there are none)."""
+def evaluate(model, batches: list[tuple[torch.Tensor, torch.Tensor]], autocast, *, env: Dist = Dist(),
+             document_mask: bool = False) -> float | None:
+    """Mean loss per token over the fixed validation batches (None when there are none).
+
+    Each rank evaluates its rows r, r+W, ... of every batch (a rank without rows runs row 0 with weight 0,
+    so every rank runs the same forwards, as FSDP requires); sums are reduced over ranks.
+    """
     if not batches:
         return None
-    total, count = 0.0, 0
+    total = torch.zeros(2, dtype=torch.float64, device=batches[0][0].device)  # (loss sum, tokens)
     for inputs, targets in batches:
+        x, y, weight = inputs[env.rank::env.world_size], targets[env.rank::env.world_size], 1.0
+        if len(x) == 0:
+            x, y, weight = inputs[:1], targets[:1], 0.0
+        doc = document_ids_from_tokens(x) if document_mask else None
         with autocast:
-            _, loss = forward(inputs, targets)
-        total += loss.float() * targets.numel()
-        count += targets.numel()
-    return float(total / count)
+            _, loss = model(x, y, document_ids=doc, fused_loss=True)
+        total[0] += loss.double() * y.numel() * weight
+        total[1] += y.numel() * weight
+    total = all_reduce_sum(total, env)
+    return float(total[0] / total[1])
 
 
-def train_state(state: dict, optimizer, loader: WindowLoader, cfg: TrainConfig, model_cfg) -> dict:
-    """Everything besides the weights that an exact resume needs."""
-    return {**state, "timing": dict(state["timing"]), "optimizer": optimizer.state_dict(),
-            "loader": loader.state_dict(), "rng": ckpt.rng_state(),
+def train_state(state: dict, loader: WindowLoader, cfg: TrainConfig, model_cfg) -> dict:
+    """Everything besides model and optimizer (saved with DCP) that an exact resume needs; the RNG
+    states of all ranks are added by checkpoint.save_train_checkpoint."""
+    return {**state, "timing": dict(state["timing"]), "loader": loader.state_dict(),
             "train_cfg": cfg.to_dict(), "model_cfg": dataclasses.asdict(model_cfg)}
 
 
-def restore(ckpt_dir: Path, model, optimizer, loader: WindowLoader, state: dict, cfg: TrainConfig,
-            model_cfg) -> int | None:
-    """Load the newest complete checkpoint into model/optimizer/loader/state; its step, or None if none."""
+def check_resume(ckpt_dir: Path, cfg: TrainConfig, model_cfg) -> Path | None:
+    """The newest complete checkpoint to resume from (None: fresh run), after checking that it was
+    trained with this model config (ResumeMismatchError otherwise) and warning on changed settings."""
     found = ckpt.complete_checkpoints(ckpt_dir)
     if not found:
         return None
-    step, path = found[-1]
+    path = found[-1][1]
     saved = ckpt.load_train_state(path)
     expected = dataclasses.asdict(model_cfg)
     diffs = [f"{k}: {saved['model_cfg'].get(k)!r} in the checkpoint, {v!r} now"
@@ -336,12 +460,20 @@ def restore(ckpt_dir: Path, model, optimizer, loader: WindowLoader, state: dict,
         raise ResumeMismatchError(
             f"{path} was trained with a different model config ({'; '.join(diffs)}); use a new output dir, "
             f"or delete {ckpt_dir} (and metrics.jsonl) to start over")
-    changed = [k for k in RESUME_SENSITIVE if _plain(saved["train_cfg"].get(k)) != _plain(getattr(cfg, k))]
+    changed = [k for k in RESUME_SENSITIVE
+               if k in saved["train_cfg"] and _plain(saved["train_cfg"][k]) != _plain(getattr(cfg, k))]
     if changed:
         warnings.warn(f"resuming {path} with changed train settings {changed}: the run continues, but will "
                       "not match an uninterrupted run", stacklevel=2)
-    ckpt.load_model_weights(path, model)
-    optimizer.load_state_dict(saved["optimizer"])
+    return path
+
+
+def restore(path: Path | None, model, optimizer, loader: WindowLoader, state: dict, cfg: TrainConfig,
+            env: Dist = Dist()) -> int | None:
+    """Load checkpoint `path` into model/optimizer/loader/state/RNG; its step, or None for a fresh run."""
+    if path is None:
+        return None
+    saved = ckpt.load_train_checkpoint(path, model, optimizer, env=env)
     for group in optimizer.param_groups:  # the saved state carries the old hyperparameters: apply today's
         group.update(betas=tuple(cfg.betas), eps=cfg.eps)
     optimizer.param_groups[0]["weight_decay"] = cfg.weight_decay  # group 0 decays (optim.param_groups)
@@ -349,12 +481,15 @@ def restore(ckpt_dir: Path, model, optimizer, loader: WindowLoader, state: dict,
         loader.load_state_dict(saved["loader"])
     else:  # a new batch size cannot continue the same permutation walk exactly; start the next epoch
         loader.load_state_dict({**saved["loader"], "epoch": saved["loader"]["epoch"] + 1, "position": 0})
-    ckpt.set_rng_state(saved["rng"])
     for key in ("step", "tokens", "elapsed_s", "planned_steps"):
         state[key] = saved[key]
     state["timing"] = dict(saved.get("timing", state["timing"]))
-    print(f"resuming from {path} (step {step}, {saved['tokens']:,} tokens)", file=sys.stderr)
-    return step
+    if env.is_main:
+        saved_ranks = len(saved["rng"])
+        print(f"resuming from {path} (step {saved['step']}, {saved['tokens']:,} tokens"
+              f"{f', saved by {saved_ranks} ranks, now {env.world_size}' if saved_ranks != env.world_size else ''})",
+              file=sys.stderr)
+    return saved["step"]
 
 
 def _plain(value):
@@ -371,10 +506,6 @@ def truncate_metrics(path: Path, max_step: int) -> None:
     rows = read_jsonl(path, hint=f"delete {path.name} (it only holds logged losses) and resume")
     kept = [r for r in rows if isinstance(r.get("step"), int) and r["step"] <= max_step]
     write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
-
-
-def log(metrics, record: dict) -> None:
-    append_jsonl(metrics, record)
 
 
 def sync(device: torch.device) -> None:
