@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -154,7 +155,8 @@ def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
         result = format_stats(result)
     if isinstance(result, str):
         print(result)
-    print(f"{args.command} done in {time.time() - started:.1f}s -> {run_dir}", file=sys.stderr)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line for the job, not one per rank
+        print(f"{args.command} done in {time.time() - started:.1f}s -> {run_dir}", file=sys.stderr)
     return 0
 
 
