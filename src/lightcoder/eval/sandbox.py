@@ -3,8 +3,8 @@
 Each call to `run_in_sandbox(argv, files, limits, slot=...)`:
 
 1. makes a throwaway working directory (mode 0700, owned by the sandbox user) holding `files`;
-2. hands the job to the slot's **fork server**: a small stdlib-only Python process (this file run
-   as a script, `python -I -S sandbox.py --serve`), started once per slot, running as root (so a
+2. hands the job to the slot's **fork server** (forkserver.py): a small stdlib-only Python process
+   (`python -I -S forkserver.py --serve`), started once per slot, running as root (so a
    sample can neither signal nor ptrace it) inside a network namespace it created once with
    `unshare(CLONE_NEWNET)` (only a downed loopback: no network at all), and a child subreaper
    (every orphan of a sample is re-parented to it, so none can hide);
@@ -45,7 +45,6 @@ import errno
 import fcntl
 import json
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -57,19 +56,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-CLONE_NEWNET = 0x40000000
-PR_SET_CHILD_SUBREAPER = 36
+from lightcoder.eval import forkserver
+from lightcoder.eval.forkserver import CLONE_NEWNET, LIBC, MSG_BYTES
+
 SANDBOX_UID_BASE = 61000  # sandbox uids are claimed from [61000, 61000 + SANDBOX_UID_COUNT): no real user's
 SANDBOX_UID_COUNT = 4096
 LOCK_DIR = Path(tempfile.gettempdir()) / "lightcoder-sandbox-uids"
 MAX_OUTPUT_CHARS = 4000  # stdout/stderr kept per sample (the tail of stderr, the head of stdout)
 SERVER_GRACE_SECONDS = 10.0  # after a kill, how long the server may take to sweep before it is replaced
-# Modules the fork server imports once so that forked samples find them loaded (their state is the
-# pristine post-import state: the server never runs sample code). HumanEval programs use these.
-PRELOAD = ("typing", "math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
-           "hashlib", "traceback")
-_LIBC = ctypes.CDLL(None, use_errno=True)  # resolved before any fork: children only call into it
-_MSG = 1 << 16  # max request/reply size on the server socket (argv + env + limits as JSON)
 
 
 @dataclass(kw_only=True)
@@ -115,7 +109,7 @@ def _probe_netns() -> tuple[bool, str]:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         os.close(r)
-        code = 0 if _LIBC.unshare(CLONE_NEWNET) == 0 else ctypes.get_errno()
+        code = 0 if LIBC.unshare(CLONE_NEWNET) == 0 else ctypes.get_errno()
         os.write(w, str(code).encode())
         os._exit(0)
     os.close(w)
@@ -240,145 +234,6 @@ def _clip(text: bytes, keep_tail: bool) -> str:
     return ("..." + s[-MAX_OUTPUT_CHARS:]) if keep_tail else (s[:MAX_OUTPUT_CHARS] + "...")
 
 
-# ---- the fork server (runs as `python -I -S sandbox.py --serve FD NETNS`; stdlib only) ----
-
-def _serve(sock_fd: int, want_netns: bool) -> None:
-    """Serve run requests on the socket until the harness closes it. One sample at a time."""
-    sock = socket.socket(fileno=sock_fd)
-    note = "network:allowed"
-    if want_netns:
-        note = "netns" if _LIBC.unshare(CLONE_NEWNET) == 0 else \
-            f"netns:unavailable ({errno.errorcode.get(ctypes.get_errno(), '?')})"
-    _LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of samples come to us, not to init
-    for name in PRELOAD:
-        __import__(name)
-    sock.send(json.dumps({"netns": note}).encode())
-    try:
-        while True:
-            msg, fds, _, _ = socket.recv_fds(sock, _MSG, 3)
-            if not msg:
-                return  # the harness is gone
-            req = json.loads(msg)
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the sample's process
-                _sample_child(req, fds, sock)
-            for fd in fds:
-                os.close(fd)
-            sock.send(json.dumps({"pid": pid}).encode())
-            _, status = os.waitpid(pid, 0)
-            _sweep(req["uid"])
-            sock.send(json.dumps({"status": status}).encode())
-    except OSError:  # the harness is gone (its socket end closed): nothing left to report to
-        return
-
-
-def _sweep(uid: int | None) -> None:
-    """Kill every process of `uid` (when we dropped to one), then kill and reap every descendant.
-
-    kill(-1, SIGKILL) from a process whose real uid is `uid` reaches every process that uid owns,
-    including setsid()'d, non-dumpable and setuid-exec'd ones (their real uid is still `uid`); the
-    kernel holds the task list for the whole walk, so a fork bomb cannot add a child mid-kill.
-    Orphans are re-parented to us (child subreaper), so "no children left" means nothing survived.
-    """
-    if uid is not None:
-        killer = os.fork()
-        if killer == 0:  # pragma: no cover - child
-            try:
-                os.setuid(uid)
-                os.kill(-1, signal.SIGKILL)
-                os.kill(-1, signal.SIGKILL)
-            finally:
-                os._exit(0)
-    for _ in range(100_000):
-        try:
-            with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as f:
-                kids = [int(p) for p in f.read().split()]
-        except OSError:
-            kids = []
-        for kid in kids:
-            try:
-                os.kill(kid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            os.waitpid(-1, 0)
-        except ChildProcessError:
-            return
-
-
-def _sample_child(req: dict, fds: list[int], sock: socket.socket) -> None:
-    """In the forked child: fence ourselves in, then exec argv or run the Python script in-process."""
-    try:
-        sock.detach()  # its fd is closed below; the object must never close a reused number later
-        os.setsid()
-        stdin_fd = fds[0] if len(fds) == 3 else os.open(os.devnull, os.O_RDONLY)
-        for target, fd in zip((0, 1, 2), (stdin_fd, *fds[-2:])):
-            os.dup2(fd, target)
-        os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-        os.chdir(req["cwd"])
-        limits, mb = req["limits"], 1024 * 1024
-        for rlimit, soft, hard in ((resource.RLIMIT_CPU, limits["cpu_seconds"], limits["cpu_seconds"] + 1),
-                                   (resource.RLIMIT_AS, limits["memory_mb"] * mb, limits["memory_mb"] * mb),
-                                   (resource.RLIMIT_FSIZE, limits["file_size_mb"] * mb, limits["file_size_mb"] * mb),
-                                   (resource.RLIMIT_NOFILE, limits["max_open_files"], limits["max_open_files"]),
-                                   (resource.RLIMIT_CORE, 0, 0),
-                                   (resource.RLIMIT_NPROC, limits["max_processes"], limits["max_processes"])):
-            resource.setrlimit(rlimit, (soft, hard))
-        if req["uid"] is not None:
-            os.setgroups([])
-            os.setgid(req["uid"])
-            os.setuid(req["uid"])
-        if req["inproc"]:
-            _run_python_main(req["argv"][-1], req["env"])
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; an exec'd program must not
-            signal.signal(sig, signal.SIG_DFL)
-        os.execvpe(req["argv"][0], req["argv"], req["env"])
-    except BaseException as e:  # noqa: BLE001 - reported as the sample's failure
-        try:
-            os.write(2, f"sandbox: could not start {req['argv'][0]!r}: {e!r}\n".encode())
-        finally:
-            os._exit(127)
-
-
-def _run_python_main(path: str, env: dict) -> None:
-    """Run `path` as `python -I -S path` would, in this (forked, fenced) interpreter; never returns."""
-    import builtins
-    import types
-
-    atexit._clear()  # only the sample's own exit handlers run at its exit
-    os.environ.clear()
-    os.environ.update(env)
-    sys.argv = [path]
-    if "tempfile" in sys.modules:  # re-read TMPDIR (the work dir), as a fresh interpreter would
-        sys.modules["tempfile"].tempdir = None
-    if "random" in sys.modules:  # fresh seed per sample, not the server's
-        sys.modules["random"].seed()
-    main = types.ModuleType("__main__")
-    main.__file__, main.__builtins__, main.__cached__ = path, builtins, None
-    sys.modules["__main__"] = main
-    code = 0
-    try:
-        with open(path, "rb") as f:
-            source = f.read()
-        exec(compile(source, path, "exec"), main.__dict__)  # noqa: S102 - this process is the sandbox
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
-        if not isinstance(e.code, int) and e.code is not None:
-            print(e.code, file=sys.stderr)
-    except BaseException as e:  # noqa: BLE001 - printed like the interpreter does
-        tb = e.__traceback__.tb_next if e.__traceback__ else None  # drop this function's frame
-        sys.excepthook(type(e), e.with_traceback(tb), tb)
-        code = 1
-    try:
-        threading._shutdown()  # join non-daemon threads, as interpreter exit does
-        atexit._run_exitfuncs()
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BaseException:  # noqa: BLE001
-        code = code or 120
-    os._exit(code & 0xFF)
-
-
 class _ForkServer:
     """The harness's handle on one slot's server process (see the module docstring)."""
 
@@ -387,7 +242,7 @@ class _ForkServer:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         try:
             self.proc = subprocess.Popen(
-                [sandbox_python(), "-I", "-S", os.path.abspath(__file__), "--serve", str(theirs.fileno()),
+                [sandbox_python(), "-I", "-S", os.path.abspath(forkserver.__file__), "--serve", str(theirs.fileno()),
                  "1" if want_netns else "0"], env=env, cwd="/", stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), start_new_session=True)
         finally:
@@ -400,7 +255,7 @@ class _ForkServer:
         self.netns_note = json.loads(self._recv())["netns"]
 
     def _recv(self) -> bytes:
-        msg = self.sock.recv(_MSG)
+        msg = self.sock.recv(MSG_BYTES)
         if not msg:
             raise ConnectionError("sandbox fork server exited")
         return msg
@@ -566,8 +421,3 @@ def run_in_sandbox(argv: list[str], files: dict[str, str], limits: Limits | None
                           isolation=isolation)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-if __name__ == "__main__":  # the fork server: python -I -S sandbox.py --serve FD NETNS(0|1)
-    if sys.argv[1:2] == ["--serve"]:
-        _serve(int(sys.argv[2]), sys.argv[3] == "1")
