@@ -274,6 +274,9 @@ def main() -> None:
         reuse = f"{r['reuse']:.0%}" if r["has_cache_stats"] else "n/a"
         print(f"| {name} | {r['p50']:.1f} | {r['p95']:.1f} | {r['tok_s']:.0f} | {reuse} | "
               f"{r['p50'] / base:.2f}x |")
+    eng = ours.engine
+    print(f"\nlightcoder speculative decoding (prompt-lookup drafts, warm-up included): {eng.accepted_tokens} of "
+          f"{eng.drafted_tokens} drafted ids accepted")
     if args.load_seconds:
         before = rss_mb()
         out = asyncio.run(load_test(server.url, reqs, args.clients, args.load_seconds, path))

@@ -16,12 +16,14 @@ from typing import Callable, Collection, Iterator
 
 import torch
 
+from lightcoder.infer.draft import prompt_lookup_draft
 from lightcoder.infer.fused_decode import FusedDecoder
 from lightcoder.infer.prefix_cache import CacheEntry, PrefixCache
 from lightcoder.model.llama import KVCache, Transformer
 
 STOP_REASONS = ("stop", "length", "max_seq_len", "time", "cancelled")
 _FUSED_PREFILL_MAX = 256  # prompt tails up to this long go through the fused path; longer: the model
+_DRAFT_WITH_PREFILL_MAX = 32  # prompt tails up to this long also carry a draft of the first new ids
 
 
 def sample_next(
@@ -175,14 +177,20 @@ class Engine:
     """
 
     def __init__(self, model: Transformer, *, vocab_size: int | None = None, cache_entries: int = 8,
-                 cache_bytes: int = 2 << 30, fused_decode: bool = True):
+                 cache_bytes: int = 2 << 30, fused_decode: bool = True, max_draft_tokens: int = 4):
         self.model = model.eval()
-        # One-token steps through fused weights (same math, fewer ops); prefill uses the model itself.
+        # Steps and short prompt tails through fused, transposed weights (same math, fewer ops, faster
+        # layout); prompt tails over _FUSED_PREFILL_MAX ids through the model itself.
         self.decoder = FusedDecoder(model) if fused_decode and FusedDecoder.supports(model) else None
         self.vocab_size = vocab_size
         self.cache = PrefixCache(model, max_entries=cache_entries, max_bytes=cache_bytes)
         self.device = model.output.weight.device
         self.last_stats = GenerationStats()
+        # Greedy requests check up to this many drafted ids per weight pass (0 = off); same tokens.
+        self.max_draft_tokens = max_draft_tokens
+        self.drafter: Callable[[list[int], int], list[int]] = prompt_lookup_draft
+        self.drafted_tokens = 0
+        self.accepted_tokens = 0
 
     def _logits(self, entry: CacheEntry, ids: list[int], start_pos: int) -> torch.Tensor:
         if self.decoder is not None and len(ids) == 1:
@@ -195,6 +203,33 @@ class Engine:
         if self.vocab_size is not None and self.vocab_size < logits.size(-1):
             logits[self.vocab_size:] = float("-inf")  # ids no tokenizer can decode
         return logits
+
+    def _draft(self, context: list[int], max_tokens: int, room: int) -> list[int]:
+        """A guess at the next ids (prompt lookup), at most max_draft_tokens / max_tokens / room of them."""
+        limit = min(self.max_draft_tokens, max_tokens, room)
+        if self.decoder is None or limit <= 0:
+            return []
+        return self.drafter(context, limit)
+
+    def _speculate(self, entry: CacheEntry, fed: list[int], draft: list[int], pos: int) -> tuple[list[int], torch.Tensor]:
+        """Feed fed + draft at pos.. in one pass (greedy only); keep the drafted ids argmax picks anyway.
+
+        Returns (accepted draft ids, logits (V,) for the id after them). entry.tokens grows by fed and the
+        accepted ids; KV written for rejected ids lies past entry.tokens and is overwritten later.
+        """
+        rows = self.decoder.verify(fed + draft, pos, entry.kv, len(fed) - 1)  # (1 + d, V): after fed[-1], draft[i]
+        if self.vocab_size is not None and self.vocab_size < rows.size(-1):
+            rows[:, self.vocab_size:] = float("-inf")  # ids no tokenizer can decode
+        chosen = rows.argmax(-1).tolist()  # chosen[i]: the greedy id after draft[:i]
+        accepted = 0
+        while accepted < len(draft) and draft[accepted] == chosen[accepted]:
+            accepted += 1
+        self.drafted_tokens += len(draft)
+        self.accepted_tokens += accepted
+        entry.tokens.extend(fed)
+        entry.tokens.extend(draft[:accepted])
+        entry.pending = chosen[accepted]  # greedy continuation: tokens[greedy_from:] + [pending]
+        return draft[:accepted], rows[accepted]
 
     @torch.inference_mode()
     def generate(self, prompt_ids: list[int], params: SamplingParams, *,
@@ -217,6 +252,7 @@ class Engine:
         greedy = params.temperature == 0
         rng = None if greedy else torch.Generator().manual_seed(params.seed)
         produced = 0
+        queued: list[int] = []  # accepted drafted ids, fed but not yet emitted
 
         entry, _ = self.cache.best_match(prompt)
         replay = entry.greedy_continuation(prompt) if (greedy and entry is not None) else []
@@ -250,12 +286,31 @@ class Engine:
             reused = min(reused, len(prompt) - 1)  # the last prompt id is always fed: its logits are needed
             entry.truncate(reused)
             stats.reused_tokens = reused
-            logits = self._logits(entry, prompt[reused:], reused)
-            entry.tokens.extend(prompt[reused:])
-            entry.greedy_from, entry.pending = (len(entry.tokens), None) if greedy else (None, None)
+            tail = prompt[reused:]
+            draft = []
+            if greedy and len(tail) <= _DRAFT_WITH_PREFILL_MAX:  # guess the first new ids in the same pass
+                draft = self._draft(prompt, params.max_new_tokens - 1, entry.capacity - len(prompt))
+            entry.greedy_from, entry.pending = (len(prompt), None) if greedy else (None, None)
+            if draft:
+                queued, logits = self._speculate(entry, tail, draft, reused)
+            else:
+                logits = self._logits(entry, tail, reused)
+                entry.tokens.extend(tail)
             stats.prefill_seconds = time.perf_counter() - start
 
         while True:
+            for token in queued:  # drafted ids greedy decoding accepted: already fed, emit them
+                if token in stop_ids:
+                    return "stop"
+                produced += 1
+                yield token
+                if produced >= params.max_new_tokens:
+                    return "length"
+                if cancelled is not None and cancelled():
+                    return "cancelled"
+                if deadline is not None and time.perf_counter() >= deadline:
+                    return "time"
+            queued = []
             token = sample_next(logits, params.temperature, params.top_k, params.top_p, rng)
             if greedy:
                 entry.pending = token
@@ -274,6 +329,13 @@ class Engine:
                 return "max_seq_len"
             if not self.cache.ensure_capacity(entry, pos + 1):
                 return "max_seq_len"
-            logits = self._logits(entry, [token], pos)
-            entry.tokens.append(token)
-            entry.pending = None
+            entry.tokens.append(token)  # the context a draft continues
+            draft = self._draft(entry.tokens, params.max_new_tokens - produced - 1, entry.capacity - pos - 1) \
+                if greedy else []
+            entry.tokens.pop()
+            if draft:
+                queued, logits = self._speculate(entry, [token], draft, pos)
+            else:
+                logits = self._logits(entry, [token], pos)
+                entry.tokens.append(token)
+                entry.pending = None
