@@ -52,9 +52,19 @@ test-corpora:
 	    echo "npm pack rxjs failed; TypeScript corpus tests will skip"; \
 	fi
 
+# Speed against the peer a user would pick, ratios from one run each. bench_serve needs a trained run
+# (RUN=run/quickstart by default, from `make quickstart`) and compares llama.cpp when the llamacpp
+# extra is installed (`.venv/bin/pip install -e '.[llamacpp]'`).
+RUN ?= run/quickstart
 bench: $(INSTALLED)
+	$(VENV)/bin/python benchmarks/bench_dedup.py
+	$(VENV)/bin/python benchmarks/bench_data.py
+	$(VENV)/bin/python benchmarks/bench_sfim.py
 	$(VENV)/bin/python benchmarks/bench_train.py
 	$(VENV)/bin/python benchmarks/bench_complete.py
+	$(VENV)/bin/python benchmarks/bench_exec.py
+	@if [ -d $(RUN)/ckpt ]; then $(VENV)/bin/python benchmarks/bench_serve.py --ckpt $(RUN); \
+	else echo "bench_serve skipped: no trained run at $(RUN) (make quickstart first)"; fi
 
 clean:
 	rm -rf $(VENV) run .pytest_cache
