@@ -298,32 +298,30 @@ class Engine:
                 entry.tokens.extend(tail)
             stats.prefill_seconds = time.perf_counter() - start
 
-        while True:
-            for token in queued:  # drafted ids greedy decoding accepted: already fed, emit them
-                if token in stop_ids:
-                    return "stop"
-                produced += 1
-                yield token
-                if produced >= params.max_new_tokens:
-                    return "length"
-                if cancelled is not None and cancelled():
-                    return "cancelled"
-                if deadline is not None and time.perf_counter() >= deadline:
-                    return "time"
-            queued = []
-            token = sample_next(logits, params.temperature, params.top_k, params.top_p, rng)
-            if greedy:
-                entry.pending = token
-            if token in stop_ids:
-                return "stop"
-            produced += 1
-            yield token
+        def stop_reason_after_emit() -> str | None:
+            """Why generation ends after the token just emitted (None: go on)."""
             if produced >= params.max_new_tokens:
                 return "length"
             if cancelled is not None and cancelled():
                 return "cancelled"
             if deadline is not None and time.perf_counter() >= deadline:
                 return "time"
+            return None
+
+        while True:
+            # drafted ids greedy decoding accepted (already fed), then one freshly sampled id
+            token = sample_next(logits, params.temperature, params.top_k, params.top_p, rng)
+            for i, out in enumerate([*queued, token]):
+                if i == len(queued) and greedy:
+                    entry.pending = token
+                if out in stop_ids:
+                    return "stop"
+                produced += 1
+                yield out
+                reason = stop_reason_after_emit()
+                if reason is not None:
+                    return reason
+            queued = []
             pos = len(entry.tokens)
             if pos + 1 > max_seq_len:
                 return "max_seq_len"
