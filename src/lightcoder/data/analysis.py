@@ -7,13 +7,12 @@ value", is PLE0101). F821 (undefined name) is left out by default: on the stdlib
 ssl.py, inspect.py and re/_constants.py, whose names come from `globals().update(...)`.
 Without ruff on PATH or next to the interpreter, Python files pass and stats say so.
 
-Java, JavaScript/TypeScript, C and C++: tree-sitter queries (TS_RULES), since no analyser for
-them installs from PyPI. Each rule is a query plus an optional check on the captured nodes:
-
-    self-assignment            x = x;  (Java, JS, C, C++)
-    string-reference-equality  s == "literal"  (Java: compares references, not text)
-    compare-with-nan           x === NaN  (JS/TS: always false)
-    dangerous-gets             gets(buf)  (C/C++: unbounded read, removed in C11)
+Java, JavaScript/TypeScript, C and C++: tree-sitter query rules (analysis_rules.TS_RULES, each
+with a name and a one-line reason), aimed at definite bugs: self-assignment, `if (x = 0)`,
+unreachable code, `for (i = 0; i < n; i--)`, duplicate keys/cases/conditions, `x === NaN`
+(JS), gets()/double free/delete-vs-delete[] (C/C++), and more. Optional external analysers,
+batched like ruff and used when installed: cppcheck for C/C++ (`cppcheck_hits`, the ids in
+CPPCHECK_RULES) and ESLint for JavaScript (`eslint_hits`, ESLINT_RULES).
 
 Example: ts_rule_hits("class A { void f(){ x = x; } }", "Java") -> {"self-assignment": 1}
 """
@@ -22,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from lightcoder.languages import has_grammar, tree_sitter_language, tree_sitter_parser
+from lightcoder.data.analysis_rules import DEFAULT_TS_RULES, TS_RULES, rule_hits
 
 PYTHON_RULES: tuple[str, ...] = (
     "F632",  # is-literal: `x is "a"` compares identity
@@ -51,25 +51,48 @@ PYTHON_RULES: tuple[str, ...] = (
     "B002",  # ++x (no increment operator in Python)
 )
 
-# rule -> (languages, query, kind of post-check)
-TS_RULES: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "self-assignment": (("Java", "JavaScript", "TypeScript", "C", "C++"),
-                        "(assignment_expression left: (_) @l right: (_) @r) @node", "same_text"),
-    "string-reference-equality": (("Java",), '(binary_expression left: (_) @l operator: ["==" "!="]'
-                                  " right: (string_literal) @r) @node", ""),
-    "compare-with-nan": (("JavaScript", "TypeScript"),
-                         '(binary_expression operator: ["==" "===" "!=" "!=="] right: (identifier)'
-                         ' @r (#eq? @r "NaN")) @node', ""),
-    "dangerous-gets": (("C", "C++"), '(call_expression function: (identifier) @f (#eq? @f "gets"))'
-                       " @node", ""),
-}
+# cppcheck ids (optional backend for C/C++) whose hits stay right without the file's includes
+# and macros. Left out: uninitvar, nullPointer, memleak, missingReturn (they misfire when
+# cppcheck cannot see a macro or a callee) and the C++ lifetime/move checks (accessMoved,
+# returnDanglingLifetime, returnReference, identicalConditionAfterEarlyExit: all 14 of their
+# hits in /usr/include were correct code). Counted as "cppcheck:<id>".
+CPPCHECK_RULES: tuple[str, ...] = (
+    "doubleFree", "deallocuse", "mismatchAllocDealloc", "deallocret", "invalidFree",
+    "arrayIndexOutOfBounds", "negativeIndex", "bufferAccessOutOfBounds", "zerodiv",
+    "shiftTooManyBits", "memsetZeroBytes", "memsetValueOutOfRange",
+    "sizeofwithsilentarraypointer", "pointerSize", "autoVariables", "wrongPrintfScanfArgNum",
+    "selfAssignment", "incorrectLogicOperator", "stringLiteralWrite", "sprintfOverlappingData",
+    "useClosedFile", "eraseDereference", "mismatchingContainers",
+)
+
+# ESLint core rules (optional backend for JavaScript; TypeScript needs typescript-eslint's
+# parser, which we do not install). Left out: no-cond-assign (42 hits in playwright's bundles;
+# those we read were deliberate, `else if (m = pattern.match(re))`), no-self-compare (`x !== x` is the NaN test) and
+# valid-typeof (flags old IE's "unknown"; the tree-sitter rule allows it). Counted as
+# "eslint:<rule>".
+ESLINT_RULES: tuple[str, ...] = (
+    "for-direction", "no-compare-neg-zero", "no-dupe-class-members", "no-dupe-else-if",
+    "no-dupe-keys", "no-duplicate-case", "no-self-assign", "no-unreachable",
+    "no-unsafe-negation", "use-isnan",
+)
+ESLINT_CONFIG = """export default [{{
+  files: ["**/*.js"], languageOptions: {{ ecmaVersion: "latest", sourceType: "{kind}" }},
+  linterOptions: {{ noInlineConfig: true, reportUnusedDisableDirectives: "off" }},
+  rules: {rules},
+}}];
+"""
 
 
 @dataclass(kw_only=True)
 class AnalysisConfig:
     enabled: bool = True
     python_rules: list[str] = field(default_factory=lambda: list(PYTHON_RULES))
-    ts_rules: list[str] = field(default_factory=lambda: list(TS_RULES))
+    ts_rules: list[str] = field(default_factory=lambda: list(DEFAULT_TS_RULES))
+    # external analysers (Debian cppcheck for C/C++, npm eslint for JavaScript) when installed; off
+    # by default: cppcheck reads ~4 MB/s, below the pipeline's per-core rate
+    external: bool = False
+    cppcheck_rules: list[str] = field(default_factory=lambda: list(CPPCHECK_RULES))
+    eslint_rules: list[str] = field(default_factory=lambda: list(ESLINT_RULES))
 
     def __post_init__(self) -> None:
         unknown = [r for r in self.ts_rules if r not in TS_RULES]
@@ -104,7 +127,7 @@ def ruff_check(files: dict[str, str], rules: list[str]
         out = subprocess.run([ruff, "check", "--isolated", "--no-cache", "--exit-zero",
                               "--target-version", RUFF_TARGET, "--select",
                               ",".join(rules or ["F632"]), "--output-format", "json", tmp],
-                             capture_output=True, text=True, timeout=600)
+                             capture_output=True, text=True, timeout=600, check=False)
         if out.returncode != 0:
             raise RuntimeError(f"ruff failed ({out.returncode}): {out.stderr[-500:]}")
         hits: dict[str, dict[str, int]] = {}
@@ -125,37 +148,98 @@ def ruff_check(files: dict[str, str], rules: list[str]
         return hits, syntax
 
 
+@cache
+def cppcheck_path() -> str | None:
+    """The cppcheck executable (Debian: apt-get install cppcheck), or None when not installed."""
+    return shutil.which("cppcheck")
+
+
+def cppcheck_hits(files: dict[str, tuple[str, str]], rules: list[str]
+                  ) -> dict[str, dict[str, int]]:
+    """{key: {"cppcheck:<id>": hits}} for C/C++ sources given as {key: (text, language)}; one
+    cppcheck run for all of them, one preprocessor configuration per file (the first). Empty
+    when cppcheck is not installed or no rules are asked for."""
+    exe = cppcheck_path()
+    if exe is None or not files or not rules:
+        return {}
+    wanted = set(rules)
+    with tempfile.TemporaryDirectory(prefix="lc-cppcheck-") as tmp:
+        names = {}
+        for i, (key, (text, language)) in enumerate(files.items()):
+            name = os.path.join(tmp, f"f{i}.{'cpp' if language == 'C++' else 'c'}")
+            with open(name, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            names[name] = key
+        listing = os.path.join(tmp, "files.txt")
+        with open(listing, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(names))
+        out = subprocess.run([exe, "--quiet", "--enable=warning", "--max-configs=1",
+                              "--inline-suppr", "--template={file}\t{line}\t{id}",
+                              f"--file-list={listing}"], capture_output=True, text=True,
+                             timeout=600, check=False)
+    hits: dict[str, dict[str, int]] = {}
+    for line in (out.stderr + out.stdout).splitlines():
+        parts = line.split("\t")
+        if len(parts) != 3 or parts[2] not in wanted:
+            continue
+        key = names.get(parts[0]) or names.get(os.path.realpath(parts[0]))
+        if key is not None:
+            per = hits.setdefault(key, {})
+            per[f"cppcheck:{parts[2]}"] = per.get(f"cppcheck:{parts[2]}", 0) + 1
+    return hits
+
+
+@cache
+def eslint_path() -> str | None:
+    """The eslint executable (npm install -g eslint), or None when not installed."""
+    return shutil.which("eslint")
+
+
+def eslint_hits(files: dict[str, str], rules: list[str]) -> dict[str, dict[str, int]]:
+    """{key: {"eslint:<rule>": hits}} for JavaScript sources given as {key: text}; one eslint
+    run for all of them (parsed as ES modules when they import/export, else CommonJS).
+    Empty when eslint is not installed or no rules are asked for."""
+    exe = eslint_path()
+    if exe is None or not files or not rules:
+        return {}
+    # no-self-assign without props: `el.src = el.src` re-runs a setter on purpose
+    config = {r: (["error", {"props": False}] if r == "no-self-assign" else "error") for r in rules}
+    hits: dict[str, dict[str, int]] = {}
+    for kind in ("module", "commonjs"):
+        with tempfile.TemporaryDirectory(prefix="lc-eslint-") as tmp:
+            names = {}
+            for i, (key, text) in enumerate(files.items()):
+                is_module = re.search(r"^\s*(import|export)\b", text, re.MULTILINE) is not None
+                if is_module != (kind == "module"):
+                    continue
+                name = os.path.join(tmp, f"f{i}.js")
+                with open(name, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                names[name] = key
+            if not names:
+                continue
+            with open(os.path.join(tmp, "eslint.config.mjs"), "w", encoding="utf-8") as fh:
+                fh.write(ESLINT_CONFIG.format(kind=kind, rules=json.dumps(config)))
+            out = subprocess.run([exe, "--no-ignore", "--format", "json", *names], cwd=tmp,
+                                 capture_output=True, text=True, timeout=600, check=False)
+            if out.returncode not in (0, 1):
+                raise RuntimeError(f"eslint failed ({out.returncode}): {out.stderr[-500:]}")
+            for item in json.loads(out.stdout or "[]"):
+                key = names.get(item["filePath"]) or names.get(os.path.realpath(item["filePath"]))
+                for message in item.get("messages", []):
+                    rule = message.get("ruleId")
+                    if key is not None and rule in config:
+                        per = hits.setdefault(key, {})
+                        per[f"eslint:{rule}"] = per.get(f"eslint:{rule}", 0) + 1
+    return hits
+
+
 def ruff_hits(files: dict[str, str], rules: list[str]) -> dict[str, dict[str, int]]:
     """{key: {rule: hits}} of `ruff_check` (syntax errors left out)."""
     return ruff_check(files, rules)[0] if rules else {}
 
 
-@cache
-def _query(rule: str, language: str):
-    from tree_sitter import Query, QueryCursor
-
-    return QueryCursor(Query(tree_sitter_language(language), TS_RULES[rule][1]))
-
-
 def ts_rule_hits(text: str, language: str, rules: list[str] | tuple[str, ...] = tuple(TS_RULES),
                  tree=None) -> dict[str, int]:
     """{rule: hits} of the tree-sitter rules that apply to the language."""
-    active = [r for r in rules if language in TS_RULES[r][0]]
-    if not active or not has_grammar(language):
-        return {}
-    data = text.encode("utf-8")
-    root = (tree or tree_sitter_parser(language).parse(data)).root_node
-    hits: dict[str, int] = {}
-    for rule in active:
-        n = 0
-        for _, caps in _query(rule, language).matches(root):
-            if TS_RULES[rule][2] == "same_text":
-                left, right = caps["l"][0], caps["r"][0]
-                op = data[left.end_byte: right.start_byte].strip()
-                if op != b"=" or left.text != right.text or left.type not in (
-                        "identifier", "field_access", "member_expression", "field_expression"):
-                    continue
-            n += 1
-        if n:
-            hits[rule] = n
-    return hits
+    return rule_hits(text, language, rules, tree)

@@ -253,6 +253,13 @@ def finish_shard(index: int, *, cfg, work: Path) -> None:
         py = {str(i): f.content for i, f in enumerate(files) if f.language == "Python"}
         rules = cfg.analysis.python_rules if cfg.analysis.enabled else []
         ruff, ruff_syntax = analysis.ruff_check(py, rules)
+        external: dict[str, dict[str, int]] = {}  # {file index: {"cppcheck:<id>" | "eslint:<rule>": hits}}
+        if cfg.analysis.enabled and cfg.analysis.external:
+            cpp = {str(i): (f.content, f.language) for i, f in enumerate(files) if f.language in ("C", "C++")}
+            external = analysis.cppcheck_hits(cpp, cfg.analysis.cppcheck_rules)
+            js = {str(i): f.content for i, f in enumerate(files) if f.language == "JavaScript"}
+            for key, per_rule in analysis.eslint_hits(js, cfg.analysis.eslint_rules).items():
+                external.setdefault(key, {}).update(per_rule)
         if py and analysis.ruff_path() is None and cfg.analysis.enabled:
             log.count("analysis", "python_unchecked_no_ruff", len(py))
         log.tick("analysis")
@@ -274,6 +281,7 @@ def finish_shard(index: int, *, cfg, work: Path) -> None:
                 log.count("syntax", f"unchecked:{f.language}")
         if check is None and cfg.analysis.enabled:
             hits = dict(ruff.get(str(i), {}))
+            hits.update(external.get(str(i), {}))
             hits.update(analysis.ts_rule_hits(f.content, f.language, cfg.analysis.ts_rules,
                                               tree=tree))
             for rule, n in hits.items():
