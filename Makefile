@@ -36,20 +36,25 @@ browser:
 	fi
 
 # Real Go, Rust and TypeScript code for the per-language SFIM / ordering property tests (Python, Java,
-# C, C++ and JavaScript are already on the machine). Best effort: a test whose corpus is missing skips
-# and names it.
+# C, C++ and JavaScript are already on the machine), and the optional external analysers of the data
+# pipeline (cppcheck, eslint). Best effort: a test whose corpus or tool is missing skips and names it.
 CORPORA := $(HOME)/.cache/lightcoder/test-corpora
 test-corpora:
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! ls /usr/share/go-*/src >/dev/null 2>&1; then \
-	  echo "installing Debian golang-src and librust-regex-dev (test corpora)"; \
-	  apt-get install -y -q golang-src librust-regex-dev >/tmp/lightcoder-apt-corpora.log 2>&1 || \
-	    echo "corpus install failed (see /tmp/lightcoder-apt-corpora.log); Go/Rust tests will skip"; \
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    { ! ls -d /usr/share/go-*/src >/dev/null 2>&1 || ! command -v cppcheck >/dev/null; }; then \
+	  echo "installing Debian golang-src, librust-regex-dev, cppcheck (test corpora and tools)"; \
+	  apt-get install -y -q golang-src librust-regex-dev cppcheck >/tmp/lightcoder-apt-corpora.log 2>&1 || \
+	    echo "install failed (see /tmp/lightcoder-apt-corpora.log); Go/Rust/cppcheck tests will skip"; \
 	fi
 	@if [ ! -d $(CORPORA)/rxjs-7/src ] && command -v npm >/dev/null; then \
 	  echo "fetching rxjs@7 from the npm registry (TypeScript test corpus)"; \
 	  mkdir -p $(CORPORA)/rxjs-7 && cd $(CORPORA) && npm pack --silent rxjs@7 >/dev/null 2>&1 && \
 	    tar -xzf rxjs-7*.tgz -C rxjs-7 --strip-components=1 && rm -f rxjs-7*.tgz || \
 	    echo "npm pack rxjs failed; TypeScript corpus tests will skip"; \
+	fi
+	@if ! command -v eslint >/dev/null && command -v npm >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing eslint@9 from the npm registry (optional JS analyser)"; \
+	  npm install -g --silent eslint@9 >/dev/null 2>&1 || echo "eslint install failed; its test will skip"; \
 	fi
 
 # Speed against the peer a user would pick, ratios from one run each. bench_serve needs a trained run
