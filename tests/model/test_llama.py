@@ -228,3 +228,17 @@ def test_flex_attention_document_mask_matches_the_dense_mask():
             model.attention_impl = impl
             outputs[impl] = model(tokens, document_ids=doc)
     torch.testing.assert_close(outputs["flex"], outputs["sdpa"], atol=1e-5, rtol=1e-5)
+
+
+def test_windows_of_one_document_take_the_causal_path_with_the_same_logits():
+    # Rows that hold one document each skip the dense mask (is_causal); the logits must equal those
+    # of the dense block-causal path, forced here by a third row that holds two documents.
+    gen = torch.Generator().manual_seed(0)
+    model = tiny_model(0)
+    tokens = torch.randint(3, model.cfg.vocab_size, (3, 16), generator=gen)  # (B, T)
+    single = torch.tensor([[0] * 16, [1] * 16])  # one document per row (ids 0 and 1)
+    mixed = torch.cat([single, torch.tensor([[1] * 6 + [2] * 10])])  # row 2: two documents
+    with torch.no_grad():
+        causal_path = model(tokens[:2], document_ids=single)
+        dense_path = model(tokens, document_ids=mixed)[:2]
+    torch.testing.assert_close(causal_path, dense_path, atol=2e-5, rtol=1e-4)

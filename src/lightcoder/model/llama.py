@@ -131,13 +131,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
             for start in range(0, h.shape[0], chunk_rows):
                 rows = slice(start, start + chunk_rows)
                 logits = (hc[rows] @ wc.t()).float()  # (n, V)
-                lse = torch.logsumexp(logits, dim=-1)  # (n,)
                 ok, tgt = valid[rows], safe_targets[rows]
                 target_logit = logits.gather(1, tgt[:, None])[:, 0]  # (n,)
+                # One exp pass serves both the log-sum-exp and the softmax: e = exp(logits - max), in place.
+                row_max = logits.amax(dim=-1, keepdim=True)  # (n, 1)
+                e = logits.sub_(row_max).exp_()  # (n, V)
+                e_sum = e.sum(dim=-1)  # (n,)
+                lse = row_max[:, 0] + e_sum.log()  # (n,)
                 loss_sum += torch.where(ok, lse - target_logit, 0.0).sum()
                 if not needs_grad:  # evaluation: the loss alone
                     continue
-                grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place: (n, V)
+                grad = e.div_(e_sum[:, None])  # softmax, in place: (n, V)
                 grad.scatter_add_(1, tgt[:, None], -ok[:, None].to(grad.dtype))  # - one-hot of valid rows
                 grad.mul_(ok[:, None])  # ignored rows get no gradient
                 grad = grad.to(compute_dtype)
@@ -358,7 +362,13 @@ class Transformer(nn.Module):
                 raise ValueError("document_ids (block-causal training attention) cannot be combined with a KV cache")
             if document_ids.shape != tokens.shape:
                 raise ValueError(f"document_ids has shape {tuple(document_ids.shape)}, tokens {tuple(tokens.shape)}")
-            if self.attention_impl == "flex":
+            if (document_ids.device.type == "cpu" and not torch.compiler.is_compiling()
+                    and bool((document_ids == document_ids[:, :1]).all())):
+                # Every window holds one document: block-causal is plain causal, and SDPA's is_causal
+                # path skips the dense (B, 1, T, T) mask (checked on CPU only: on a GPU the check would
+                # cost a host sync per forward; under compile the graph stays static).
+                mask = None
+            elif self.attention_impl == "flex":
                 mask = flex_block_causal_mask(document_ids)
             else:
                 mask = block_causal_mask(document_ids)  # (B, 1, T, T)
