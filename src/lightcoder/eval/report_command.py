@@ -151,11 +151,7 @@ def make_plots(runs: dict[str, dict[str, dict]], out_dir: Path) -> dict[str, str
         ax.set_ylabel("pass@1 %" if kind == "execution" else "exact match %")
         ax.set_title(task)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out_dir / f"{slug}_main.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        files[f"{task}:main"] = str(path)
+        files[f"{task}:main"] = _save_figure(fig, out_dir / f"{slug}_main.png")
         if not any("pred_len" in s["summary"].get("total", {}) or s.get("lengths") for s in present.values()):
             continue
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -175,12 +171,18 @@ def make_plots(runs: dict[str, dict[str, dict]], out_dir: Path) -> dict[str, str
             axis.set_title(f"{task}: predicted vs reference, {title}", fontsize=9)
             if axis.get_legend_handles_labels()[0]:
                 axis.legend(fontsize=7)
-        fig.tight_layout()
-        path = out_dir / f"{slug}_length.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        files[f"{task}:length"] = str(path)
+        files[f"{task}:length"] = _save_figure(fig, out_dir / f"{slug}_length.png")
     return files
+
+
+def _save_figure(fig, path: Path) -> str:
+    """Lay out, write (PNG, 110 dpi) and close a figure; its path as a string."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
 
 
 def markdown_to_html(text: str) -> str:
