@@ -43,7 +43,9 @@ test-corpora:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	    { ! ls -d /usr/share/go-*/src >/dev/null 2>&1 || ! command -v cppcheck >/dev/null; }; then \
 	  echo "installing Debian golang-src, librust-regex-dev, cppcheck (test corpora and tools)"; \
-	  apt-get install -y -q golang-src librust-regex-dev cppcheck >/tmp/lightcoder-apt-corpora.log 2>&1 || \
+	  (apt-get install -y -q golang-src librust-regex-dev cppcheck >/tmp/lightcoder-apt-corpora.log 2>&1 || \
+	   (apt-get update -q >>/tmp/lightcoder-apt-corpora.log 2>&1 && \
+	    apt-get install -y -q golang-src librust-regex-dev cppcheck >>/tmp/lightcoder-apt-corpora.log 2>&1)) || \
 	    echo "install failed (see /tmp/lightcoder-apt-corpora.log); Go/Rust/cppcheck tests will skip"; \
 	fi
 	@if [ ! -d $(CORPORA)/rxjs-7/src ] && command -v npm >/dev/null; then \
