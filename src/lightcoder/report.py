@@ -96,7 +96,7 @@ def _spread(rows: list[dict], k: int) -> list[dict]:
 
 def _eval_section(run_dir: Path) -> list[str]:
     from lightcoder.eval.builders import read_tasks
-    from lightcoder.eval.report import format_eval_table, format_samples
+    from lightcoder.eval.report import format_benchmark_table, format_eval_table, format_samples
 
     eval_dir = run_dir / "eval"
     scores = {}
@@ -106,14 +106,10 @@ def _eval_section(run_dir: Path) -> list[str]:
         return []
     ordered = {k: scores[k] for k in ("trained", "untrained", "most_common_line") if k in scores}
     ordered.update({k: v for k, v in scores.items() if k not in ordered})
-    lines = ["## Evaluation: structured FIM on held-out repositories", "",
-             "EM = exact match after strip (as aiXcoder FIM-Eval), ES = edit similarity (0-100), "
-             "Len = mean predicted : reference characters.", "",
-             format_eval_table(ordered), ""]
+    # format_eval_table ends with the legend of its cells (EM after strip / ES / length)
+    lines = ["## Evaluation: structured FIM on held-out repositories", "", format_eval_table(ordered), ""]
     if "trained" in ordered:
         lines += [_comparison_line(ordered), ""]
-    from lightcoder.eval.report import format_benchmark_table
-
     benchmarks = format_benchmark_table(eval_dir / "tasks")
     if benchmarks:
         lines += ["## Benchmark subsets (sandboxed execution; docs/evaluation.md)", "", benchmarks,

@@ -54,7 +54,7 @@ def format_eval_table(scores_by_model: Mapping[str, Mapping]) -> str:
         name = f"**{task_type}**" if task_type == TOTAL else task_type
         lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Cells: exact match % / edit similarity (0-100) / mean characters predicted:reference.")
+    lines.append("Cells: exact match % (after strip, as aiXcoder FIM-Eval) / edit similarity (0-100) / mean characters predicted:reference.")
     return "\n".join(lines) + "\n"
 
 
