@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightcoder.model.config import ModelConfig
+from lightcoder.model.cpu_attention import block_causal_attention, fits_block_causal
 
 # ---------------------------------------------------------------------------------------------
 # Math as free functions
@@ -58,7 +59,11 @@ def block_causal_mask(document_ids: torch.Tensor) -> torch.Tensor:
     return (same_doc & causal)[:, None]  # (B, 1, T, T), broadcast over heads
 
 
-ATTENTION_IMPLS = ("sdpa", "flex")
+# "auto": on CPU, cpu_attention.block_causal_attention when no KV cache is in use and its saved
+# probabilities fit the budget, SDPA otherwise; "sdpa": always F.scaled_dot_product_attention;
+# "blocks": the CPU block kernel whenever there is no KV cache (any length, any device; for tests
+# and benchmarks); "flex": FlexAttention BlockMasks for document masks (compiled on CUDA).
+ATTENTION_IMPLS = ("auto", "sdpa", "blocks", "flex")
 
 
 def flex_block_causal_mask(document_ids: torch.Tensor):
@@ -109,6 +114,31 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
 
 
+class _ChunkBuffers:
+    """Scratch tensors of one row chunk of `_LinearCrossEntropy`, reused across chunks and steps.
+
+    On CPU a fresh multi-MB temporary is not free: glibc hands freed chunks back to the kernel and
+    the next allocation faults every page in again (measured ~1.6 us per 4 KiB page here, so one
+    16 MB fp32 logits chunk costs ~6 ms before any math). Keeping the scratch alive removes that.
+    """
+
+    _cache: dict[tuple, "_ChunkBuffers"] = {}
+
+    def __init__(self, rows: int, vocab: int, dim: int, dtype: torch.dtype, device: torch.device):
+        self.logits = torch.empty(rows, vocab, dtype=dtype, device=device)  # (n, V) matmul output
+        self.exp = torch.empty(rows, vocab, dtype=torch.float32, device=device)  # (n, V) fp32 exp
+        self.grad = torch.empty(rows, vocab, dtype=dtype, device=device)  # (n, V) softmax - one-hot
+        self.grad_w = torch.empty(vocab, dim, dtype=dtype, device=device)  # (V, D) one chunk's grad_w
+
+    @classmethod
+    def get(cls, rows: int, vocab: int, dim: int, dtype: torch.dtype, device: torch.device) -> "_ChunkBuffers":
+        key = (rows, vocab, dim, dtype, device)
+        if key not in cls._cache:
+            cls._cache.clear()  # one shape at a time: a new model or chunk size replaces the old scratch
+            cls._cache[key] = cls(rows, vocab, dim, dtype, device)
+        return cls._cache[key]
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """Mean cross-entropy of `h @ weight.T` without materializing the (N, V) logits.
 
@@ -123,30 +153,44 @@ class _LinearCrossEntropy(torch.autograd.Function):
         # h (N, D), weight (V, D), targets (N,) long with -100 = ignore
         with torch.autocast(h.device.type, enabled=False):
             hc, wc = h.to(compute_dtype), weight.to(compute_dtype)
+            N, V = h.shape[0], weight.shape[0]
             valid = targets != -100  # (N,)
+            all_valid = h.device.type == "cpu" and bool(valid.all())  # (a host sync: CPU only)
             safe_targets = targets.clamp(min=0)
             loss_sum = torch.zeros((), dtype=torch.float32, device=h.device)
             grad_h = torch.empty_like(hc) if needs_grad else None  # (N, D)
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if needs_grad else None  # (V, D)
-            for start in range(0, h.shape[0], chunk_rows):
+            buf = (_ChunkBuffers.get(min(chunk_rows, N), V, h.shape[1], compute_dtype, h.device)
+                   if h.device.type == "cpu" else None)
+            for start in range(0, N, chunk_rows):
                 rows = slice(start, start + chunk_rows)
-                logits = (hc[rows] @ wc.t()).float()  # (n, V)
+                n = min(chunk_rows, N - start)
                 ok, tgt = valid[rows], safe_targets[rows]
-                target_logit = logits.gather(1, tgt[:, None])[:, 0]  # (n,)
+                if buf is not None:  # reuse the scratch (out= writes into its first n rows)
+                    logits = torch.mm(hc[rows], wc.t(), out=buf.logits[:n])  # (n, V)
+                    e = buf.exp[:n].copy_(logits)  # (n, V) fp32
+                else:
+                    e = (hc[rows] @ wc.t()).float()
+                target_logit = e.gather(1, tgt[:, None])[:, 0]  # (n,)
                 # One exp pass serves both the log-sum-exp and the softmax: e = exp(logits - max), in place.
-                row_max = logits.amax(dim=-1, keepdim=True)  # (n, 1)
-                e = logits.sub_(row_max).exp_()  # (n, V)
+                row_max = e.amax(dim=-1, keepdim=True)  # (n, 1)
+                e.sub_(row_max).exp_()  # (n, V)
                 e_sum = e.sum(dim=-1)  # (n,)
                 lse = row_max[:, 0] + e_sum.log()  # (n,)
                 loss_sum += torch.where(ok, lse - target_logit, 0.0).sum()
                 if not needs_grad:  # evaluation: the loss alone
                     continue
-                grad = e.div_(e_sum[:, None])  # softmax, in place: (n, V)
+                e.mul_(e_sum.reciprocal()[:, None])  # softmax in fp32, in place: (n, V)
+                # in the matmul dtype (a separate copy: a mixed-dtype mul/div with out= takes a slow path)
+                grad = buf.grad[:n].copy_(e) if buf is not None else e.to(compute_dtype)
                 grad.scatter_add_(1, tgt[:, None], -ok[:, None].to(grad.dtype))  # - one-hot of valid rows
-                grad.mul_(ok[:, None])  # ignored rows get no gradient
-                grad = grad.to(compute_dtype)
-                grad_h[rows] = grad @ wc  # (n, D)
-                grad_w += (grad.t() @ hc[rows]).float()  # (V, D)
+                if not all_valid:
+                    grad.mul_(ok[:, None])  # ignored rows get no gradient
+                torch.mm(grad, wc, out=grad_h[rows])  # (n, D)
+                if buf is not None:
+                    grad_w += torch.mm(grad.t(), hc[rows], out=buf.grad_w)  # (V, D), accumulated in fp32
+                else:
+                    grad_w += (grad.t() @ hc[rows]).float()
             n_valid = valid.sum().clamp(min=1).to(torch.float32)
         ctx.save_for_backward(grad_h, grad_w, n_valid)
         ctx.dtypes = (h.dtype, weight.dtype)
@@ -221,9 +265,10 @@ class Attention(nn.Module):
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
 
     def forward(self, x, cos, sin, kv_cache: KVCache | None = None, start_pos: int = 0,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, kernel: str = "sdpa") -> torch.Tensor:
         """mask: None for causal attention, or a block-causal mask (no KV cache): a (B, 1, T, T) bool
-        tensor for SDPA, or a FlexAttention BlockMask."""
+        tensor for SDPA, or a FlexAttention BlockMask. kernel: "blocks" (cpu_attention, no KV cache)
+        or "sdpa" (flex when the mask is a BlockMask)."""
         B, T, _ = x.shape
         q = self.wq(x).view(B, T, self.n_heads, self.head_dim)  # (B, T, H, Hd)
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, K, Hd)
@@ -239,7 +284,9 @@ class Attention(nn.Module):
                 S = k.shape[2]
                 mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=start_pos)  # (T, S)
                 is_causal = False
-        if mask is not None and not isinstance(mask, torch.Tensor):  # a FlexAttention BlockMask
+        if kernel == "blocks" and kv_cache is None and T > 1:
+            y = block_causal_attention(q, k, v, mask)  # (B, H, T, Hd)
+        elif mask is not None and not isinstance(mask, torch.Tensor):  # a FlexAttention BlockMask
             y = flex_attention(q, k, v, mask, enable_gqa=self.n_kv_heads != self.n_heads)  # (B, H, T, Hd)
         else:
             y = F.scaled_dot_product_attention(
@@ -269,8 +316,8 @@ class TransformerBlock(nn.Module):
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
 
     def forward(self, x, cos, sin, kv_cache: KVCache | None = None, start_pos: int = 0,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attention(self.attention_norm(x), cos, sin, kv_cache, start_pos, mask)
+                mask: torch.Tensor | None = None, kernel: str = "sdpa") -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), cos, sin, kv_cache, start_pos, mask, kernel)
         return x + self.feed_forward(self.ffn_norm(x))  # (B, T, D)
 
 
@@ -282,9 +329,9 @@ class Transformer(nn.Module):
         self.layers = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
-        # How document masks are applied (set by the trainer; not part of the checkpoint): "sdpa" builds a
-        # dense (B, 1, T, T) bool mask, "flex" a FlexAttention BlockMask (sparse; compiled on CUDA).
-        self.attention_impl = "sdpa"
+        # Attention kernel and document-mask form (set by the trainer; not part of the checkpoint), one of
+        # ATTENTION_IMPLS: "auto"/"sdpa"/"blocks" take a dense (B, 1, T, T) bool mask, "flex" a BlockMask.
+        self.attention_impl = "auto"
         # Non-persistent: not in state_dict; rebuilt by init_rope() after to_empty / loading.
         cos, sin = precompute_rope(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)  # (max_seq_len, Hd)
@@ -320,6 +367,16 @@ class Transformer(nn.Module):
         for name, value in self.initial_weights(seed):
             params[name].copy_(value)
         self.init_rope()
+
+    def attention_kernel(self, batch: int, seq_len: int, device: torch.device, dtype: torch.dtype,
+                         cached: bool) -> str:
+        """"blocks" or "sdpa" for one forward, from `attention_impl` (see ATTENTION_IMPLS)."""
+        if cached or self.attention_impl in ("sdpa", "flex"):
+            return "sdpa"
+        if self.attention_impl == "blocks":
+            return "blocks"
+        fits = fits_block_causal(batch, self.cfg.n_heads, seq_len, dtype)
+        return "blocks" if device.type == "cpu" and fits else "sdpa"
 
     def init_kv_cache(self, batch_size: int, max_len: int) -> list[KVCache]:
         """One preallocated cache per layer, in the model's dtype and device."""
@@ -378,8 +435,9 @@ class Transformer(nn.Module):
         rope_dtype = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else h.dtype
         cos = self.rope_cos[None, start_pos : start_pos + T, None, :].to(rope_dtype)  # (1, T, 1, Hd)
         sin = self.rope_sin[None, start_pos : start_pos + T, None, :].to(rope_dtype)  # (1, T, 1, Hd)
+        kernel = self.attention_kernel(B, T, h.device, rope_dtype, kv_cache is not None)
         for i, layer in enumerate(self.layers):
-            h = layer(h, cos, sin, None if kv_cache is None else kv_cache[i], start_pos, mask)
+            h = layer(h, cos, sin, None if kv_cache is None else kv_cache[i], start_pos, mask, kernel)
         if last_only:
             h = h[:, -1:, :]  # (B, 1, D)
         if fused_loss and targets is not None and not last_only:

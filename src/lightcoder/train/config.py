@@ -24,7 +24,7 @@ DTYPES = ("bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 PARALLEL_MODES = ("fsdp", "ddp")
 EXPORT_HF = ("all", "final")
-ATTENTION_IMPLS = ("sdpa", "flex")  # = lightcoder.model.llama.ATTENTION_IMPLS (config stays import-light)
+ATTENTION_IMPLS = ("auto", "sdpa", "blocks", "flex")  # = lightcoder.model.llama.ATTENTION_IMPLS (import-light)
 
 
 @dataclass(kw_only=True)
@@ -56,7 +56,10 @@ class TrainConfig:
     parallel: str = "fsdp"  # data parallelism under torchrun: "fsdp" (FSDP2 fully_shard) or "ddp"
     activation_checkpointing: bool = False  # recompute block activations in backward (saves memory)
     document_mask: bool = True  # block-causal attention: tokens attend only within their own document
-    attention: str = "sdpa"  # document masks as a dense SDPA mask ("sdpa") or a FlexAttention BlockMask ("flex")
+    # attention kernel: "auto" (CPU: our block-causal matmul kernel for windows whose saved probabilities
+    # fit 256 MB per layer, else SDPA; GPU: SDPA), "sdpa", "blocks" (force the CPU kernel), "flex"
+    # (FlexAttention BlockMasks, CUDA)
+    attention: str = "auto"
     stream_order: bool = False  # consecutive windows of a repository to consecutive steps of one batch row
     spike_factor: float = 3.0  # report a loss spike when a step's loss > factor x its running mean; 0 = off
     tensorboard: bool = True  # also write TensorBoard event files to RUN/tensorboard

@@ -46,7 +46,7 @@ def build_parallel_model(model_cfg, train_cfg, env: Dist) -> nn.Module:
         model = Transformer(model_cfg)
     if train_cfg.attention == "flex" and env.device.type != "cuda":
         raise ValueError("train.attention='flex' trains on CUDA only (FlexAttention has no CPU backward); "
-                         "use --train.attention sdpa on CPU")
+                         "use --train.attention auto or sdpa on CPU")
     model.attention_impl = train_cfg.attention
     if train_cfg.activation_checkpointing:
         apply_activation_checkpointing(model)
