@@ -6,8 +6,15 @@ the same batches, dtype (bf16 autocast, fp32 weights), batch and threads, and a 
 forward + fp32 cross-entropy, backward, grad clip, `torch.optim.AdamW` with its defaults (foreach).
 Ours is `lightcoder.train.loop.optimizer_step` with our optimizer (fused AdamW, no decay on norms and
 embeddings), eager, and with `--compile` also the whole model torch.compile'd (compile time not counted).
-Attention is plain causal in all rows (our document masking off), so the math is identical: the first
-batch's loss is printed for all models before timing.
+Attention is plain causal in all rows (document masking off). Our attention kernel is what `lightcoder
+train` picks (`--attention auto`: on CPU the block-causal matmul kernel of lightcoder.model.cpu_attention;
+`--sdpa-row` adds our step on the same SDPA kernel as HF, to show what each part gains). The first
+batch's loss is printed for all models before timing (equal to rounding).
+
+Memory allocation is part of each step's cost: HF materializes (B, T, V) fp32 logits and their
+log-softmax, and glibc serves allocations over 32 MB with fresh mmap'd pages that are faulted in again on
+every step. `--malloc keep` makes the whole process (both models alike) keep freed memory instead
+(mallopt: no mmap, no trimming), which shows how much of the gap is the allocator rather than compute.
 
 Rounds alternate between the models so that load from other processes hits all alike; the table reports
 the median and the fastest step time over all timed steps, tokens/s, the ratios to HF (of medians and of
@@ -17,6 +24,7 @@ this machine in the same dtype (repeated 1024^2 / 8192^2 matmuls on CPU / GPU) a
 
     .venv/bin/python benchmarks/bench_train.py                       # lc-quickstart, seq 512, batch 4, bf16
     .venv/bin/python benchmarks/bench_train.py --compile             # + a torch.compile'd row
+    .venv/bin/python benchmarks/bench_train.py --sdpa-row --malloc keep  # + ours on SDPA; no page-fault churn
     .venv/bin/python benchmarks/bench_train.py --dtype fp32 --steps 5 --rounds 2
     .venv/bin/python benchmarks/bench_train.py --device cuda --preset lc-125m --seq-len 4097 --batch-size 8
 """
@@ -35,9 +43,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-MODELS = ("ours", "ours-compiled", "hf")
-LABELS = {"ours": "lightcoder optimizer_step (eager)", "ours-compiled": "lightcoder optimizer_step (compiled)",
-          "hf": "HF LlamaForCausalLM (sdpa) + AdamW"}
+MODELS = ("ours", "ours-sdpa", "ours-compiled", "hf")
+LABELS = {"ours": "lightcoder optimizer_step (eager)", "ours-sdpa": "lightcoder optimizer_step (eager, SDPA attention)",
+          "ours-compiled": "lightcoder optimizer_step (compiled)", "hf": "HF LlamaForCausalLM (sdpa) + AdamW"}
+
+
+def keep_freed_memory() -> None:
+    """glibc: serve every allocation from the heap (M_MMAP_MAX 0) and never return it (M_TRIM_THRESHOLD
+    huge), so a step's temporaries reuse pages that are already mapped instead of faulting in new ones."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    if not (libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)):
+        raise RuntimeError("mallopt failed: --malloc keep needs glibc")
 
 
 def build_steps(args, which: tuple[str, ...]):
@@ -61,6 +80,7 @@ def build_steps(args, which: tuple[str, ...]):
             model.load_state_dict(reference.state_dict())
             model.init_rope()
             model.train()
+            model.attention_impl = "sdpa" if name == "ours-sdpa" else args.attention
             if name == "ours-compiled":
                 model.compile(dynamic=False)  # what train.compile does in one process
             optimizer = build_optimizer(model, TrainConfig(weight_decay=0.1))
@@ -140,7 +160,8 @@ def peak_memory_mb(which: str, args) -> float:
     """Peak RSS (CPU) or peak CUDA memory of a fresh process that runs warmup + 2 steps of one model."""
     cmd = [sys.executable, __file__, "--only", which, "--preset", args.preset, "--seq-len", str(args.seq_len),
            "--batch-size", str(args.batch_size), "--dtype", args.dtype, "--threads", str(args.threads),
-           "--device", args.device, "--steps", "2", "--warmup", "1", "--rounds", "1"]
+           "--device", args.device, "--steps", "2", "--warmup", "1", "--rounds", "1",
+           "--attention", args.attention, "--malloc", args.malloc]
     if args.shards:
         cmd += ["--shards", args.shards]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -161,6 +182,11 @@ def main() -> None:
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="cpu: this process's CPU seconds (robust on a shared machine; use with --threads 1)")
     p.add_argument("--compile", action="store_true", help="add a row for our model under torch.compile")
+    p.add_argument("--attention", default="auto", choices=("auto", "sdpa", "blocks"),
+                   help="our attention kernel (train.attention); auto = what lightcoder train uses")
+    p.add_argument("--sdpa-row", action="store_true", help="add a row for our eager step on SDPA attention")
+    p.add_argument("--malloc", choices=("default", "keep"), default="default",
+                   help="keep: this process keeps freed memory (mallopt), for both models")
     p.add_argument("--no-hf", action="store_true", help="only our rows (e.g. a 1B model where both do not fit)")
     p.add_argument("--shards", default="", help="a packed shards dir to take the train windows from")
     p.add_argument("--no-rss", action="store_true", help="skip the per-model peak memory subprocesses")
@@ -169,13 +195,16 @@ def main() -> None:
 
     from lightcoder.train.telemetry import flops_per_token, measure_matmul_peak
 
+    if args.malloc == "keep":
+        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
     torch.manual_seed(0)
     which = (args.only,) if args.only else tuple(
-        m for m in MODELS if (m != "ours-compiled" or args.compile) and (m != "hf" or not args.no_hf))
+        m for m in MODELS if (m != "ours-compiled" or args.compile) and (m != "hf" or not args.no_hf)
+        and (m != "ours-sdpa" or args.sdpa_row))
     cfg, steps = build_steps(args, which)
     batches = make_batches(args, cfg.vocab_size)
     if not args.only and len(steps) > 1:  # same weights, same batch: the losses must agree before timing
@@ -217,7 +246,7 @@ def main() -> None:
     print(f"\ntraining throughput on {where}, preset {args.preset} "
           f"({sum(p.numel() for p in steps[next(iter(steps))][0].parameters()) / 1e6:.1f}M params), "
           f"batch {args.batch_size} x {seq} tokens, {args.dtype}, median of {args.rounds} x {args.steps} steps "
-          f"({args.clock} clock); "
+          f"({args.clock} clock); our attention {args.attention}; malloc {args.malloc}; "
           f"measured {args.dtype} matmul peak {peak / 1e12:.2f} TFLOP/s; {flops / 1e6:.1f} MFLOP/token; "
           f"torch {torch.__version__}, transformers {transformers.__version__}\n")
     mem_label = "peak CUDA MB" if args.device.startswith("cuda") else "peak RSS MB"
