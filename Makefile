@@ -67,7 +67,8 @@ bench: $(INSTALLED)
 	$(VENV)/bin/python benchmarks/bench_dedup.py
 	$(VENV)/bin/python benchmarks/bench_data.py
 	$(VENV)/bin/python benchmarks/bench_sfim.py
-	$(VENV)/bin/python benchmarks/bench_train.py
+	$(VENV)/bin/python benchmarks/bench_train.py --sdpa-row
+	$(VENV)/bin/python benchmarks/bench_attention.py
 	$(VENV)/bin/python benchmarks/bench_complete.py
 	$(VENV)/bin/python benchmarks/bench_exec.py
 	@if [ -d $(RUN)/ckpt ]; then $(VENV)/bin/python benchmarks/bench_serve.py --ckpt $(RUN); \
