@@ -1,4 +1,6 @@
-"""Packing on a tiny corpus: exact windows, documents that decode back to the files, determinism."""
+"""Document-level packing (pack.mix.level "document", aiXcoder's whole-file FIM) on a tiny corpus:
+exact windows, documents that decode back to the files, determinism, streams, repository balance.
+Context-level packing has its own tests in tests/pack/test_context_pack.py."""
 
 import json
 import shutil
@@ -11,8 +13,9 @@ import pytest
 from lightcoder.data.pipeline import DataConfig, read_corpus, run_data
 from lightcoder.fim.mix import FALLBACK_REASONS, MixConfig
 from lightcoder.packing import (
-    PackConfig, _pack_split, file_document, format_stats, open_shard, order_split, run_pack,
+    PackConfig, _pack_split, file_document, open_shard, order_split, run_pack,
 )
+from lightcoder.pack_stats import format_stats
 from lightcoder.tokenizer import special_tokens as st
 from lightcoder.tokenizer.header import file_header
 from lightcoder.tokenizer.tokenizer import Tokenizer
@@ -40,9 +43,22 @@ def stages(tmp_path_factory) -> dict[str, Path]:
     return {"root": root, "data": root / "data", "tok": root / "tok"}
 
 
+def doc_pack(**overrides) -> PackConfig:
+    """A document-level PackConfig, every repository once (repo_temperature 1)."""
+    overrides.setdefault("mix", MixConfig(level="document"))
+    overrides.setdefault("repo_temperature", 1.0)
+    return PackConfig(**overrides)
+
+
+def ordered_files(stages, split: str, cfg: PackConfig) -> list:
+    pairs = order_split(read_corpus(stages["data"], split), cfg, split)
+    assert all(repeat == 0 for _, repeat in pairs)  # temperature 1: every file once
+    return [f for f, _ in pairs]
+
+
 def pack(stages, name: str, **overrides) -> tuple[Path, dict]:
     out = stages["root"] / name
-    cfg = PackConfig(seq_len=SEQ_LEN, **overrides)
+    cfg = doc_pack(seq_len=SEQ_LEN, **overrides)
     return out, run_pack(cfg, stages["data"], stages["tok"], out)
 
 
@@ -83,7 +99,7 @@ def test_windows_decode_back_to_files(stages):
         assert stream[0] == tok.bos_id
         starts = [i for i, t in enumerate(stream) if t == tok.bos_id] + [len(stream)]
         docs = [rebuild(stream[a:b], tok) for a, b in zip(starts, starts[1:])]
-        files = order_split(read_corpus(stages["data"], split), PackConfig(seq_len=SEQ_LEN), split)
+        files = ordered_files(stages, split, doc_pack(seq_len=SEQ_LEN))
         expected = [file_header(f.path, language=f.language) + f.content for f in files]
         assert len(docs) <= len(expected) == info["num_documents"]
         complete = [(d, e) for d, e in zip(docs, expected) if d is not None]
@@ -110,10 +126,10 @@ def test_same_seed_same_bytes_other_seed_differs(stages):
 
 def test_documents_depend_only_on_file_and_seed(stages):
     files = list(read_corpus(stages["data"], "train"))
-    cfg = PackConfig(seq_len=SEQ_LEN, mix=MixConfig(ntp_rate=0.0))
+    cfg = doc_pack(seq_len=SEQ_LEN, mix=MixConfig(level="document", ntp_rate=0.0))
     f = files[0]
     assert file_document(f, cfg) == file_document(f, cfg)
-    docs = {tuple(file_document(f, PackConfig(seq_len=SEQ_LEN, seed=s, mix=cfg.mix)).pieces)
+    docs = {tuple(file_document(f, doc_pack(seq_len=SEQ_LEN, seed=s, mix=cfg.mix)).pieces)
             for s in range(8)}
     assert len(docs) > 1  # FIM spans vary with the seed
 
@@ -121,9 +137,9 @@ def test_documents_depend_only_on_file_and_seed(stages):
 def test_done_skips_and_force_repacks(stages):
     out, summary = pack(stages, "skip")
     mtime = (out / "train.bin").stat().st_mtime_ns
-    again = run_pack(PackConfig(seq_len=32), stages["data"], stages["tok"], out)
+    again = run_pack(doc_pack(seq_len=32), stages["data"], stages["tok"], out)
     assert again == summary and (out / "train.bin").stat().st_mtime_ns == mtime
-    forced = run_pack(PackConfig(seq_len=32, splits=("train",)), stages["data"], stages["tok"], out,
+    forced = run_pack(doc_pack(seq_len=32, splits=("train",)), stages["data"], stages["tok"], out,
                       force=True)
     assert forced["seq_len"] == 32 and open_shard(out, "train").shape[1] == 32
 
@@ -143,10 +159,10 @@ def test_open_shard_errors(stages, tmp_path):
 def test_streams_partition_windows_at_repository_starts(stages):
     out, summary = pack(stages, "streams")
     tok = Tokenizer.load(stages["tok"])
-    cfg = PackConfig(seq_len=SEQ_LEN)
+    cfg = doc_pack(seq_len=SEQ_LEN)
     for split in ("train", "valid"):
         info = summary["splits"][split]
-        files = order_split(read_corpus(stages["data"], split), cfg, split)
+        files = ordered_files(stages, split, cfg)
         offsets, total, previous = [], 0, None
         for f in files:  # the stream offset of each repository's first token, recomputed here
             if f.repo != previous:
@@ -168,25 +184,25 @@ def test_special_token_text_is_never_a_special_id(stages):
     special = [f for f in files if f.path.endswith("specials.py")]
     assert special, "the corpus stage dropped specials.py"
     tok = Tokenizer.load(stages["tok"])
-    cfg = PackConfig(seq_len=SEQ_LEN, mix=MixConfig(ntp_rate=0.5))
+    cfg = doc_pack(seq_len=SEQ_LEN, mix=MixConfig(level="document", ntp_rate=0.5))
     for seed in range(10):
-        doc = file_document(special[0], PackConfig(seq_len=SEQ_LEN, seed=seed, mix=cfg.mix))
+        doc = file_document(special[0], doc_pack(seq_len=SEQ_LEN, seed=seed, mix=cfg.mix))
         ids = tok.encode_pieces(doc.pieces)
         assert [i for i in ids if i < len(st.SPECIAL_TOKENS)] == [
             st.SPECIAL_TOKENS.index(p) for p in doc.pieces if st.is_special(p)]
     # a tokenizer that parses special-token strings inside text is refused, naming the file
     tok.backend.encode_special_tokens = False
     with pytest.raises(ValueError, match="specials.py.*exactly one <s>"):
-        _pack_split(special, tok, cfg, stages["root"] / "bad.bin", np.dtype(np.uint16), "train", None)
+        _pack_split([(special[0], 0)], tok, cfg, stages["root"] / "bad.bin", np.dtype(np.uint16), "train", None)
     assert not (stages["root"] / "bad.bin").exists()
 
 
 def test_jsonl_export_and_stats(stages):
     out, summary = pack(stages, "export", export_jsonl=True)
-    cfg = PackConfig(seq_len=SEQ_LEN, export_jsonl=True)
+    cfg = doc_pack(seq_len=SEQ_LEN, export_jsonl=True)
     for split in ("train", "valid"):
         rows = [json.loads(line) for line in (out / f"{split}.documents.jsonl").read_text().splitlines()]
-        files = order_split(read_corpus(stages["data"], split), cfg, split)
+        files = ordered_files(stages, split, cfg)
         assert len(rows) == len(files) == summary["splits"][split]["num_documents"]
         for row, f in zip(rows, files):
             doc = file_document(f, cfg)
@@ -205,11 +221,13 @@ def test_jsonl_export_and_stats(stages):
 @pytest.mark.parametrize("kwargs, field", [
     ({"seq_len": 1}, "seq_len"), ({"sampling": "nope"}, "sampling"), ({"splits": ("train", "eval")}, "splits"),
     ({"sampling_weights": {"path": -1}}, "sampling_weights"), ({"sampling_weights": {"bfs": 1}}, "sampling_weights"),
-    ({"splits": ()}, "splits"), ({"batch_files": 0}, "batch_files"),
+    ({"splits": ()}, "splits"), ({"batch_files": 0}, "batch_files"), ({"repo_temperature": 1.5}, "repo_temperature"),
+    ({"max_repo_repeats": 0.5}, "max_repo_repeats"), ({"workers": -1}, "workers"),
+    ({"seq_len": 64, "mix": MixConfig(max_middle_tokens=63)}, "max_middle_tokens"),
 ])
 def test_config_validation(kwargs, field):
     with pytest.raises(ValueError, match=field):
-        PackConfig(**kwargs)
+        doc_pack(**kwargs)
 
 
 def test_pack_stats_command(stages, tmp_path, capsys):
@@ -219,7 +237,7 @@ def test_pack_stats_command(stages, tmp_path, capsys):
     run.mkdir()
     shutil.copytree(stages["data"], run / "data")
     shutil.copytree(stages["tok"], run / "tokenizer")
-    assert main(["pack", "--out", str(run), "--pack.seq_len", "64", "--stats"]) == 0
+    assert main(["pack", "--out", str(run), "--pack.seq_len", "64", "--pack.mix.level", "document", "--stats"]) == 0
     captured = capsys.readouterr()
     out = captured.out
     assert "pack: " in captured.err and "documents (ntp" in captured.err  # the stage's one-line summary

@@ -34,6 +34,7 @@ MODULE_COMMANDS = {
     **{("eval", step): ("lightcoder.eval.command", 1) for step in _EVAL_STEPS},  # `eval run --task ..`
     ("serve",): ("lightcoder.serve.command", 1),
     ("export",): ("lightcoder.serve.export_command", 1),
+    ("ablate",): ("lightcoder.ablate", 1),
 }
 
 
@@ -150,7 +151,7 @@ def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
     if args.command == "eval":
         result = stages.stage_report(cfg, run_dir)
     if args.command == "pack" and args.stats:
-        from lightcoder.packing import format_stats
+        from lightcoder.pack_stats import format_stats
 
         result = format_stats(result)
     if isinstance(result, str):

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
 import time
@@ -59,14 +60,15 @@ from lightcoder.artifacts import AtomicFile, clear_done, is_done, mark_done, rea
 from lightcoder.data.pipeline import read_corpus
 from lightcoder.data.records import SPLITS, SourceFile
 from lightcoder.fim.mix import Document, MixConfig, make_document
+from lightcoder.repo_balance import balance_repo, file_bytes, repo_multipliers, share_summary
 from lightcoder.sampling import DEFAULT_WEIGHTS, STRATEGIES, choose_strategy, order_files
 from lightcoder.tokenizer.special_tokens import SPECIAL_TOKENS, is_special
 from lightcoder.tokenizer.tokenizer import Tokenizer
+from lightcoder.windows import StreamWindowWriter
 
 INDEX_FILE = "index.json"
 MIX = "mix"  # pack.sampling value: draw a strategy per repository from pack.sampling_weights
 _SPECIAL_RE = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
-_FLUSH_TOKENS = 1 << 20  # write to disk every ~1M tokens
 
 
 @dataclass(kw_only=True)
@@ -79,6 +81,10 @@ class PackConfig:
     splits: tuple[str, ...] = ("train", "valid")
     batch_files: int = 256  # files per batched tokenizer call
     export_jsonl: bool = False  # also write <split>.documents.jsonl (documents as text)
+    # repository balance (repo_balance.py): shares of bytes ~ size ** temperature (1 = as found, 0 = equal)
+    workers: int = 0  # processes cutting context-level FIM examples; 0 = all cores
+    repo_temperature: float = 0.3
+    max_repo_repeats: float = 4.0  # a small repository appears at most this many times per split
 
     def __post_init__(self) -> None:
         self.splits = tuple(self.splits)
@@ -97,39 +103,73 @@ class PackConfig:
             raise ValueError(f"pack.splits must be distinct names from {SPLITS}, got {self.splits}")
         if self.batch_files < 1:
             raise ValueError(f"pack.batch_files must be >= 1, got {self.batch_files}")
+        if self.workers < 0:
+            raise ValueError(f"pack.workers must be >= 0 (0 = all cores), got {self.workers}")
+        if not 0.0 <= self.repo_temperature <= 1.0:
+            raise ValueError(f"pack.repo_temperature must be in [0, 1] (1 = repositories as found, 0 = "
+                             f"equal shares), got {self.repo_temperature}")
+        if self.max_repo_repeats < 1.0:
+            raise ValueError(f"pack.max_repo_repeats must be >= 1, got {self.max_repo_repeats}")
+        if self.mix.level == "context" and self.mix.ntp_rate <= 0:
+            raise ValueError("pack.mix.ntp_rate must be > 0 at level 'context' (FIM examples are drawn in "
+                             "proportion to each file's NTP tokens); use pack.mix.level document for FIM-only files")
+        if self.mix.max_middle_tokens >= self.seq_len - 2:
+            raise ValueError(f"pack.mix.max_middle_tokens ({self.mix.max_middle_tokens}) must leave room for a "
+                             f"prompt in pack.seq_len ({self.seq_len}); e.g. {self.seq_len // 4}")
+
+    @property
+    def num_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    @property
+    def middle_token_limit(self) -> int:
+        """The longest context-level FIM middle in tokens (mix.max_middle_tokens, 0 = a quarter window)."""
+        return self.mix.max_middle_tokens or self.seq_len // 4
 
 
-def file_rng(seed: int, f: SourceFile) -> random.Random:
-    """The RNG of one file's document, fixed by (seed, path, content hash) and nothing else."""
+def file_rng(seed: int, f: SourceFile, repeat: int = 0) -> random.Random:
+    """The RNG of one file's document (or examples), fixed by (seed, path, content hash, repeat) alone."""
     digest = f.sha256 or hashlib.sha256(f.content.encode("utf-8")).hexdigest()
-    return random.Random(f"{seed}:{f.path}:{digest}")  # str seeds hash with SHA-512: stable everywhere
+    # str seeds hash with SHA-512: stable everywhere; repeat 0 keeps the seeds of unbalanced packs
+    return random.Random(f"{seed}:{f.path}:{digest}" + (f":{repeat}" if repeat else ""))
 
 
-def file_document(f: SourceFile, cfg: PackConfig) -> Document:
-    """The training document of one file, exactly as run_pack builds it."""
-    return make_document(f.content, f.path, f.language, cfg.mix, file_rng(cfg.seed, f))
+def file_document(f: SourceFile, cfg: PackConfig, repeat: int = 0) -> Document:
+    """The document-level training document of one file, exactly as run_pack builds it."""
+    return make_document(f.content, f.path, f.language, cfg.mix, file_rng(cfg.seed, f, repeat))
 
 
-def order_split(files: Iterable[SourceFile], cfg: PackConfig, split: str) -> list[SourceFile]:
-    """All files of a split in stream order: repositories shuffled, files ordered per repository."""
+def order_split(files: Iterable[SourceFile], cfg: PackConfig, split: str) -> list[tuple[SourceFile, int]]:
+    """(file, repeat) pairs of a split in stream order: repositories shuffled, files ordered per
+    repository, then balanced (repo_balance.py)."""
     return _order_split(files, cfg, split)[0]
 
 
-def _order_split(files: Iterable[SourceFile], cfg: PackConfig, split: str) -> tuple[list[SourceFile], Counter]:
-    """(files in stream order, repositories per ordering strategy)."""
+def _order_split(files: Iterable[SourceFile], cfg: PackConfig,
+                 split: str) -> tuple[list[tuple[SourceFile, int]], Counter, dict]:
+    """(pairs in stream order, repositories per ordering strategy, repository balance stats)."""
     repos: dict[str, list[SourceFile]] = {}
     for f in files:
         repos.setdefault(f.repo, []).append(f)
     names = sorted(repos)
     random.Random(f"{cfg.seed}:{split}:repos").shuffle(names)
-    out: list[SourceFile] = []
+    sizes = {name: sum(file_bytes(f) for f in repos[name]) for name in names}
+    multipliers = repo_multipliers(sizes, cfg.repo_temperature, cfg.max_repo_repeats) if sizes else {}
+    out: list[tuple[SourceFile, int]] = []
     strategies: Counter = Counter()
+    balanced: dict[str, int] = {}
     for name in names:
         rng = random.Random(f"{cfg.seed}:order:{name}")
         strategy = choose_strategy(cfg.sampling_weights, rng) if cfg.sampling == MIX else cfg.sampling
         strategies[strategy] += 1
-        out.extend(order_files(repos[name], strategy, rng))
-    return out, strategies
+        pairs = balance_repo(order_files(repos[name], strategy, rng), multipliers[name],
+                             random.Random(f"{cfg.seed}:balance:{name}"))
+        balanced[name] = sum(file_bytes(f) for f, _ in pairs)
+        out.extend(pairs)
+    balance = {"temperature": cfg.repo_temperature, "before": share_summary(sizes), "after": share_summary(balanced),
+               "repeated_repos": sum(m > 1 for m in multipliers.values()),
+               "subsampled_repos": sum(m < 1 for m in multipliers.values())}
+    return out, strategies, balance
 
 
 def run_pack(cfg: PackConfig, data_dir: str | Path, tokenizer_dir: str | Path, out_dir: str | Path, *,
@@ -154,10 +194,16 @@ def run_pack(cfg: PackConfig, data_dir: str | Path, tokenizer_dir: str | Path, o
     node_types: dict[str, Counter] = {}
     strategy_totals: Counter = Counter()
     for split in cfg.splits:
-        files, strategies = _order_split(read_corpus(data_dir, split), cfg, split)
+        files, strategies, balance = _order_split(read_corpus(data_dir, split), cfg, split)
         export = out / f"{split}.documents.jsonl" if cfg.export_jsonl else None
-        stats = _pack_split(files, tokenizer, cfg, out / f"{split}.bin", dtype, split, export)
+        if cfg.mix.level == "context":
+            from lightcoder.pack_context import pack_split_context
+
+            stats = pack_split_context(files, tokenizer, cfg, out, split, dtype, export, Path(tokenizer_dir))
+        else:
+            stats = _pack_split(files, tokenizer, cfg, out / f"{split}.bin", dtype, split, export)
         stats["strategies"] = dict(sorted(strategies.items()))
+        stats["repo_balance"] = balance
         strategy_totals.update(strategies)
         for key, acc in (("languages", languages), ("node_types", node_types)):
             for name, counts in stats[key].items():
@@ -180,24 +226,27 @@ def run_pack(cfg: PackConfig, data_dir: str | Path, tokenizer_dir: str | Path, o
     return summary
 
 
-def _pack_split(files: list[SourceFile], tokenizer: Tokenizer, cfg: PackConfig, path: Path,
+def _pack_split(pairs: list[tuple[SourceFile, int]], tokenizer: Tokenizer, cfg: PackConfig, path: Path,
                 dtype: np.dtype, split: str, export: Path | None) -> dict:
-    writer = _WindowWriter(path, cfg.seq_len, dtype, tokenizer.bos_id)
+    """Document-level packing of one split (mix.level "document"): one document per (file, repeat)."""
+    files = [f for f, _ in pairs]
+    writer = StreamWindowWriter(path, cfg.seq_len, dtype, tokenizer.bos_id)
     exporter = AtomicFile(export, "w") if export is not None else None
     objectives: Counter = Counter()
     fallback_reasons: Counter = Counter()
     languages: dict[str, Counter] = {}  # language -> objective/order counts
     node_types: dict[str, Counter] = {}  # language -> SFIM node type counts
     num_fallbacks = num_text_chars = num_special = num_special_in_text = 0
-    batches = [files[i:i + cfg.batch_files] for i in range(0, len(files), cfg.batch_files)]
+    batches = [pairs[i:i + cfg.batch_files] for i in range(0, len(pairs), cfg.batch_files)]
     previous_repo = None
     # Overlap: the tokenizer (Rust, releases the GIL) encodes batch i while Python builds the
     # documents of batch i + 1 (tree-sitter parses). Output order is unchanged, so bytes are too.
-    with _cleanup_on_error(writer, exporter), ThreadPoolExecutor(max_workers=1) as pool, \
+    with cleanup_on_error(writer, exporter), ThreadPoolExecutor(max_workers=1) as pool, \
             tqdm(total=len(files), desc=f"pack {split}", unit="file", disable=None) as bar:
         pending = None
         for batch in batches:
-            docs = [file_document(f, cfg) for f in batch]
+            docs = [file_document(f, cfg, repeat) for f, repeat in batch]
+            batch = [f for f, _ in batch]
             repo_starts = []
             for f, d in zip(batch, docs):
                 repo_starts.append(f.repo != previous_repo)
@@ -226,12 +275,12 @@ def _pack_split(files: list[SourceFile], tokenizer: Tokenizer, cfg: PackConfig, 
                         "objective": d.objective, "order": d.order, "node_type": d.node_type,
                     }, ensure_ascii=False) + "\n")
             if pending is not None:
-                writer.add_all(pending[0].result(), *pending[1:])
+                _add_all(writer, pending[0].result(), *pending[1:])
             pending = (pool.submit(tokenizer.encode_pieces_batch, [d.pieces for d in docs]),
                        repo_starts, batch)
             bar.update(len(batch))
         if pending is not None:
-            writer.add_all(pending[0].result(), *pending[1:])
+            _add_all(writer, pending[0].result(), *pending[1:])
     writer.close()
     if exporter is not None:
         exporter.commit()
@@ -257,62 +306,14 @@ def _pack_split(files: list[SourceFile], tokenizer: Tokenizer, cfg: PackConfig, 
     }
 
 
-class _WindowWriter:
-    """Appends token lists to a temp file next to path in whole windows; close() drops the tail and
-    commits the file atomically (artifacts.AtomicFile), abort() deletes it."""
-
-    def __init__(self, path: Path, seq_len: int, dtype: np.dtype, bos_id: int) -> None:
-        self.path, self.seq_len, self.dtype, self.bos_id = path, seq_len, dtype, bos_id
-        self.file = AtomicFile(path, "wb")
-        self.pending: list[np.ndarray] = []
-        self.num_pending = 0
-        self.num_windows = 0
-        self.num_stream_tokens = 0
-        self.repo_offsets: list[int] = []  # stream offset of each repository's first token
-
-    def add_all(self, docs: list[list[int]], repo_starts: list[bool], files: list[SourceFile]) -> None:
-        """Append encoded documents; repo_starts[i] marks the first document of a repository."""
-        for ids, starts_repo, f in zip(docs, repo_starts, files, strict=True):
-            if not ids or ids[0] != self.bos_id or ids.count(self.bos_id) != 1:
-                raise ValueError(
-                    f"pack: the document of {f.path} does not hold exactly one <s> at its start: the "
-                    "tokenizer turned special-token text inside the code into special ids; use a "
-                    "lightcoder Tokenizer (it encodes text with special-token parsing disabled)")
-            if starts_repo:
-                self.repo_offsets.append(self.num_stream_tokens)
-            self.pending.append(np.asarray(ids, dtype=self.dtype))
-            self.num_pending += len(ids)
-            self.num_stream_tokens += len(ids)
-        if self.num_pending >= _FLUSH_TOKENS:
-            self._flush()
-
-    def streams(self) -> list[list[int]]:
-        """[first_window, num_windows] per stream: window w goes to the repository owning token w * seq_len."""
-        firsts = sorted({-(-off // self.seq_len) for off in self.repo_offsets} | {0})
-        firsts = [w for w in firsts if w < self.num_windows]
-        ends = firsts[1:] + [self.num_windows]
-        return [[a, b - a] for a, b in zip(firsts, ends)]
-
-    def _flush(self) -> None:
-        if not self.pending:
-            return
-        stream = np.concatenate(self.pending)
-        n = len(stream) // self.seq_len
-        self.file.write(stream[: n * self.seq_len].tobytes())
-        self.num_windows += n
-        tail = stream[n * self.seq_len:]
-        self.pending, self.num_pending = [tail], len(tail)
-
-    def close(self) -> None:
-        self._flush()  # the remaining tail (< seq_len tokens) is dropped
-        self.file.commit()
-
-    def abort(self) -> None:
-        self.file.abort()
+def _add_all(writer: StreamWindowWriter, docs: list[list[int]], repo_starts: list[bool],
+             files: list[SourceFile]) -> None:
+    for ids, starts_repo, f in zip(docs, repo_starts, files, strict=True):
+        writer.add_document(ids, starts_repo, f.path)
 
 
 @contextmanager
-def _cleanup_on_error(writer: _WindowWriter, exporter: AtomicFile | None) -> Iterator[None]:
+def cleanup_on_error(writer, exporter: AtomicFile | None) -> Iterator[None]:
     try:
         yield
     except BaseException:
@@ -348,64 +349,17 @@ def open_shard(shards_dir: str | Path, split: str) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="r", shape=(info["num_windows"], seq_len))
 
 
-def format_stats(summary: dict) -> str:
-    """`lightcoder pack --stats`: objective / language / node-type / ordering distribution of a pack.
-
-    Example (abridged):
-        split train: 1519 documents, 115 repositories in 98 streams, 14682 windows of 512 tokens
-          objectives  ntp 32.4%  fim 12.4%  sfim 55.2%   (psm 48.8% / spm 51.2% of FIM)
-          language     docs   ntp   fim  sfim   top SFIM node types
-          Python       1519  32%   12%   55%   block 14%, call 9%, ...
-    """
-    lines = []
-    for split, info in summary["splits"].items():
-        docs = info["num_documents"]
-        lines.append(f"split {split}: {docs} documents, {info.get('num_repos', '?')} repositories in "
-                     f"{info.get('num_streams', '?')} streams, {info['num_windows']} windows of "
-                     f"{summary['seq_len']} tokens ({info.get('chars_per_token', 0)} chars/token)")
-        obj = info["objectives"]
-        fim = obj.get("psm", 0) + obj.get("spm", 0)
-        shares = "  ".join(f"{k} {_pct(obj.get(k, 0), docs)}" for k in ("ntp", "fim", "sfim"))
-        lines.append(f"  objectives  {shares}   (psm {_pct(obj.get('psm', 0), fim)} / spm "
-                     f"{_pct(obj.get('spm', 0), fim)} of FIM)")
-        if info.get("sfim_fallbacks"):
-            reasons = ", ".join(f"{k} {v}" for k, v in info["sfim_fallback_reasons"].items())
-            lines.append(f"  SFIM fell back to random FIM for {info['sfim_fallbacks']} documents ({reasons})")
-        if info.get("strategies"):
-            repos = sum(info["strategies"].values())
-            lines.append("  file order  " + "  ".join(f"{k} {_pct(v, repos)}" for k, v in info["strategies"].items())
-                         + " of repositories")
-        if info.get("languages"):
-            lines.append(f"  {'language':<12} {'docs':>6} {'ntp':>5} {'fim':>5} {'sfim':>5}   top SFIM node types")
-            for lang, counts in sorted(info["languages"].items(), key=lambda kv: -sum(
-                    kv[1].get(k, 0) for k in ("ntp", "fim", "sfim"))):
-                n = sum(counts.get(k, 0) for k in ("ntp", "fim", "sfim"))
-                types = info.get("node_types", {}).get(lang, {})
-                total = sum(types.values())
-                top = ", ".join(f"{t} {_pct(c, total)}" for t, c in list(types.items())[:5])
-                lines.append(f"  {lang:<12} {n:>6} " + " ".join(
-                    f"{_pct(counts.get(k, 0), n):>5}" for k in ("ntp", "fim", "sfim")) + f"   {top}")
-        if info.get("text_pieces_with_special_strings"):
-            lines.append(f"  {info['text_pieces_with_special_strings']} text pieces contain special-token "
-                         "strings (kept as text; see docs/training-data.md before exporting)")
-    return "\n".join(lines)
-
-
-def _pct(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.0f}%" if whole else "-"
-
-
-def summary_line(summary: dict) -> str:
-    """One line for the pack stage's log: documents, objectives, languages, windows.
-
-    Example: "pack: 1637 documents (ntp 33%, fim 13%, sfim 54%; Python 100%), 15510 windows in 140 streams"
-    """
-    obj = summary.get("objectives", {})
-    docs = sum(obj.get(k, 0) for k in ("ntp", "fim", "sfim"))
-    langs = {k: sum(v.get(o, 0) for o in ("ntp", "fim", "sfim")) for k, v in summary.get("languages", {}).items()}
-    top = ", ".join(f"{k} {_pct(v, docs)}" for k, v in sorted(langs.items(), key=lambda kv: -kv[1])[:4])
-    splits = summary.get("splits", {}).values()
-    windows = sum(s.get("num_windows", 0) for s in splits)
-    streams = sum(s.get("num_streams", 0) for s in splits)
-    mix = ", ".join(f"{k} {_pct(obj.get(k, 0), docs)}" for k in ("ntp", "fim", "sfim"))
-    return f"pack: {docs} documents ({mix}{'; ' + top if top else ''}), {windows} windows in {streams} streams"
+def open_mask(shards_dir: str | Path, split: str) -> np.ndarray | None:
+    """The target roles (windows.py NO_LOSS / PROMPT / TARGET) of a context-level split's windows as a
+    read-only uint8 memmap shaped like its windows; None for a document-level pack (every token a target)."""
+    index = read_index(shards_dir)
+    info = index["splits"].get(split, {})
+    if not info.get("mask_file"):
+        return None
+    shape = (info["num_windows"], index["seq_len"])
+    path = Path(shards_dir) / info["mask_file"]
+    if not path.exists() or path.stat().st_size != shape[0] * shape[1]:
+        raise ValueError(f"{path} does not hold {shape[0]} x {shape[1]} mask bytes: rerun `lightcoder pack --force`")
+    if shape[0] == 0:
+        return np.zeros(shape, dtype=np.uint8)
+    return np.memmap(path, dtype=np.uint8, mode="r", shape=shape)

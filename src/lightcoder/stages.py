@@ -113,7 +113,8 @@ def stage_tokenizer(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> di
 
 
 def stage_pack(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
-    from lightcoder.packing import run_pack, summary_line
+    from lightcoder.pack_stats import summary_line
+    from lightcoder.packing import run_pack
 
     result = _run_file_stage(
         cfg, run_dir, "shards", "3/6 pack: repository ordering -> NTP / FIM / SFIM documents -> token windows",
@@ -194,7 +195,8 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
     eval_dir = run_dir / "eval"
     stages = read_stages(run_dir)
     task_key = {"data_build": stages.get("data", {}).get("build"), "per_type": cfg.eval.per_type,
-                "seed": cfg.eval.seed, "max_context_chars": cfg.eval.max_context_chars}
+                "seed": cfg.eval.seed, "max_context_chars": cfg.eval.max_context_chars,
+                "humaneval_fim_per_type": cfg.eval.humaneval_fim_per_type}
     key_path = eval_dir / "tasks_key.json"
     if eval_dir.exists() and (force or not key_path.exists() or json.loads(key_path.read_text()) != task_key):
         shutil.rmtree(eval_dir)  # different tasks: every model's samples are stale
@@ -205,6 +207,7 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
         if not tasks:
             raise ConfigError(f"no evaluation tasks could be built from the test split of {run_dir / 'data'}: "
                               f"the test repositories have no parseable functions or statements")
+        tasks += _humaneval_tasks(cfg.eval)
         write_tasks(tasks, tasks_path)
         write_json_atomic(key_path, task_key)
     tasks = read_tasks(tasks_path)
@@ -231,6 +234,19 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
         ckpt = _checkpoint_for(run_dir, "trained")
         run_stage_benchmarks(cfg.eval, ckpt, eval_dir / "tasks", model_id=f"{ckpt.resolve()}@{train_build}")
     return scores
+
+
+def _humaneval_tasks(eval_cfg) -> list:
+    """HumanEval-infilling FIM tasks for the eval table ([] with a note when the data is not here)."""
+    from lightcoder.eval.builders import humaneval_fim_tasks
+
+    if not eval_cfg.humaneval_fim_per_type:
+        return []
+    try:
+        return humaneval_fim_tasks(per_type=eval_cfg.humaneval_fim_per_type, seed=eval_cfg.seed)
+    except FileNotFoundError as exc:
+        print(f"HumanEval infilling tasks skipped: {exc}", file=sys.stderr)
+        return []
 
 
 def _checkpoint_for(run_dir: Path, name: str) -> Path:

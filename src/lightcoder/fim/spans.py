@@ -186,25 +186,33 @@ def structured_spans(text: str, language: str | None, *, max_chars: int | None =
     return [Span(s, e, kind) for (s, e), kind in sorted(seen.items())]
 
 
+def node_buckets(parsed: ParsedSource) -> dict[int, list]:
+    """Structural nodes free of errors, bucketed by log2(byte length): {bucket: [node, ...]}.
+
+    A file has far more small expressions than blocks, so `sample_parsed_span` picks a bucket
+    uniformly, then a node in it. Computing this is most of a draw's cost: callers drawing many
+    spans from one parse (context-level FIM) compute it once and pass it in.
+    """
+    buckets: dict[int, list] = {}
+    for start_byte, end_byte, _, node in _structural_nodes(parsed):
+        if end_byte > start_byte:
+            buckets.setdefault((end_byte - start_byte).bit_length(), []).append(node)
+    return buckets
+
+
 def sample_parsed_span(
     parsed: ParsedSource,
     rng: random.Random,
     *,
     max_chars: int = DEFAULT_MAX_CHARS,
     whole_node_rate: float = DEFAULT_WHOLE_NODE_RATE,
+    buckets: dict[int, list] | None = None,
 ) -> Span | None:
-    """One SFIM span of an already parsed text (see `sample_structured_span`)."""
-    nodes = _structural_nodes(parsed)
-    if not nodes:
-        return None
-    # Bucket nodes by log2(length) and pick a bucket uniformly: a file has far more small
-    # expressions than blocks, so uniform-over-nodes would almost never mask a body.
-    buckets: dict[int, list] = {}
-    for start_byte, end_byte, _, node in nodes:
-        if end_byte > start_byte:
-            buckets.setdefault((end_byte - start_byte).bit_length(), []).append(node)
+    """One SFIM span of an already parsed text (see `sample_structured_span`); `buckets` = node_buckets(parsed)."""
+    if buckets is None:
+        buckets = node_buckets(parsed)
     if not buckets:
-        return None  # only empty (MISSING-like) nodes
+        return None  # no structural node, or only empty (MISSING-like) ones
     keys = sorted(buckets)
     root = parsed.extent(parsed.tree.root_node)
     for _ in range(_MAX_TRIES):
