@@ -1,4 +1,4 @@
-"""TrainConfig validation, the warmup + cosine schedule, and the AdamW parameter groups."""
+"""TrainConfig validation, the warmup + cosine / wsd schedules, and the AdamW parameter groups."""
 
 import math
 
@@ -12,7 +12,7 @@ from lightcoder.train.optim import build_optimizer, lr_at, param_groups, set_lr
 
 
 def test_schedule_warms_up_linearly_then_decays_by_cosine_to_min_lr():
-    cfg = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=10)
+    cfg = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=10, schedule="cosine")
     total = 110
     lrs = [lr_at(step, cfg, total) for step in range(total + 5)]
     assert lrs[:10] == pytest.approx([(i + 1) / 10 for i in range(10)])  # linear, reaching lr at step 9
@@ -21,6 +21,18 @@ def test_schedule_warms_up_linearly_then_decays_by_cosine_to_min_lr():
     assert all(a >= b for a, b in zip(decay, decay[1:]))  # monotone
     assert lrs[59] == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 49 / 99)))
     assert lrs[total - 1] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.1)  # floor, then held
+
+
+def test_wsd_holds_the_peak_then_decays_linearly_over_the_last_fraction():
+    cfg = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=10, decay_fraction=0.2)
+    total = 110
+    lrs = [lr_at(step, cfg, total) for step in range(total + 5)]
+    assert lrs[:10] == pytest.approx([(i + 1) / 10 for i in range(10)])
+    assert lrs[10:90] == [1.0] * 80  # stable: 80 % of the 100 steps after warmup
+    assert lrs[99] == pytest.approx(1.0 - 0.9 * 9 / 19) and lrs[109] == pytest.approx(0.1) == lrs[-1]
+    # a decay start fixed from the clock (train/budget.py) overrides the fraction
+    assert lr_at(60, cfg, total, decay_start=60) == 1.0 and lr_at(84, cfg, total, decay_start=60) == pytest.approx(
+        1.0 - 0.9 * 24 / 49)
 
 
 def test_schedule_edge_cases():

@@ -6,10 +6,12 @@ Budgets (all 0 = no limit; when all three are 0 the run is one pass over the tra
 `batch_size` is the global batch in windows; under torchrun each of the W ranks trains
 batch_size / W windows per step, in `grad_accum` micro-batches of batch_size / (W * grad_accum).
 - `max_minutes`: wall-clock minutes of training (evals and checkpoints included, summed over resumes).
-  The number of steps is planned ONCE, after timing `plan_after_steps` steps (the first step of the session
-  excluded), and stored in train_state.pt so a resumed run follows the same plan and LR schedule even under
-  another max_minutes; the run stops when the plan is reached, or earlier if the wall budget runs out.
-The LR schedule (linear warmup, then cosine to `min_lr`) decays over the planned number of steps, or over
+  With the default "wsd" schedule the learning rate holds its peak until 1 - decay_fraction of the
+  minutes have passed; the decay's length is then fixed from the median recent step time (a busy
+  moment before it costs only its own length). With "cosine" the total is planned once after timing
+  `plan_after_steps` steps. Either plan is stored in train_state.pt, so a resumed run follows it
+  (train/budget.py); the run stops when the plan is reached, or earlier if the wall budget runs out.
+The LR schedule (linear warmup, then wsd or cosine to `min_lr`) spans the run's total steps, or
 `schedule_steps` when that is > 0. Set `schedule_steps` to make the schedule independent of the budget,
 e.g. to stop at step k and later resume to step N with the same learning rates as one straight N-step run.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 DTYPES = ("bf16", "fp32")
+SCHEDULES = ("wsd", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 PARALLEL_MODES = ("fsdp", "ddp")
 EXPORT_HF = ("all", "final")
@@ -42,7 +45,11 @@ class TrainConfig:
     max_tokens: int = 0
     max_minutes: float = 0.0
     schedule_steps: int = 0  # > 0: the LR schedule's length, independent of the budget (see docstring)
-    plan_after_steps: int = 20  # with max_minutes: steps timed (after a warm-up) to plan the total
+    # "wsd": peak LR, then a linear decay over the last decay_fraction (of the steps, or of max_minutes,
+    # decided from the clock: train/budget.py); "cosine": cosine to min_lr, a max_minutes run planned once
+    schedule: str = "wsd"
+    decay_fraction: float = 0.2
+    plan_after_steps: int = 20  # cosine with max_minutes: steps timed (after a warm-up) to plan the total
     eval_every: int = 100  # steps between validation losses; 0 = only at the start and the end
     eval_batches: int = 4  # fixed batches of the valid split per validation
     ckpt_every: int = 500  # steps between checkpoints; 0 = only step 0 and the end
@@ -56,6 +63,9 @@ class TrainConfig:
     parallel: str = "fsdp"  # data parallelism under torchrun: "fsdp" (FSDP2 fully_shard) or "ddp"
     activation_checkpointing: bool = False  # recompute block activations in backward (saves memory)
     document_mask: bool = True  # block-causal attention: tokens attend only within their own document
+    # context-level FIM windows (pack.mix.level "context"): False = loss on the middle and </s> only (the
+    # prompt conditions, as at inference); True = also on the prompt's tokens, as document-level FIM does
+    fim_prompt_loss: bool = False
     # attention kernel: "auto" (CPU: our block-causal matmul kernel for windows whose saved probabilities
     # fit 256 MB per layer, else SDPA; GPU: SDPA), "sdpa", "blocks" (force the CPU kernel), "flex"
     # (FlexAttention BlockMasks, CUDA)
@@ -78,6 +88,10 @@ class TrainConfig:
         for name in _non_negative:
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0.0 < self.decay_fraction <= 1.0:
+            raise ValueError(f"train.decay_fraction must be in (0, 1], got {self.decay_fraction}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
         if self.min_lr > self.lr:
@@ -106,6 +120,7 @@ class TrainConfig:
 
 # Fields that change the numbers a resumed run computes; a resume with a different value warns.
 RESUME_SENSITIVE = ("batch_size", "lr", "min_lr", "warmup_steps", "weight_decay", "betas", "eps",
-                    "grad_clip", "schedule_steps", "seed", "dtype", "document_mask", "stream_order")
+                    "grad_clip", "schedule_steps", "seed", "dtype", "document_mask", "stream_order",
+                    "fim_prompt_loss", "schedule", "decay_fraction")
 
-__all__ = ["TrainConfig", "DTYPES", "DEVICES", "PARALLEL_MODES", "EXPORT_HF", "RESUME_SENSITIVE"]
+__all__ = ["TrainConfig", "DTYPES", "SCHEDULES", "DEVICES", "PARALLEL_MODES", "EXPORT_HF", "RESUME_SENSITIVE"]

@@ -62,12 +62,24 @@ def check_streams(streams, num_windows: int, where: str = "the train split") -> 
     return np.concatenate([spans, np.stack([singles, np.ones_like(singles)], axis=1)]) if len(singles) else spans
 
 
-def to_batch(rows: np.ndarray, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T) token rows -> inputs, targets, each (B, T-1) int64 on `device`."""
-    tokens = torch.from_numpy(rows.astype(np.int64, copy=False))  # (B, T)
+def to_batch(rows: np.ndarray, device: torch.device | str = "cpu", mask_rows: np.ndarray | None = None,
+             loss_from: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) token rows -> inputs, targets, each (B, T-1) int64 on `device`.
+
+    mask_rows: the rows' target roles (windows.py); a target whose role is below `loss_from` becomes
+    -100 (no loss). Example: roles [0, 1, 1, 2], loss_from 2 -> targets [-100, -100, t3] for inputs t0..t2.
+    """
+    rows = rows.astype(np.int64)  # (B, T), a copy: masking writes into it
+    if mask_rows is not None:
+        rows_targets = rows[:, 1:].copy()
+        rows_targets[mask_rows[:, 1:] < loss_from] = -100
+    else:
+        rows_targets = rows[:, 1:]
+    inputs, targets = torch.from_numpy(rows[:, :-1].copy()), torch.from_numpy(np.ascontiguousarray(rows_targets))
     if str(device).startswith("cuda"):
-        tokens = tokens.pin_memory().to(device, non_blocking=True)
-    return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()  # (B, T-1) each
+        inputs = inputs.pin_memory().to(device, non_blocking=True)
+        targets = targets.pin_memory().to(device, non_blocking=True)
+    return inputs, targets  # (B, T-1) each
 
 
 class WindowLoader:
@@ -75,7 +87,7 @@ class WindowLoader:
 
     def __init__(self, windows: np.ndarray, batch_size: int, *, seed: int, split: str = "train",
                  device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1,
-                 streams: list | None = None):
+                 streams: list | None = None, masks: np.ndarray | None = None, loss_from: int = 1):
         if windows.ndim != 2 or windows.shape[1] < 2:
             raise ValueError(f"{split} windows must be a (num_windows, seq_len >= 2) array, got shape "
                              f"{windows.shape}; re-run `lightcoder pack`")
@@ -85,7 +97,9 @@ class WindowLoader:
         if batch_size % world_size:
             raise ValueError(f"train.batch_size={batch_size} (the global batch) must be divisible by the "
                              f"{world_size} ranks; pick a multiple of {world_size}")
-        self.windows = windows
+        if masks is not None and masks.shape != windows.shape:
+            raise ValueError(f"{split} masks have shape {masks.shape}, the windows {windows.shape}; re-run `lightcoder pack`")
+        self.windows, self.masks, self.loss_from = windows, masks, loss_from
         self.batch_size = batch_size
         self.rank, self.world_size = rank, world_size
         self.seed = seed
@@ -121,7 +135,11 @@ class WindowLoader:
         sort = np.argsort(idx)
         rows = np.empty((len(idx), self.seq_len), dtype=self.windows.dtype)
         rows[sort] = self.windows[idx[sort]]
-        return to_batch(rows, self.device)
+        mask_rows = None
+        if self.masks is not None:
+            mask_rows = np.empty((len(idx), self.seq_len), dtype=self.masks.dtype)
+            mask_rows[sort] = self.masks[idx[sort]]
+        return to_batch(rows, self.device, mask_rows, self.loss_from)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed,
@@ -138,8 +156,8 @@ class WindowLoader:
         self._order = self._epoch_order(self.epoch)
 
 
-def eval_batches(windows: np.ndarray, batch_size: int, num_batches: int,
-                 device: torch.device | str = "cpu") -> list[tuple[torch.Tensor, torch.Tensor]]:
+def eval_batches(windows: np.ndarray, batch_size: int, num_batches: int, device: torch.device | str = "cpu",
+                 masks: np.ndarray | None = None, loss_from: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The fixed validation set: `num_batches` batches of windows spread evenly over the split.
 
     Uses fewer (smaller) batches when the split is small; returns [] for an empty split.
@@ -149,4 +167,6 @@ def eval_batches(windows: np.ndarray, batch_size: int, num_batches: int,
         return []
     idx = np.unique(np.linspace(0, len(windows) - 1, num).round().astype(np.int64))
     rows = np.asarray(windows[idx])
-    return [to_batch(rows[i:i + batch_size], device) for i in range(0, len(rows), batch_size)]
+    mask_rows = np.asarray(masks[idx]) if masks is not None else None
+    return [to_batch(rows[i:i + batch_size], device, None if mask_rows is None else mask_rows[i:i + batch_size],
+                     loss_from) for i in range(0, len(rows), batch_size)]

@@ -16,8 +16,8 @@ happen at the same steps everywhere, and decisions that depend on a wall clock (
 the time limit, Ctrl-C) are taken by rank 0 and broadcast at log steps. Rank 0 alone writes
 metrics.jsonl, TensorBoard events, the plot and the progress bar.
 
-Budgets (TrainConfig): max_steps, max_tokens, max_minutes (planned once after timing the first steps,
-the plan kept in train_state.pt), or one epoch when none is set. Resume is exact: a run stopped at step k
+Budgets (TrainConfig, train/budget.py): max_steps, max_tokens, max_minutes (the wsd decay, or the cosine
+plan, fixed from the clock and kept in train_state.pt), or one epoch when none is set. Resume is exact: a run stopped at step k
 and resumed to N gives bit-for-bit the weights and losses of a straight N-step run on CPU with the same
 number of ranks, provided the LR schedule's length is the same in both (set `schedule_steps`, or use the
 same budget); on another number of ranks it continues with the same batches and optimizer state.
@@ -52,6 +52,7 @@ from lightcoder.artifacts import read_jsonl, write_text_atomic
 from lightcoder.model.config import num_params
 from lightcoder.model.llama import document_ids_from_tokens
 from lightcoder.train import checkpoint as ckpt
+from lightcoder.train.budget import TimePlanner, budget_steps, schedule_steps, stop_reason, total_steps
 from lightcoder.train.config import RESUME_SENSITIVE, TrainConfig
 from lightcoder.train.distributed import (
     Dist, all_reduce_mean, all_reduce_sum, any_rank, barrier, broadcast_object, init_distributed,
@@ -60,10 +61,8 @@ from lightcoder.train.loader import WindowLoader, eval_batches
 from lightcoder.train.optim import build_optimizer, lr_at, set_lr
 from lightcoder.train.parallel import build_parallel_model, no_grad_sync
 from lightcoder.train.plot import plot_losses
+from lightcoder.windows import PROMPT, TARGET
 from lightcoder.train.telemetry import LossWatch, MetricsLog, flops_per_token, measure_matmul_peak
-
-
-PLAN_WARMUP_STEPS = 10  # with max_minutes: steps run before the timing that plans the total
 
 
 class ResumeMismatchError(ValueError):
@@ -83,10 +82,14 @@ def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenize
     if cfg.batch_size % (cfg.grad_accum * env.world_size):
         raise ValueError(f"train.batch_size={cfg.batch_size} must be divisible by grad_accum x ranks = "
                          f"{cfg.grad_accum} x {env.world_size}; pick a multiple of {cfg.grad_accum * env.world_size}")
+    from lightcoder.packing import open_mask
+
+    loss_from = PROMPT if cfg.fim_prompt_loss else TARGET  # context-level FIM: which tokens get a loss
     loader = WindowLoader(train_windows, cfg.batch_size, seed=cfg.seed, device=device, rank=env.rank,
-                          world_size=env.world_size, streams=train_streams(shards_dir) if cfg.stream_order else None)
-    val_batches = eval_batches(valid_windows, cfg.batch_size, cfg.eval_batches, device) \
-        if valid_windows is not None else []
+                          world_size=env.world_size, streams=train_streams(shards_dir) if cfg.stream_order else None,
+                          masks=open_mask(shards_dir, "train"), loss_from=loss_from)
+    val_batches = eval_batches(valid_windows, cfg.batch_size, cfg.eval_batches, device,
+                               open_mask(shards_dir, "valid"), loss_from) if valid_windows is not None else []
     tokens_per_step = cfg.batch_size * (loader.seq_len - 1)  # positions with a loss, all ranks
     budget = budget_steps(cfg, tokens_per_step, loader.batches_per_epoch)
     resume_path = check_resume(ckpt_dir, cfg, model_cfg)  # before any compute: a clear error on mismatch
@@ -100,7 +103,7 @@ def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenize
         matmul_peak(device, torch.bfloat16 if cfg.dtype == "bf16" else torch.float32), env)
 
     # ---- restore the newest checkpoint, or start from the untrained model
-    state = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "planned_steps": None,
+    state = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "planned_steps": None, "decay_start": None,
              "timing": {"eval_s": 0.0, "ckpt_s": 0.0}}
     resumed_from = restore(resume_path, model, optimizer, loader, state, cfg, env)
     metrics_path = out_dir / "metrics.jsonl"
@@ -128,7 +131,7 @@ def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenize
 
     # ---- the loop (elapsed_s counts wall time across resumes, evals and checkpoints included)
     start_step, start_tokens, elapsed_before = state["step"], state["tokens"], state["elapsed_s"]
-    plan_from = start_step + PLAN_WARMUP_STEPS  # early steps are slow (allocation, kernel selection)
+    planner = TimePlanner(cfg, start_step) if cfg.max_minutes else None  # budget.py: when the run's length is fixed
     t_session = t_interval = time.perf_counter()
     paused_s = interval_paused_s = 0.0  # eval + checkpoint seconds, left out of tokens/s
     interval_tokens, loss_sum, norm_sum, loss_count = 0, torch.zeros((), device=device), \
@@ -149,7 +152,8 @@ def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenize
         stop = stop_reason(state, cfg, budget)
         while stop is None:
             step = state["step"]
-            set_lr(optimizer, lr_at(step, cfg, schedule_steps(state, cfg, budget)))
+            set_lr(optimizer, lr_at(step, cfg, schedule_steps(state, cfg, budget),
+                                    None if cfg.schedule_steps else state["decay_start"]))
             inputs, targets = loader.next_batch()  # (B_rank, T-1) each: this rank's rows
             loss, grad_norm = optimizer_step(model, optimizer, inputs, targets, autocast=autocast,
                                              grad_clip=cfg.grad_clip, grad_accum=cfg.grad_accum,
@@ -167,17 +171,6 @@ def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenize
             clock = elapsed_before + time.perf_counter() - t_session
             if not env.enabled or log_step:  # ranks agree on rank 0's clock (wall-clock decisions match)
                 state["elapsed_s"] = broadcast_object(clock, env)
-            if cfg.max_minutes and state["planned_steps"] is None:
-                if step == plan_from:
-                    sync(device)
-                    t_plan = time.perf_counter()
-                elif step == plan_from + cfg.plan_after_steps:
-                    sync(device)
-                    step_s = (time.perf_counter() - t_plan) / cfg.plan_after_steps
-                    state["planned_steps"] = broadcast_object(
-                        plan_steps(step, clock, step_s, cfg, **state["timing"]), env)
-                    bar.total = total_steps(state, budget)
-                    bar.refresh()
             stop = stop_reason(state, cfg, budget)
 
             if log_step or stop is not None:
@@ -193,7 +186,16 @@ def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenize
                 norm_sum.zero_()
                 loss_count = 0
                 now = time.perf_counter()
-                tokens_per_s = interval_tokens / max(1e-9, now - t_interval - interval_paused_s)
+                interval_s = max(1e-9, now - t_interval - interval_paused_s)  # evals and checkpoints left out
+                tokens_per_s = interval_tokens / interval_s
+                if planner is not None and state["planned_steps"] is None and stop is None:
+                    plan = broadcast_object(planner.observe(step, state["elapsed_s"],
+                                                            interval_s * tokens_per_step / max(1, interval_tokens),
+                                                            state["timing"]), env)
+                    if plan is not None:
+                        state.update(plan)
+                        bar.total = total_steps(state, budget)
+                        bar.refresh()
                 mfu = tokens_per_s * flops / (peak * env.world_size)
                 metrics.log({"step": step, "loss": last_loss, "lr": optimizer.param_groups[0]["lr"],
                              "grad_norm": round(mean_norm, 4), "tokens": state["tokens"],
@@ -229,6 +231,7 @@ def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenize
         "tokens_per_s": round(tokens_per_s, 1), "mfu": round(tokens_per_s * flops / (peak * env.world_size), 4),
         "peak_tflops_per_device": round(peak / 1e12, 3),
         "elapsed_s": round(state["elapsed_s"], 3), "planned_steps": state["planned_steps"],
+        "decay_start": state["decay_start"], "schedule": cfg.schedule,
         "total_steps": total_steps(state, budget), "resumed_from": resumed_from,
         "checkpoint": str(ckpt.step_dir(ckpt_dir, state["step"])),
         "params": num_params(model_cfg, non_embedding=False), "device": str(device), "dtype": cfg.dtype,
@@ -356,61 +359,6 @@ def tokenizer_vocab_size(tokenizer_dir: str | Path) -> int | None:
     return Tokenizer.load(tokenizer_dir).vocab_size
 
 
-# ----------------------------------------------------------------------------- budget and schedule
-
-
-def budget_steps(cfg: TrainConfig, tokens_per_step: int, batches_per_epoch: int) -> int | None:
-    """Steps allowed by max_steps / max_tokens (the smaller); one epoch if no budget; None if only minutes."""
-    limits = []
-    if cfg.max_steps:
-        limits.append(cfg.max_steps)
-    if cfg.max_tokens:
-        limits.append(math.ceil(cfg.max_tokens / tokens_per_step))
-    if limits:
-        return min(limits)
-    return None if cfg.max_minutes else batches_per_epoch
-
-
-def plan_steps(step: int, elapsed_s: float, step_s: float, cfg: TrainConfig, *, eval_s: float,
-               ckpt_s: float) -> int:
-    """Total steps that fit in max_minutes, given the measured seconds per step.
-
-    Evals and checkpoints are amortised over the steps between them, and one final eval + checkpoint is
-    reserved. Example: 300 s left, 0.1 s/step, no evals/checkpoints -> step + 3000.
-    """
-    per_step = step_s + (eval_s / cfg.eval_every if cfg.eval_every else 0.0) \
-        + (ckpt_s / cfg.ckpt_every if cfg.ckpt_every else 0.0)
-    remaining_s = cfg.max_minutes * 60 - elapsed_s - eval_s - ckpt_s
-    return step + max(1, int(remaining_s / max(per_step, 1e-9)))
-
-
-def total_steps(state: dict, budget: int | None) -> int | None:
-    """The step the run stops at (None while a max_minutes plan is pending)."""
-    limits = [n for n in (budget, state["planned_steps"]) if n is not None]
-    return min(limits) if limits else None
-
-
-def schedule_steps(state: dict, cfg: TrainConfig, budget: int | None) -> int | None:
-    """Length of the LR schedule: schedule_steps when set, else the run's total steps."""
-    return cfg.schedule_steps or total_steps(state, budget)
-
-
-def stop_reason(state: dict, cfg: TrainConfig, budget: int | None) -> str | None:
-    """Why the run stops after the current step, or None to go on."""
-    step = state["step"]
-    if cfg.max_steps and step >= cfg.max_steps:
-        return "max_steps"
-    if cfg.max_tokens and state["tokens"] >= cfg.max_tokens:
-        return "max_tokens"
-    if state["planned_steps"] is not None and step >= state["planned_steps"]:
-        return "max_minutes"
-    if cfg.max_minutes and state["elapsed_s"] >= cfg.max_minutes * 60:
-        return "max_minutes"
-    if budget is not None and step >= budget:  # no budget set: one epoch
-        return "epoch"
-    return None
-
-
 # ----------------------------------------------------------------------------- eval, state, logging
 
 
@@ -432,8 +380,9 @@ def evaluate(model, batches: list[tuple[torch.Tensor, torch.Tensor]], autocast, 
         doc = document_ids_from_tokens(x) if document_mask else None
         with autocast:
             _, loss = model(x, y, document_ids=doc, fused_loss=True)
-        total[0] += loss.double() * y.numel() * weight
-        total[1] += y.numel() * weight
+        targets = (y != -100).sum()  # masked FIM prompts carry no loss
+        total[0] += loss.double() * targets * weight
+        total[1] += targets * weight
     total = all_reduce_sum(total, env)
     return float(total[0] / total[1])
 
@@ -483,6 +432,7 @@ def restore(path: Path | None, model, optimizer, loader: WindowLoader, state: di
         loader.load_state_dict({**saved["loader"], "epoch": saved["loader"]["epoch"] + 1, "position": 0})
     for key in ("step", "tokens", "elapsed_s", "planned_steps"):
         state[key] = saved[key]
+    state["decay_start"] = saved.get("decay_start")  # absent in checkpoints from before wsd
     state["timing"] = dict(saved.get("timing", state["timing"]))
     if env.is_main:
         saved_ranks = len(saved["rng"])
@@ -506,11 +456,6 @@ def truncate_metrics(path: Path, max_step: int) -> None:
     rows = read_jsonl(path, hint=f"delete {path.name} (it only holds logged losses) and resume")
     kept = [r for r in rows if isinstance(r.get("step"), int) and r["step"] <= max_step]
     write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @contextlib.contextmanager

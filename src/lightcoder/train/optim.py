@@ -1,4 +1,5 @@
-"""AdamW with decoupled weight decay on matrices only, and the warmup + cosine learning-rate schedule.
+"""AdamW with decoupled weight decay on matrices only, and the learning-rate schedules (warmup, then
+cosine or warmup-stable-decay; train/budget.py decides when a wall-clock run decays).
 
 `lr_at` is a pure function of the step, so a resumed run recomputes exactly the learning rates that a
 straight run would have used; nothing about the schedule lives in optimizer state.
@@ -14,23 +15,40 @@ from torch import nn
 from lightcoder.train.config import TrainConfig
 
 
-def lr_at(step: int, cfg: TrainConfig, total_steps: int | None) -> float:
+def lr_at(step: int, cfg: TrainConfig, total_steps: int | None, decay_start: int | None = None) -> float:
     """Learning rate for the optimizer step with 0-based index `step`.
 
-    Linear warmup from lr/warmup_steps to lr over `warmup_steps` steps, then a cosine from lr down to
-    min_lr reached at step `total_steps - 1` and held after it. `total_steps=None` (not planned yet)
-    holds lr after the warmup.
-    Example: warmup 10, total 110, lr 1.0, min 0.1: step 0 -> 0.1, 9 -> 1.0, 59 -> ~0.55, 109 -> 0.1.
+    Linear warmup from lr/warmup_steps to lr over `warmup_steps` steps, then by cfg.schedule:
+    - "cosine": from lr down to min_lr reached at step `total_steps - 1`, held after it;
+    - "wsd": lr until the decay starts (`decay_start`, else the last decay_fraction of the steps after
+      warmup), then linearly down to min_lr at step `total_steps - 1`.
+    `total_steps=None` (a max_minutes run not planned yet) holds lr after the warmup.
+    Example (cosine): warmup 10, total 110, lr 1.0, min 0.1: step 0 -> 0.1, 9 -> 1.0, 59 -> ~0.55, 109 -> 0.1.
+    Example (wsd, decay_fraction 0.2): warmup 10, total 110: steps 10..89 -> 1.0, 99 -> ~0.55, 109 -> 0.1.
     """
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if total_steps is None:
         return cfg.lr
+    if cfg.schedule == "wsd":
+        start = decay_start if decay_start is not None else wsd_decay_start(total_steps, cfg)
+        if step < start:
+            return cfg.lr
+        progress = min(1.0, (step - start) / max(1, total_steps - 1 - start))
+        return cfg.lr + progress * (cfg.min_lr - cfg.lr)
     decay_steps = total_steps - 1 - cfg.warmup_steps
     if decay_steps <= 0:
         return cfg.lr if step < total_steps else cfg.min_lr
     progress = min(1.0, (step - cfg.warmup_steps) / decay_steps)
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+
+
+def wsd_decay_start(total_steps: int, cfg: TrainConfig) -> int:
+    """The first decaying step of a wsd schedule of known length: the last decay_fraction after warmup.
+
+    Example: warmup 10, total 110, decay_fraction 0.2 -> 90
+    """
+    return cfg.warmup_steps + round((total_steps - cfg.warmup_steps) * (1.0 - cfg.decay_fraction))
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
