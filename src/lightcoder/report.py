@@ -96,7 +96,9 @@ def _spread(rows: list[dict], k: int) -> list[dict]:
 
 def _eval_section(run_dir: Path) -> list[str]:
     from lightcoder.eval.builders import read_tasks
-    from lightcoder.eval.report import format_benchmark_table, format_eval_table, format_samples
+    from lightcoder.eval.report import (
+        format_behaviour_table, format_benchmark_table, format_eval_table, format_samples,
+    )
 
     eval_dir = run_dir / "eval"
     scores = {}
@@ -107,7 +109,8 @@ def _eval_section(run_dir: Path) -> list[str]:
     ordered = {k: scores[k] for k in ("trained", "untrained", "most_common_line") if k in scores}
     ordered.update({k: v for k, v in scores.items() if k not in ordered})
     # format_eval_table ends with the legend of its cells (EM after strip / ES / length)
-    lines = ["## Evaluation: structured FIM on held-out repositories", "", format_eval_table(ordered), ""]
+    lines = ["## Evaluation: FIM on held-out repositories and HumanEval infilling", "", format_eval_table(ordered), "",
+             "What a user feels:", "", format_behaviour_table(ordered), ""]
     if "trained" in ordered:
         lines += [_comparison_line(ordered), ""]
     benchmarks = format_benchmark_table(eval_dir / "tasks")

@@ -126,3 +126,24 @@ def test_write_read_round_trip(tmp_path):
     path.write_text("{not json\n")
     with pytest.raises(ValueError, match=r":1: not valid JSON"):
         read_tasks(path)
+
+
+def test_humaneval_fim_tasks_are_spans_of_the_canonical_solutions():
+    from lightcoder.eval.builders import HUMANEVAL_TYPES, humaneval_fim_tasks
+    from lightcoder.eval.tasks.humaneval import read_humaneval
+
+    try:
+        rows = read_humaneval()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    whole = {r["prompt"] + r["canonical_solution"] for r in rows}
+    tasks = humaneval_fim_tasks(per_type=12, seed=0)
+    by_type = {t: [x for x in tasks if x.task_type == t] for t in HUMANEVAL_TYPES}
+    assert all(len(v) == 12 for v in by_type.values())
+    for task in tasks:
+        assert task.prefix + task.middle + task.suffix in whole and task.middle.strip()
+        assert task.language == "Python" and len(task.middle) <= 400
+    assert all(t.middle.count("\n") <= 1 for t in by_type["he_single_line"])
+    assert all(t.middle.count("\n") >= 2 for t in by_type["he_multi_line"])
+    assert len({t.prefix[:40] for t in by_type["he_single_line"]}) == 12  # twelve different problems
+    assert humaneval_fim_tasks(per_type=12, seed=0) == tasks

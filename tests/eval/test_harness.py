@@ -12,7 +12,9 @@ from lightcoder.eval.harness import (
     score_samples,
 )
 from lightcoder.eval.metrics import TOTAL
-from lightcoder.eval.report import CURSOR_CLOSE, CURSOR_OPEN, format_eval_table, format_samples
+from lightcoder.eval.report import (
+    CURSOR_CLOSE, CURSOR_OPEN, format_behaviour_table, format_eval_table, format_samples,
+)
 from lightcoder.infer.completer import Completion
 
 
@@ -158,6 +160,31 @@ def test_format_eval_table(tmp_path):
     assert lines[2].startswith("| single_line | 4 | 100.0 / 100.0 / 8:9 | 50.0 / ")
     assert lines[3].startswith("| if_statement | 2 |")
     assert lines[4].startswith(f"| **{TOTAL}** | 6 |")
+
+
+class BitsPredictor(FakePredictor):
+    """FakePredictor that also prices the reference middle (1 bit per character) and runs to the
+    token limit on the if_statement tasks (path pkg/n.py)."""
+
+    def complete(self, prefix, suffix="", **kwargs):
+        done = super().complete(prefix, suffix, **kwargs)
+        return dataclasses.replace(done, stop_reason="length") if kwargs.get("path") == "pkg/n.py" else done
+
+    def middle_bits(self, prefix, middle, suffix="", *, path="", mode="spm", max_new_tokens=64):
+        return float(len(middle))
+
+
+def test_results_record_stop_syntax_and_bits_per_byte(tmp_path):
+    tasks = make_tasks()
+    scores = run_fim_eval(BitsPredictor(tasks), tasks, tmp_path, name="bits")
+    rows = {r["task_id"]: r for r in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
+    assert rows["single_line/0"]["syntax_ok"] is True and rows["single_line/0"]["stopped"] is True
+    assert rows["if_statement/0"]["stopped"] is False and rows["if_statement/0"]["bits"] == len(tasks[4].middle)
+    summary = scores["summary"]
+    assert summary["single_line"]["stop_rate"] == 100.0 and summary["if_statement"]["stop_rate"] == 0.0
+    assert summary[TOTAL]["bpb"] == pytest.approx(1.0)  # 1 bit per (ASCII) character
+    table = format_behaviour_table({"bits": scores})
+    assert "| single_line | 4 | 100 / " in table and "/ 1.00 |" in table and "stop token" in table
 
 
 def test_format_samples_shows_context_and_reference():

@@ -9,6 +9,7 @@ from lightcoder.eval.metrics import (
     exact_match,
     score_one,
     summarize,
+    syntax_valid,
     tokenize_13a,
 )
 
@@ -64,9 +65,29 @@ def test_summarize_means_per_type_and_total():
     ]
     table = summarize(rows)
     assert list(table) == ["a", "b", TOTAL]
-    assert table["a"] == {"n": 2, "em": 50.0, "es": 75.0, "bleu": 50.0, "pred_len": 3.0, "ref_len": 5.0}
+    assert table["a"] == {"n": 2, "em": 50.0, "es": 75.0, "bleu": 50.0, "pred_len": 3.0, "ref_len": 5.0,
+                          "len_ratio": 0.6, "stop_rate": None, "syntax": None, "bpb": None}
     assert table[TOTAL]["n"] == 3
     assert table[TOTAL]["em"] == pytest.approx(100 / 3)
     assert table[TOTAL]["es"] == pytest.approx(50.0)
     assert table[TOTAL]["ref_len"] == pytest.approx(6.0)
     assert summarize([])[TOTAL]["n"] == 0
+
+
+def test_summarize_rates_and_bits_per_byte():
+    rows = [
+        {"task_type": "a", "em": True, "es": 100.0, "bleu": 100.0, "pred_len": 4, "ref_len": 4,
+         "stopped": True, "syntax_ok": True, "bits": 8.0, "middle_bytes": 4},
+        {"task_type": "a", "em": False, "es": 50.0, "bleu": 0.0, "pred_len": 8, "ref_len": 4,
+         "stopped": False, "syntax_ok": None, "bits": 24.0, "middle_bytes": 4},
+    ]
+    a = summarize(rows)["a"]
+    assert a["stop_rate"] == 50.0 and a["len_ratio"] == 1.5
+    assert a["syntax"] == 100.0  # None (no grammar) is left out, not counted as a failure
+    assert a["bpb"] == pytest.approx(32.0 / 8)  # total bits over total bytes
+
+
+def test_syntax_valid_parses_the_whole_file_around_the_completion():
+    assert syntax_valid("def f():\n    return ", "1", "\n", "Python") is True
+    assert syntax_valid("def f():\n    return ", "(1", "\n", "Python") is False
+    assert syntax_valid("x", "y", "z", "NoSuchLanguage") is None

@@ -200,3 +200,23 @@ def test_completion_cut_mid_character_drops_the_unfinished_bytes(run_dir, monkey
     monkeypatch.setattr(completer.engine, "generate", fake_generate)
     result = completer.complete("y = ", max_new_tokens=len(text_ids) + 1)
     assert result.text == "x = 1" and result.new_tokens == len(text_ids) + 1
+
+
+def test_middle_bits_equal_the_cost_of_decoding_the_reference_step_by_step(run_dir):
+    """Teacher-forced bits of middle + </s> in one forward == the sum of -log2 p over an incremental
+    (KV-cache) decode of the same tokens after the very prompt `complete` builds."""
+    completer = Completer.load(run_dir)
+    prefix, middle, suffix = "def add(a, b):\n    return ", "a + b", "\n\nprint(add(1, 2))\n"
+    bits = completer.middle_bits(prefix, middle, suffix, path="m.py", max_new_tokens=16)
+    prompt = completer.build(prefix, suffix, path="m.py", max_new_tokens=16)
+    targets = completer.tokenizer.encode(middle) + [completer.tokenizer.eos_id]
+    model, total = completer.model, 0.0
+    cache = model.init_kv_cache(1, len(prompt) + len(targets))
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt]), kv_cache=cache, start_pos=0, last_logits_only=True)
+        for i, target in enumerate(targets):
+            total -= float(torch.log_softmax(logits[0, -1].float(), -1)[target]) / torch.log(torch.tensor(2.0))
+            logits = model(torch.tensor([[target]]), kv_cache=cache, start_pos=len(prompt) + i)
+    assert bits == pytest.approx(float(total), rel=1e-4) and bits > 0
+    long_middle = "x = 1\n" * 200  # leaves too little context for a prompt: no bits, not an error
+    assert completer.middle_bits(prefix, long_middle, suffix, path="m.py") is None

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from lightcoder.data.records import SourceFile
 
 TASK_TYPES: tuple[str, ...] = EVAL_KINDS + ("random_span",)
+# HumanEval-infilling's three formats (eval/tasks/infilling.py) as FIM tasks of the same table
+HUMANEVAL_TYPES: dict[str, str] = {"he_single_line": "single-line", "he_multi_line": "multi-line",
+                                   "he_random_span": "random-span"}
+HUMANEVAL_PATH = "humaneval.py"  # HumanEval has no file path; the header still names the language
 _DEDUP_TAIL_CHARS = 256
 
 
@@ -146,6 +150,36 @@ def build_fim_tasks(
                 tasks.append(FimTask(f"{task_type}/{count:04d}", task_type, f.path, f.language,
                                      prefix, middle, suffix))
                 count += 1
+    return tasks
+
+
+def humaneval_fim_tasks(*, per_type: int, seed: int, max_middle_chars: int = 400,
+                        max_span_lines: int = 5) -> list[FimTask]:
+    """HumanEval-infilling single-line, multi-line and random-span tasks as FimTasks, `per_type` of each.
+
+    Each task is a different problem (problems shuffled by seed, one random span each), so a type
+    spreads over HumanEval; middles over max_middle_chars and multi-line spans over max_span_lines
+    are skipped, as build_fim_tasks caps its middles. FileNotFoundError without HumanEval data.
+    """
+    from lightcoder.eval.tasks.humaneval import read_humaneval
+    from lightcoder.eval.tasks.infilling import build_infilling
+
+    rows = read_humaneval()
+    tasks: list[FimTask] = []
+    for task_type, fmt in HUMANEVAL_TYPES.items():
+        by_problem: dict[str, list[dict]] = {}
+        for r in build_infilling(rows, fmt, max_span_lines=max_span_lines, seed=seed):
+            middle = r["canonical_solution"]
+            if not middle.strip() or len(middle) > max_middle_chars or (fmt == "multi-line" and middle.count("\n") < 2):
+                continue  # multi-line: at least two lines (single lines are their own type)
+            by_problem.setdefault("/".join(r["task_id"].split("/")[1:3]), []).append(r)  # "HumanEval/12"
+        problems = sorted(by_problem)
+        rng = random.Random(f"{seed}:{task_type}")
+        rng.shuffle(problems)
+        for count, problem in enumerate(problems[:per_type]):
+            r = rng.choice(by_problem[problem])
+            tasks.append(FimTask(f"{task_type}/{count:04d}", task_type, HUMANEVAL_PATH, "Python",
+                                 r["prompt"], r["canonical_solution"], r["suffix"]))
     return tasks
 
 

@@ -5,14 +5,19 @@ Input: FimTasks (lightcoder.eval.builders) and a predictor, i.e. anything with t
 model or a baseline). Output, in `out_dir`:
 
     samples.jsonl   one line per task, written as it is generated:
-                    {task_id, task_type, prediction, new_tokens, prompt_tokens, stop_reason, seconds}
-    results.jsonl   one line per task: {task_id, task_type, em, es, bleu, pred_len, ref_len}
+                    {task_id, task_type, prediction, new_tokens, prompt_tokens, stop_reason, seconds,
+                     bits (of the reference middle + </s> given the prompt; models only), middle_bytes}
+    results.jsonl   one line per task: {task_id, task_type, em, es, bleu, pred_len, ref_len, stopped,
+                    syntax_ok, bits, middle_bytes}
     scores.json     {name, lightcoder_version, eval_version, num_tasks, generation, config, summary, timing}
     generation.json {name, model_id, max_new_tokens, mode, temperature} that samples.jsonl was
                     made with; a resume with other settings is refused
 
 Decoding follows FIM-Eval (research/aixcoder-7b.md §6.3): greedy, the raw completion is scored
-after strip(), no other post-processing. FIM-Eval fed aiXcoder PSM prompts; our default is SPM,
+after strip(), no other post-processing (no syntax truncation). Besides EM/ES/BLEU, each task
+records what a user feels: did the completion stop (the stop token before max_new_tokens), does
+prefix + completion + suffix parse, and (for a model with `middle_bits`) the bits per byte of the
+reference middle, a tokenizer-independent measure that needs no generation. FIM-Eval fed aiXcoder PSM prompts; our default is SPM,
 aiXcoder's own inference format, so pass mode="psm" to copy the benchmark exactly.
 
 Generation is resumable: a rerun skips task ids already in samples.jsonl (a half-written last
@@ -33,13 +38,13 @@ from tqdm import tqdm
 
 from lightcoder import __version__
 from lightcoder.artifacts import append_jsonl, read_jsonl, trim_torn_tail, write_json_atomic, write_text_atomic
-from lightcoder.eval.metrics import score_one, summarize
+from lightcoder.eval.metrics import score_one, summarize, syntax_valid
 
 if TYPE_CHECKING:
     from lightcoder.eval.builders import FimTask
     from lightcoder.infer.completer import Completion
 
-EVAL_VERSION = 1  # bump when a metric or an output field changes meaning
+EVAL_VERSION = 2  # bump when a metric or an output field changes meaning (2: stop, syntax, bits)
 MODES = ("psm", "spm")
 SAMPLES_FILE = "samples.jsonl"
 RESULTS_FILE = "results.jsonl"
@@ -53,7 +58,7 @@ class EvalConfig:
 
     per_type: int = 24  # tasks per task type built from the test split (7 types: 168 tasks)
     max_context_chars: int = 4096  # prefix/suffix kept around each task's middle (build_fim_tasks)
-    max_new_tokens: int = 64  # FIM-Eval used 512; our middles are <= 400 chars and the model is small
+    max_new_tokens: int = 128  # FIM-Eval used 512; our middles are <= 400 chars (~120 tokens)
     mode: str = "spm"  # "spm" (aiXcoder's inference default) or "psm" (what FIM-Eval ran)
     max_prompt_tokens: int = 0  # Completer(max_prompt_tokens=... or None); 0 = model context - max_new_tokens
     seed: int = 0
@@ -62,9 +67,10 @@ class EvalConfig:
     humaneval_limit: int = 8  # first N HumanEval problems, executed in the sandbox -> pass@1
     humaneval_max_new_tokens: int = 64
     santacoder_fim_limit: int = 8  # SantaCoder-FIM-style single lines from HumanEval -> EM (16 new tokens)
+    humaneval_fim_per_type: int = 24  # HumanEval-infilling single/multi-line/random-span rows of the FIM table
 
     def __post_init__(self) -> None:
-        for field in ("humaneval_limit", "humaneval_max_new_tokens", "santacoder_fim_limit"):
+        for field in ("humaneval_limit", "humaneval_max_new_tokens", "santacoder_fim_limit", "humaneval_fim_per_type"):
             if getattr(self, field) < 0:
                 raise ValueError(f"eval.{field} must be >= 0, got {getattr(self, field)}")
         for field in ("per_type", "max_context_chars", "max_new_tokens"):
@@ -104,8 +110,12 @@ def score_samples(tasks: Sequence[FimTask], samples: Iterable[dict]) -> list[dic
         )
     results = []
     for task in tasks:
+        sample = by_id[task.task_id]
         row = {"task_id": task.task_id, "task_type": task.task_type}
-        row.update(score_one(by_id[task.task_id]["prediction"], task.middle))
+        row.update(score_one(sample["prediction"], task.middle))
+        row["stopped"] = sample.get("stop_reason") == "stop"
+        row["syntax_ok"] = syntax_valid(task.prefix, sample["prediction"], task.suffix, task.language)
+        row["bits"], row["middle_bytes"] = sample.get("bits"), len(task.middle.encode("utf-8", "surrogatepass"))
         results.append(row)
     return results
 
@@ -210,7 +220,11 @@ def run_fim_eval(predictor: Predictor, tasks: Iterable[FimTask], out_dir: str | 
                 "prompt_tokens": completion.prompt_tokens,
                 "stop_reason": completion.stop_reason,
                 "seconds": time.perf_counter() - start,
+                "bits": None,
             }
+            if hasattr(predictor, "middle_bits"):  # teacher-forced cost of the reference (models only)
+                sample["bits"] = predictor.middle_bits(task.prefix, task.middle, task.suffix, path=task.path,
+                                                       max_new_tokens=max_new_tokens, mode=mode)
             append_jsonl(f, sample)
             done[task.task_id] = sample
             bar.update()

@@ -122,22 +122,48 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def syntax_valid(prefix: str, middle: str, suffix: str, language: str | None) -> bool | None:
+    """Does prefix + middle + suffix parse without an ERROR or MISSING node? None: no grammar to judge.
+
+    Example: syntax_valid("def f():\n    return ", "1", "\n", "Python") -> True; with "(" -> False
+    """
+    from lightcoder.fim.spans import parse_source
+
+    parsed = parse_source(prefix + middle + suffix, language)
+    return None if parsed is None else not parsed.has_error
+
+
+def _rate(rows: list[dict], key: str) -> float | None:
+    """Percent of rows whose `key` is true, over the rows that have a bool there (None: no such rows)."""
+    values = [bool(r[key]) for r in rows if isinstance(r.get(key), bool)]
+    return 100.0 * _mean([float(v) for v in values]) if values else None
+
+
 def _summarize_rows(rows: list[dict]) -> dict:
+    pred_len, ref_len = _mean([r["pred_len"] for r in rows]), _mean([r["ref_len"] for r in rows])
+    bits = [(r["bits"], r["middle_bytes"]) for r in rows if r.get("bits") is not None and r.get("middle_bytes")]
     return {
         "n": len(rows),
         "em": 100.0 * _mean([float(r["em"]) for r in rows]),
         "es": _mean([r["es"] for r in rows]),
         "bleu": _mean([r["bleu"] for r in rows]),
-        "pred_len": _mean([r["pred_len"] for r in rows]),
-        "ref_len": _mean([r["ref_len"] for r in rows]),
+        "pred_len": pred_len,
+        "ref_len": ref_len,
+        "len_ratio": pred_len / ref_len if ref_len else 0.0,  # of the means, as FIM-Eval's pred:ref
+        "stop_rate": _rate(rows, "stopped"),  # % that ended with the stop token before the limit
+        "syntax": _rate(rows, "syntax_ok"),  # % where prefix + completion + suffix parses
+        # bits per byte of the reference middle (+ </s>) given the prompt: total bits / total bytes
+        "bpb": sum(b for b, _ in bits) / sum(n for _, n in bits) if bits else None,
     }
 
 
 def summarize(results: list[dict]) -> dict[str, dict]:
-    """Per-type means of per-task rows (dicts with task_type, em, es, bleu, pred_len, ref_len).
+    """Per-type means of per-task rows (dicts with task_type, em, es, bleu, pred_len, ref_len and,
+    when known, stopped, syntax_ok, bits and middle_bytes).
 
-    Returns {task_type: {n, em, es, bleu, pred_len, ref_len}} in first-seen type order, then "total".
-    EM is a percentage; ES and BLEU are already 0..100; lengths are mean characters.
+    Returns {task_type: {n, em, es, bleu, pred_len, ref_len, len_ratio, stop_rate, syntax, bpb}} in
+    first-seen type order, then "total". EM, stop_rate and syntax are percentages (None when no row
+    has the field); ES and BLEU are already 0..100; lengths are mean characters.
     Example: summarize([{"task_type": "a", "em": True, "es": 100.0, "bleu": 100.0, "pred_len": 4, "ref_len": 4}])
              -> {"a": {"n": 1, "em": 100.0, ...}, "total": {"n": 1, "em": 100.0, ...}}
     """

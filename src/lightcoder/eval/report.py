@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from lightcoder.eval.builders import TASK_TYPES
+from lightcoder.eval.builders import HUMANEVAL_TYPES, TASK_TYPES
 from lightcoder.eval.metrics import TOTAL, score_one
 
 if TYPE_CHECKING:
@@ -29,7 +29,8 @@ def _row_order(summaries: Iterable[Mapping]) -> list[str]:
     seen: list[str] = []
     for summary in summaries:
         seen += [t for t in summary if t != TOTAL and t not in seen]
-    ordered = [t for t in TASK_TYPES if t in seen] + [t for t in seen if t not in TASK_TYPES]
+    known = TASK_TYPES + tuple(HUMANEVAL_TYPES)
+    ordered = [t for t in known if t in seen] + [t for t in seen if t not in known]
     return ordered + [TOTAL]
 
 
@@ -38,6 +39,36 @@ def format_eval_table(scores_by_model: Mapping[str, Mapping]) -> str:
 
     Values are scores.json dicts or their "summary" tables. Example cell: "35.0 / 56.1 / 146:167".
     """
+    return _table(scores_by_model, _accuracy_cell,
+                  "Cells: exact match % (after strip, as aiXcoder FIM-Eval) / edit similarity (0-100) / "
+                  "mean characters predicted:reference.")
+
+
+def format_behaviour_table(scores_by_model: Mapping[str, Mapping]) -> str:
+    """What a user feels, per task type and model: `stop % / length x / syntax % / bits per byte`.
+
+    Example cell: "92 / 1.1x / 85 / 1.42" ("-" for a value the model has none of, e.g. a baseline's bits).
+    """
+    return _table(scores_by_model, _behaviour_cell,
+                  "Cells: % of completions that ended with the stop token before the token limit / mean "
+                  "predicted:reference length / % where prefix + completion + suffix parses / bits per byte "
+                  "of the reference middle and its stop token (teacher-forced; lower is better).")
+
+
+def _accuracy_cell(row: Mapping) -> str:
+    return f"{row['em']:.1f} / {row['es']:.1f} / {row['pred_len']:.0f}:{row['ref_len']:.0f}"
+
+
+def _behaviour_cell(row: Mapping) -> str:
+    def pct(key: str) -> str:
+        return "-" if row.get(key) is None else f"{row[key]:.0f}"
+
+    ratio = row["pred_len"] / row["ref_len"] if row.get("ref_len") else 0.0
+    bpb = "-" if row.get("bpb") is None else f"{row['bpb']:.2f}"
+    return f"{pct('stop_rate')} / {ratio:.2f}x / {pct('syntax')} / {bpb}"
+
+
+def _table(scores_by_model: Mapping[str, Mapping], cell, legend: str) -> str:
     summaries = {model: _summary(scores) for model, scores in scores_by_model.items()}
     models = list(summaries)
     lines = [
@@ -46,16 +77,10 @@ def format_eval_table(scores_by_model: Mapping[str, Mapping]) -> str:
     ]
     for task_type in _row_order(summaries.values()):
         n = next((s[task_type]["n"] for s in summaries.values() if task_type in s), 0)
-        cells = []
-        for model in models:
-            row = summaries[model].get(task_type)
-            cells.append("-" if row is None else
-                         f"{row['em']:.1f} / {row['es']:.1f} / {row['pred_len']:.0f}:{row['ref_len']:.0f}")
+        cells = ["-" if summaries[m].get(task_type) is None else cell(summaries[m][task_type]) for m in models]
         name = f"**{task_type}**" if task_type == TOTAL else task_type
         lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("Cells: exact match % (after strip, as aiXcoder FIM-Eval) / edit similarity (0-100) / mean characters predicted:reference.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", legend]) + "\n"
 
 
 def _fence(text: str) -> str:

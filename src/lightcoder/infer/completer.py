@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -112,6 +113,30 @@ class Completer:
         cfg = self.prompt_config(mode, max_new_tokens, max_prompt_tokens, max_context_tokens if context else 0)
         return build_prompt(self.tokenizer, prefix=prefix, suffix=suffix, path=path, cfg=cfg,
                             template=self.template, context=context)
+
+    @torch.no_grad()
+    def middle_bits(self, prefix: str, middle: str, suffix: str = "", *, path: str = "", mode: str = "spm",
+                    max_new_tokens: int = 64) -> float | None:
+        """Bits the model spends on the reference `middle` and the stop token after it, teacher-forced,
+        given the prompt `complete` would build (its budget shrinks only when the middle needs more
+        than max_new_tokens). Divided by the middle's UTF-8 bytes, this is bits per byte. None when
+        the middle alone leaves less than a quarter of the context, or no room for the header.
+
+        Example: completer.middle_bits("def f():\n    return ", "1", "\n", path="m.py") -> e.g. 9.3
+        """
+        middle_ids = self.tokenizer.encode(middle)
+        if len(middle_ids) + 1 > self.model_cfg.max_seq_len * 3 // 4:
+            return None
+        try:
+            prompt = self.build(prefix, suffix, path=path, mode=mode,
+                                max_new_tokens=max(max_new_tokens, len(middle_ids) + 1))
+        except ValueError:  # no room left for the special tokens and header
+            return None
+        ids = torch.tensor([prompt + middle_ids + [self.tokenizer.eos_id]], dtype=torch.long)
+        logits = self.model(ids.to(next(self.model.parameters()).device))[0, len(prompt) - 1 : -1].float()
+        targets = ids[0, len(prompt):].to(logits.device)  # the middle's tokens, then </s>
+        nats = -torch.log_softmax(logits, dim=-1).gather(1, targets[:, None]).sum()
+        return float(nats) / math.log(2)
 
     def complete(self, prefix: str, suffix: str = "", *, truncate: str = "none", **kwargs) -> Completion:
         """Complete the code between prefix and suffix (NTP when suffix is ""); greedy by default.
