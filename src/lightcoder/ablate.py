@@ -1,0 +1,176 @@
+"""`lightcoder ablate`: the paper's ablation as one command, at equal compute, over seeds.
+
+    lightcoder ablate --out run/ablate [--minutes 5 | --tokens N] [--seeds 3] [--variants ntp,fim,full]
+                      [--orderings random,path,content,dependency,mix] [--ordering-seeds 1]
+                      [--variant NAME:key=value;key=value ...] [--corpus PATH ...] [--section.field VALUE ...]
+
+Variants change the training data (research/aixcoder-7b.md §3, §4):
+    ntp            next-token prediction only (pack.mix.ntp_rate 1)
+    fim            NTP + random character-span FIM (aiXcoder's finetune.py objective, at context level)
+    full           NTP + FIM + SFIM + editor-shaped line spans: the default recipe (fim/mix.py)
+    order-<s>      the full recipe with files of a repository in order <s> (random, path, content,
+                   dependency, mix) and attention across file boundaries (train.document_mask false),
+                   so that a window's earlier files are context, as in aiXcoder's packing
+Every run trains the same number of tokens (--tokens, or --minutes converted once from the measured
+speed of the first variant's model), with train.seed = the seed, and is scored on the same held-out
+tasks (structured FIM tasks from the test repositories and HumanEval infilling; eval/builders.py).
+
+Layout: OUT/base (corpus + tokenizer, shared), OUT/packs/<variant> (one pack per variant, shared by its
+seeds), OUT/runs/<variant>-s<seed> (training + eval; data/tokenizer/shards are links). Finished stages
+are skipped, so an interrupted ablation resumes. OUT/ablation.md and .json hold the table (ablate_report.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from lightcoder.config import RunConfig, apply_overrides, parse_override_args, write_json_atomic
+
+OBJECTIVE_VARIANTS: dict[str, dict[str, str]] = {
+    "ntp": {"pack.mix.ntp_rate": "1.0"},
+    "fim": {"pack.mix.span_weights": '{"random": 1.0}'},
+    "full": {},
+}
+ORDERINGS = ("random", "path", "content", "dependency", "mix")
+ABLATION_EVAL = {"eval.humaneval_limit": "0", "eval.santacoder_fim_limit": "0"}  # the FIM table only
+
+
+def ordering_variant(strategy: str) -> dict[str, str]:
+    return {"pack.sampling": strategy, "train.document_mask": "false"}
+
+
+def parse_variant(spec: str) -> tuple[str, dict[str, str]]:
+    """"NAME:key=value;key=value" -> (NAME, {key: value}). Example: "ntp50:pack.mix.ntp_rate=0.5"."""
+    name, _, body = spec.partition(":")
+    if not name or not body:
+        raise ValueError(f"--variant {spec!r}: use NAME:section.field=VALUE;section.field=VALUE")
+    pairs = [p.split("=", 1) for p in body.split(";") if p]
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError(f"--variant {spec!r}: every setting needs '=' (section.field=VALUE)")
+    return name, {k.strip(): v.strip() for k, v in pairs}
+
+
+def plan_runs(args: argparse.Namespace) -> list[tuple[str, dict[str, str], int]]:
+    """(variant name, overrides, seed) of every run, objective variants first."""
+    variants = {name: OBJECTIVE_VARIANTS[name] for name in _names(args.variants, OBJECTIVE_VARIANTS)}
+    variants.update(parse_variant(spec) for spec in args.variant or [])
+    runs = [(name, ov, seed) for name, ov in variants.items() for seed in range(args.seeds)]
+    for strategy in _names(args.orderings, ORDERINGS):
+        runs += [(f"order-{strategy}", ordering_variant(strategy), seed) for seed in range(args.ordering_seeds)]
+    if not runs:
+        raise ValueError("nothing to run: give --variants and/or --orderings")
+    return runs
+
+
+def _names(value: str, known) -> list[str]:
+    names = [] if value in ("", "none") else [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown name(s) {unknown}: choose from {sorted(known)} (or 'none')")
+    return names
+
+
+def link_stages(src: Path, dst: Path, names: tuple[str, ...]) -> None:
+    """dst/<name> -> src/<name> symlinks and src's stages.json records for them, so stage checks pass."""
+    from lightcoder.stages import read_stages
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        link = dst / name
+        if not link.exists():
+            link.symlink_to((src / name).resolve(), target_is_directory=True)
+    records = read_stages(src)
+    stages = read_stages(dst)
+    stages.update({name: records[name] for name in names if name in records})
+    write_json_atomic(dst / "stages.json", stages)
+
+
+def run_ablation(args: argparse.Namespace, rest: list[str]) -> Path:
+    from lightcoder import stages
+    from lightcoder.ablate_report import collect, write_report
+
+    out = Path(args.out)
+    common = {**ABLATION_EVAL, **parse_override_args(rest)}
+    runs = plan_runs(args)
+    base_dir = out / "base"
+    base_cfg = make_config(args, common, {})
+    stages.stage_data(base_cfg, base_dir)
+    stages.stage_tokenizer(base_cfg, base_dir)
+    tokens = args.tokens
+    done_runs = []
+    for i, (name, overrides, seed) in enumerate(runs):
+        cfg = make_config(args, common, overrides)
+        pack_dir = out / "packs" / name
+        link_stages(base_dir, pack_dir, ("data", "tokenizer"))
+        stages.stage_pack(cfg, pack_dir)
+        if not tokens:
+            tokens = budget_tokens(out, cfg, pack_dir, args.minutes)
+        run_dir = out / "runs" / f"{name}-s{seed}"
+        link_stages(pack_dir, run_dir, ("data", "tokenizer", "shards"))
+        cfg.train.seed, cfg.train.max_tokens, cfg.train.max_minutes, cfg.train.max_steps = seed, tokens, 0.0, 0
+        print(f"\n=== ablate {i + 1}/{len(runs)}: {name} seed {seed}, {tokens:,} tokens ===", file=sys.stderr)
+        stages.stage_train(cfg, run_dir)
+        models = ("trained", "untrained", "most_common_line") if i == 0 else ("trained",)
+        stages.stage_eval(cfg, run_dir, models=models)
+        done_runs.append((name, seed, run_dir))
+        write_report(out, collect(done_runs), tokens=tokens)  # the table so far, after every run
+    return out / "ablation.md"
+
+
+def make_config(args: argparse.Namespace, common: dict[str, str], overrides: dict[str, str]) -> RunConfig:
+    """A fresh RunConfig with the preset, corpus, the ablation's common overrides, then the variant's."""
+    from lightcoder.model.config import get_preset
+
+    cfg = RunConfig()
+    if args.model_preset:
+        cfg.model, cfg.model_preset = get_preset(args.model_preset), args.model_preset
+    if args.corpus:
+        cfg.data.sources = [str(Path(p)) for p in args.corpus]
+    return apply_overrides(cfg, {**common, **overrides})
+
+
+def budget_tokens(out: Path, cfg: RunConfig, pack_dir: Path, minutes: float) -> int:
+    """Training tokens per run: --minutes x the measured tokens/s of this model on these windows,
+    measured once and kept in OUT/budget.json (so every run, and a resumed ablation, trains the same)."""
+    path = out / "budget.json"
+    if path.exists():
+        return json.loads(path.read_text())["tokens"]
+    from lightcoder.train.speed import measure_tokens_per_s
+
+    rate = measure_tokens_per_s(cfg, pack_dir)
+    tokens = int(minutes * 60 * rate)
+    write_json_atomic(path, {"tokens": tokens, "minutes": minutes, "tokens_per_s": round(rate, 1),
+                             "measured": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return tokens
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lightcoder ablate", description="The paper's ablation: NTP / FIM / "
+                                "SFIM and file orderings at equal tokens, over seeds, on the same held-out tasks.")
+    p.add_argument("--out", default="run/ablate", help="output directory (default run/ablate)")
+    p.add_argument("--corpus", nargs="+", metavar="PATH", help="source dirs (default: the Python stdlib)")
+    p.add_argument("--model-preset", help="model preset (default lc-quickstart)")
+    p.add_argument("--minutes", type=float, default=5.0, help="training minutes per run, converted once to "
+                   "tokens from the measured speed (default 5)")
+    p.add_argument("--tokens", type=int, default=0, help="training tokens per run (overrides --minutes)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per objective variant (default 3)")
+    p.add_argument("--variants", default="ntp,fim,full", help="objective variants (default ntp,fim,full)")
+    p.add_argument("--variant", action="append", metavar="NAME:key=value;...", help="an extra variant")
+    p.add_argument("--orderings", default=",".join(ORDERINGS), help="file orderings to run ('none' to skip)")
+    p.add_argument("--ordering-seeds", type=int, default=1, help="seeds per ordering (default 1)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args, rest = build_parser().parse_known_args(argv)
+    if args.seeds < 1 or args.ordering_seeds < 0 or args.minutes <= 0 or args.tokens < 0:
+        raise ValueError("--seeds must be >= 1, --ordering-seeds >= 0, --minutes > 0 and --tokens >= 0")
+    report = run_ablation(args, rest)
+    print(report.read_text())
+    print(f"ablation table written to {report}", file=sys.stderr)
+    return 0
+
