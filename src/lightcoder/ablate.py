@@ -7,7 +7,8 @@
 Variants change the training data (research/aixcoder-7b.md §3, §4):
     ntp            next-token prediction only (pack.mix.ntp_rate 1)
     fim            NTP + random character-span FIM (aiXcoder's finetune.py objective, at context level)
-    full           NTP + FIM + SFIM + editor-shaped line spans: the default recipe (fim/mix.py)
+    lines          NTP + random FIM + the editor-shaped line spans: the default recipe without SFIM
+    full           NTP + FIM + SFIM + line spans: the default recipe (fim/mix.py); full - lines is SFIM's part
     order-<s>      the full recipe with files of a repository in order <s> (random, path, content,
                    dependency, mix) and attention across file boundaries (train.document_mask false),
                    so that a window's earlier files are context, as in aiXcoder's packing
@@ -30,9 +31,16 @@ from pathlib import Path
 
 from lightcoder.config import RunConfig, apply_overrides, parse_override_args, write_json_atomic
 
+def _without_sfim() -> str:
+    from lightcoder.fim.mix import DEFAULT_SPAN_WEIGHTS
+
+    return json.dumps({k: v for k, v in DEFAULT_SPAN_WEIGHTS.items() if k != "sfim"})
+
+
 OBJECTIVE_VARIANTS: dict[str, dict[str, str]] = {
     "ntp": {"pack.mix.ntp_rate": "1.0"},
     "fim": {"pack.mix.span_weights": '{"random": 1.0}'},
+    "lines": {"pack.mix.span_weights": _without_sfim()},
     "full": {},
 }
 ORDERINGS = ("random", "path", "content", "dependency", "mix")
@@ -158,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "tokens from the measured speed (default 5)")
     p.add_argument("--tokens", type=int, default=0, help="training tokens per run (overrides --minutes)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per objective variant (default 3)")
-    p.add_argument("--variants", default="ntp,fim,full", help="objective variants (default ntp,fim,full)")
+    p.add_argument("--variants", default="ntp,fim,lines,full", help="objective variants (default ntp,fim,lines,full)")
     p.add_argument("--variant", action="append", metavar="NAME:key=value;...", help="an extra variant")
     p.add_argument("--orderings", default=",".join(ORDERINGS), help="file orderings to run ('none' to skip)")
     p.add_argument("--ordering-seeds", type=int, default=1, help="seeds per ordering (default 1)")

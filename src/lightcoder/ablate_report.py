@@ -32,7 +32,7 @@ GROUPS = {
     "he_random_span": ("he_random_span",),
 }
 METRICS = ("em", "es", "stop", "length", "syntax", "bpb")
-COMPARISONS = (("full", "fim"), ("full", "ntp"), ("fim", "ntp"))
+COMPARISONS = (("full", "lines"), ("full", "fim"), ("lines", "fim"), ("full", "ntp"), ("fim", "ntp"))
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 

@@ -28,7 +28,7 @@ def test_variants_and_run_plan():
     runs = [(name, seed) for name, _, seed in plan_runs(args)]
     assert runs == [("fim", 0), ("fim", 1), ("full", 0), ("full", 1), ("order-path", 0)]
     args, _ = build_parser().parse_known_args([])
-    assert len(plan_runs(args)) == 3 * 3 + len(ORDERINGS)  # the table: 3 variants x 3 seeds + orderings
+    assert len(plan_runs(args)) == 4 * 3 + len(ORDERINGS)  # 4 objective variants x 3 seeds + orderings
     with pytest.raises(ValueError, match="unknown name"):
         plan_runs(build_parser().parse_known_args(["--variants", "sfim-only"])[0])
 

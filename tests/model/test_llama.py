@@ -38,7 +38,7 @@ def test_aixcoder_7b_shape_matches_the_published_size():
 
 
 def test_quickstart_and_tiny_sizes():
-    assert 2e6 <= num_params(get_preset("lc-quickstart")) <= 4e6
+    assert 1e6 <= num_params(get_preset("lc-quickstart")) <= 2e6
     assert 0.05e6 <= num_params(get_preset("lc-tiny")) <= 0.2e6
 
 
