@@ -125,8 +125,20 @@ def run_ablation(args: argparse.Namespace, rest: list[str]) -> Path:
         models = ("trained", "untrained", "most_common_line") if i == 0 else ("trained",)
         stages.stage_eval(cfg, run_dir, models=models)
         done_runs.append((name, seed, run_dir))
-        write_report(out, collect(done_runs), tokens=tokens)  # the table so far, after every run
+        write_report(out, collect(finished_runs(out, done_runs)), tokens=tokens)  # the table so far
     return out / "ablation.md"
+
+
+def finished_runs(out: Path, planned: list[tuple[str, int, Path]]) -> list[tuple[str, int, Path]]:
+    """This invocation's runs, then every other run dir under OUT/runs (an earlier invocation's extra
+    variants), so one table holds them all. Example: OUT/runs/temp1-s0 -> ("temp1", 0, path)."""
+    seen = {path.resolve() for _, _, path in planned}
+    extra = []
+    for path in sorted((out / "runs").glob("*-s*")):
+        name, _, seed = path.name.rpartition("-s")
+        if path.resolve() not in seen and seed.isdigit():
+            extra.append((name, int(seed), path))
+    return list(planned) + extra
 
 
 def make_config(args: argparse.Namespace, common: dict[str, str], overrides: dict[str, str]) -> RunConfig:

@@ -60,3 +60,9 @@ def test_tiny_ablation_writes_the_table_and_resumes(tmp_path):
     assert (out / "runs" / "full-s1" / "metrics.jsonl").read_text() == metrics
     assert sorted(p.name for p in (out / "runs" / "full-s1" / "ckpt").iterdir()) == checkpoints
     assert json.loads((out / "ablation.json").read_text())["runs"] == result["runs"]
+    # a later invocation with an extra variant adds its rows to the same table
+    extra = ["ablate", "--out", str(out), "--corpus", str(src), "--seeds", "1", "--variants", "none",
+             "--orderings", "none", "--variant", "ntp50:pack.mix.ntp_rate=0.5", *TINY]
+    assert main(extra) == 0
+    runs = [(r["variant"], r["seed"]) for r in json.loads((out / "ablation.json").read_text())["runs"]]
+    assert runs[0] == ("ntp50", 0) and set(runs) == {("ntp50", 0), ("ntp", 0), ("ntp", 1), ("full", 0), ("full", 1)}
