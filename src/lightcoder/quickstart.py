@@ -18,8 +18,8 @@ from lightcoder.stages import (
     prepare_run_dir, stage_data, stage_eval, stage_pack, stage_report, stage_tokenizer, stage_train,
 )
 
-EVAL_RESERVE_MINUTES = 2.5  # 168 FIM tasks x 2 models x 64 tokens (~55 s each) + HumanEval 8 x 64 and
-# SantaCoder-FIM 8 x 16 tokens for the trained model (~25 s, eval/runner.run_stage_benchmarks) + loading
+EVAL_RESERVE_MINUTES = 2.5  # 240 FIM tasks x 2 models x <= 128 tokens + bits per byte (~30-40 s a model)
+# + HumanEval 8 x 64 and SantaCoder-FIM 8 x 16 tokens for the trained model (~25 s) + loading
 MIN_TRAIN_MINUTES = 1.0
 
 

@@ -45,7 +45,13 @@ def _pack_section(run_dir: Path) -> list[str]:
     for split, info in index["splits"].items():
         lines.append(f"| {split} | {info['num_documents']:,} | {info['num_windows']:,} | {info['num_tokens']:,} |")
     objectives = index.get("objectives", {})
-    if objectives:
+    train = index["splits"].get("train", {})
+    if train.get("level") == "context":
+        from lightcoder.pack_stats import context_stats
+
+        lines += ["", "Train split (`lightcoder pack --stats`):", "", "```",
+                  *context_stats("train", train, index["seq_len"]), "```"]
+    elif objectives:
         lines += ["", "Objective mix (documents): " + ", ".join(f"{k} {v:,}" for k, v in objectives.items())
                   + f"; SFIM fell back to random FIM {index.get('sfim_fallbacks', 0):,} times."]
     return lines + [""]
