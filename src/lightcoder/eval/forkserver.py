@@ -6,10 +6,19 @@ the whole protocol and what it does and does not protect against). Stdlib only, 
 keeps site-packages and the project off its path.
 
 Protocol on the SOCK_SEQPACKET socket FD (JSON messages, at most MSG_BYTES each):
-    server -> harness  {"netns": note}                    once, after unshare(CLONE_NEWNET)
+    server -> harness  {"netns": note, "mounts": probe}   once, after unshare(CLONE_NEWNET) and
+                                                           probe_mounts() (see there for `probe`)
     harness -> server  request + [stdin?, stdout, stderr] descriptors (SCM_RIGHTS)
     server -> harness  {"pid": pid}                        the sample started (its own session)
     server -> harness  {"status": wait_status}             it ended and everything it spawned is dead
+    server -> harness  {"swept": bool}                     its files were swept (no private mounts), or
+                                                           not (nothing to sweep); the slot is free again
+
+Files (private_mounts below): each sample gets its own mount and IPC namespace in which /tmp,
+/var/tmp, /dev/shm and its work dir are one size-capped tmpfs and every other mount is read-only;
+all of it vanishes with the sample's last process. Where the kernel refuses, or
+Limits.private_mounts is False, the server instead removes everything the slot's uid owns in the
+world-writable dirs, and its System V IPC objects, after each sample (sweep_files).
 """
 
 from __future__ import annotations
@@ -22,16 +31,23 @@ import os
 import resource
 import signal
 import socket
+import stat
 import sys
 import threading
 
-CLONE_NEWNET = 0x40000000
+CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWIPC = 0x40000000, 0x00020000, 0x08000000
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x1000, 0x4000, 0x40000
+SYS_MOUNT_SETATTR, AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = 442, -100, 0x8000, 0x1  # 442: every arch since 5.12
+COVERED_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # replaced by the sample's tmpfs
+WORLD_WRITABLE = (*COVERED_DIRS, "/run/lock", "/var/lock", "/dev/mqueue")  # swept in the fallback
+SWEEP_DEPTH = 64  # deeper dirs are moved up to the top before being swept: bounded fds and recursion
 PR_SET_CHILD_SUBREAPER = 36
 # Modules the fork server imports once so that forked samples find them loaded (their state is the
 # pristine post-import state: the server never runs sample code). HumanEval programs use these.
 PRELOAD = ("typing", "math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
            "hashlib", "traceback")
 LIBC = ctypes.CDLL(None, use_errno=True)  # resolved before any fork: children only call into it
+LIBC.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
 MSG_BYTES = 1 << 16  # max request/reply size on the server socket (argv + env + limits as JSON)
 
 
@@ -45,22 +61,28 @@ def serve(sock_fd: int, want_netns: bool) -> None:
     LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of samples come to us, not to init
     for name in PRELOAD:
         __import__(name)
-    sock.send(json.dumps({"netns": note}).encode())
+    mounts = probe_mounts()
+    sock.send(json.dumps({"netns": note, "mounts": mounts}).encode())
     try:
         while True:
             msg, fds, _, _ = socket.recv_fds(sock, MSG_BYTES, 3)
             if not msg:
                 return  # the harness is gone
             req = json.loads(msg)
+            private = mounts["private"] and req["limits"]["private_mounts"]
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the sample's process
-                sample_child(req, fds, sock)
+                sample_child(req, fds, sock, private and mounts)
             for fd in fds:
                 os.close(fd)
             sock.send(json.dumps({"pid": pid}).encode())
             _, status = os.waitpid(pid, 0)
             sweep(req["uid"])
-            sock.send(json.dumps({"status": status}).encode())
+            sock.send(json.dumps({"status": status}).encode())  # the sample's wall clock stops here
+            swept = req["uid"] is not None and not (private and mounts["readonly"])
+            if swept:
+                sweep_files(req["uid"], req["cwd"])
+            sock.send(json.dumps({"swept": swept}).encode())
     except OSError:  # the harness is gone (its socket end closed): nothing left to report to
         return
 
@@ -99,8 +121,11 @@ def sweep(uid: int | None) -> None:
             return
 
 
-def sample_child(req: dict, fds: list[int], sock: socket.socket) -> None:
-    """In the forked child: fence ourselves in, then exec argv or run the Python script in-process."""
+def sample_child(req: dict, fds: list[int], sock: socket.socket, mounts: dict | bool) -> None:
+    """In the forked child: fence ourselves in, then exec argv or run the Python script in-process.
+
+    `mounts`: the server's probe_mounts() result when this sample gets private mounts, else False.
+    """
     try:
         sock.detach()  # its fd is closed below; the object must never close a reused number later
         os.setsid()
@@ -108,8 +133,10 @@ def sample_child(req: dict, fds: list[int], sock: socket.socket) -> None:
         for target, fd in zip((0, 1, 2), (stdin_fd, *fds[-2:])):
             os.dup2(fd, target)
         os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-        os.chdir(req["cwd"])
         limits, mb = req["limits"], 1024 * 1024
+        if mounts:
+            private_mounts(req["cwd"], limits["tmpfs_mb"], req["uid"], mounts["readonly"])
+        os.chdir(req["cwd"])
         for rlimit, soft, hard in ((resource.RLIMIT_CPU, limits["cpu_seconds"], limits["cpu_seconds"] + 1),
                                    (resource.RLIMIT_AS, limits["memory_mb"] * mb, limits["memory_mb"] * mb),
                                    (resource.RLIMIT_FSIZE, limits["file_size_mb"] * mb, limits["file_size_mb"] * mb),
@@ -131,6 +158,225 @@ def sample_child(req: dict, fds: list[int], sock: socket.socket) -> None:
             os.write(2, f"sandbox: could not start {req['argv'][0]!r}: {e!r}\n".encode())
         finally:
             os._exit(127)
+
+
+# ---- files: a private tmpfs per sample, or a sweep of the shared dirs after it ----
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _private_namespace() -> None:
+    """New mount + IPC namespaces for this process, detached from the machine's mount propagation."""
+    _check(LIBC.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare(CLONE_NEWNS | CLONE_NEWIPC)")
+    # Without this, mounts made below would propagate back to shared peers outside (systemd's default).
+    _check(LIBC.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
+
+
+class MountAttr(ctypes.Structure):
+    """struct mount_attr of mount_setattr(2)."""
+
+    _fields_ = [(name, ctypes.c_uint64) for name in ("attr_set", "attr_clr", "propagation", "userns_fd")]
+
+
+def _readonly_everything() -> None:
+    """Every mount of this namespace read-only, in one call; other mount flags are left as they were."""
+    attr = MountAttr(attr_set=MOUNT_ATTR_RDONLY)
+    _check(LIBC.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), b"/", ctypes.c_uint(AT_RECURSIVE),
+                        ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))), "mount_setattr(/, read-only)")
+
+
+def probe_mounts() -> dict:
+    """Can this process's children get private mounts? {"private", "readonly", "reason"}: a forked
+    child tries the namespace, a tmpfs and the read-only remount; reason names the errno that failed."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        result = {"private": False, "readonly": False, "reason": ""}
+        try:
+            os.close(r)
+            _private_namespace()
+            _check(LIBC.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m"), "mount tmpfs")
+            result["private"] = True
+            _readonly_everything()
+            result["readonly"] = True
+        except OSError as e:
+            result["reason"] = errno.errorcode.get(e.errno, str(e.errno))
+        finally:
+            os.write(w, json.dumps(result).encode())
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    return json.loads(out or b'{"private": false, "readonly": false, "reason": "probe died"}')
+
+
+def _mkdir(path: str, mode: int) -> None:
+    os.mkdir(path)
+    os.chmod(path, mode)  # not through mkdir: the umask would clear the sticky and o+w bits
+
+
+def _bind(source: str, target: str) -> None:
+    _check(LIBC.mount(source.encode(), target.encode(), None, MS_BIND, None), f"bind {source} on {target}")
+
+
+def private_mounts(cwd: str, size_mb: int, uid: int | None, readonly: bool) -> None:
+    """As root in the sample's child: one tmpfs of `size_mb` holds /tmp, /var/tmp, /dev/shm and a
+    copy of the work dir `cwd` (the harness's files, owned by `uid`); every other mount is read-only
+    when `readonly`. The tmpfs and every System V IPC object die with the sample's last process."""
+    src = os.open(cwd, os.O_RDONLY | os.O_DIRECTORY)  # the harness's copy, covered by the tmpfs below
+    _private_namespace()
+    if readonly:
+        _readonly_everything()
+    # ~1 KB of kernel memory per inode, which size= does not count: cap inodes too.
+    opts = f"size={size_mb}m,nr_inodes={size_mb * 256},mode=0700".encode()
+    _check(LIBC.mount(b"tmpfs", cwd.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts), f"mount tmpfs on {cwd}")
+    os.chdir(cwd)  # the tmpfs's root: the relative bind sources below stay valid once it is covered
+    for name in ("tmp", "var_tmp", "shm"):
+        _mkdir(name, 0o1777)
+    _mkdir("work", 0o700)
+    _copy_tree(src, "work", uid)
+    os.close(src)
+    for name, target in zip(("tmp", "var_tmp", "shm"), COVERED_DIRS):
+        if os.path.isdir(target):
+            _bind(name, target)
+    os.makedirs(cwd, exist_ok=True)  # the mount point, inside the new /tmp when cwd was under it
+    _bind("work", cwd)
+
+
+def _copy_tree(src_fd: int, dst: str, uid: int | None) -> None:
+    """Copy the dirs and regular files under dir fd `src_fd` to `dst`, modes kept, owned by `uid`."""
+    if uid is not None:
+        os.chown(dst, uid, uid)
+    for entry in os.scandir(src_fd):
+        target, st = os.path.join(dst, entry.name), entry.stat(follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            _mkdir(target, stat.S_IMODE(st.st_mode))
+            sub = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=src_fd)
+            try:
+                _copy_tree(sub, target, uid)
+            finally:
+                os.close(sub)
+        elif stat.S_ISREG(st.st_mode):
+            with open(os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=src_fd), "rb") as f:
+                data = f.read()
+            with open(target, "wb") as f:
+                f.write(data)
+            os.chmod(target, stat.S_IMODE(st.st_mode))
+            if uid is not None:
+                os.chown(target, uid, uid)
+
+
+def sweep_files(uid: int, cwd: str) -> None:
+    """The fallback without private mounts: remove all that `uid` owns in the world-writable dirs
+    and the work dir `cwd`, and its System V IPC objects. Its processes are dead by now, but other
+    slots' samples run on: every step is relative to a dir fd opened without following symlinks, so
+    a name swapped for a symlink cannot lead outside these trees."""
+    seen = set()
+    for top in (*WORLD_WRITABLE, cwd):
+        try:
+            fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)  # root's own paths (or the harness's cwd)
+        except OSError:
+            continue
+        try:
+            key = os.fstat(fd)[1:3]  # (st_ino, st_dev): /var/lock is often /run/lock
+            if key not in seen:
+                seen.add(key)
+                _sweep_top(fd, uid)
+        finally:
+            os.close(fd)
+    _remove_ipc(uid)
+
+
+def _sweep_top(top_fd: int, uid: int) -> None:
+    """Sweep one top dir; subtrees deeper than SWEEP_DEPTH are moved up to it and swept in turn."""
+    hoisted: list[tuple[str, bool]] = []
+    _remove_owned(top_fd, top_fd, uid, False, 0, hoisted)
+    while hoisted:
+        name, everything = hoisted.pop()
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top_fd)
+        except OSError:
+            continue
+        try:
+            _remove_owned(fd, top_fd, uid, everything, 0, hoisted)
+        finally:
+            os.close(fd)
+        if everything:
+            _quietly(os.rmdir, name, dir_fd=top_fd)
+
+
+def _remove_owned(dir_fd: int, top_fd: int, uid: int, everything: bool, depth: int,
+                  hoisted: list[tuple[str, bool]]) -> None:
+    """Remove entries of `dir_fd` that `uid` owns (all of them when `everything`: inside its dir).
+
+    Descends only into dirs `uid` could enter (o+x, or its own): nothing of its can be below others.
+    """
+    for name, st in _entries(dir_fd):
+        mine = everything or st.st_uid == uid
+        if not stat.S_ISDIR(st.st_mode):
+            if mine:
+                _quietly(os.unlink, name, dir_fd=dir_fd)
+            continue
+        if not (mine or st.st_mode & 0o001) or (depth >= SWEEP_DEPTH and not mine):
+            continue
+        if depth >= SWEEP_DEPTH:  # move it up (root may rename in sticky dirs) and sweep it later
+            up = f".lightcoder-sweep-{uid}-{os.getpid()}-{len(hoisted)}-{st.st_ino}"
+            if _quietly(os.rename, name, up, src_dir_fd=dir_fd, dst_dir_fd=top_fd):
+                hoisted.append((up, mine))
+            continue
+        try:
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+        except OSError:
+            continue
+        try:
+            _remove_owned(sub, top_fd, uid, mine, depth + 1, hoisted)
+        finally:
+            os.close(sub)
+        if mine:
+            _quietly(os.rmdir, name, dir_fd=dir_fd)
+
+
+def _entries(dir_fd: int) -> list[tuple[str, os.stat_result]]:
+    """(name, lstat) of each entry; one that vanishes meanwhile (other slots sweep too) is skipped."""
+    out = []
+    try:
+        with os.scandir(dir_fd) as it:
+            for entry in it:
+                try:
+                    out.append((entry.name, entry.stat(follow_symlinks=False)))
+                except OSError:
+                    continue
+    except OSError:
+        pass
+    return out
+
+
+def _quietly(fn, *args, **kwargs) -> bool:
+    """fn(...) -> True; False when it raced with someone else (gone already, replaced, not empty)."""
+    try:
+        fn(*args, **kwargs)
+        return True
+    except OSError:
+        return False
+
+
+def _remove_ipc(uid: int) -> None:
+    """IPC_RMID every System V shared memory segment, message queue and semaphore set `uid` owns or made."""
+    for kind, remove in (("shm", lambda i: LIBC.shmctl(i, 0, None)), ("msg", lambda i: LIBC.msgctl(i, 0, None)),
+                         ("sem", lambda i: LIBC.semctl(i, 0, 0))):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                header, *rows = [line.split() for line in f]
+        except OSError:
+            continue
+        owners = [header.index("uid"), header.index("cuid")]
+        for row in rows:
+            if any(int(row[k]) == uid for k in owners):
+                remove(int(row[1]))
 
 
 def run_python_main(path: str, env: dict) -> None:
