@@ -213,7 +213,7 @@ def test_a_dead_fork_server_is_replaced():
     import lightcoder.eval.sandbox as sandbox
 
     assert run("print(1)", slot=5).passed
-    for server in [s for (slot, _), s in sandbox._SERVERS.items() if slot == 5]:
+    for server in [s for key, s in sandbox._SERVERS.items() if key[0] == 5]:
         server.proc.kill()
         server.proc.wait()
     r = run("print(2)", slot=5)

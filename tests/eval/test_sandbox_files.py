@@ -61,6 +61,19 @@ def test_a_file_one_sample_leaves_is_gone_for_the_next(where, mode):
     assert not os.path.exists(marker)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_an_ipc_object_one_sample_leaves_is_gone_for_the_next(mode):
+    """A System V segment outlives its process (swept or wiped after the sample); a POSIX queue
+    would too, so samples may not make one (RLIMIT_MSGQUEUE 0)."""
+    limits, key = limits_for(mode), 0x4C430000 + uuid.uuid4().int % 0xFFFF
+    libc = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+    a = run(libc + f"print(libc.shmget({key}, 1 << 20, 0o1600) >= 0)\n"  # IPC_CREAT | 0600
+            f"print(libc.mq_open(b'/lc-{key}', os.O_CREAT | os.O_RDWR, 0o600, None) >= 0)\n", limits, slot=6)
+    assert a.passed and a.stdout.split() == ["True", "False"], a.stderr
+    b = run(libc + f"print(libc.shmget({key}, 0, 0) >= 0, ctypes.get_errno() == 2)\n", limits, slot=6)
+    assert b.passed and b.stdout.split() == ["False", "True"], b.stderr  # ENOENT: no such segment
+
+
 def test_filling_dev_shm_stops_at_the_cap_and_gives_the_memory_back():
     limits = limits_for("private")
     code = ("written = 0\ntry:\n    for i in range(20):\n        with open(f'/dev/shm/fill-{i}', 'wb') as f:\n"
@@ -168,15 +181,21 @@ def test_twenty_hostile_samples_in_parallel_leave_nothing_of_theirs_anywhere():
     uids = {sandbox_uid(20 + k) for k in range(20)}
     assert owned_files(uids) == []
     assert sysv_ipc_of(uids) == []
+    # Private slots keep their namespace: their next sample must find it empty.
+    inspect = ("import os\nprint(sorted(os.listdir('/tmp')) == [os.path.basename(os.getcwd())], os.listdir('/var/tmp'),"
+               " os.listdir('/dev/shm'), open('/proc/sysvipc/shm').read().count('\\n'))\n")
+    for k in [k for k in range(20) if modes[k] == "private"]:
+        r = run(inspect, replace(FAST, private_mounts=True), slot=20 + k)
+        assert r.passed and r.stdout == "True [] [] 1\n", (r.stdout, r.stderr)  # 1: the header line
 
 
 def test_files_are_swept_even_when_the_slot_server_dies_mid_sample():
     """The server sweeps after each sample; killed mid-sample, it cannot, so the harness does."""
-    import lightcoder.eval.sandbox as sandbox
+    from lightcoder.eval import sandbox
 
     limits, marker = replace(limits_for("swept"), wall_seconds=60), f"/tmp/marker-{uuid.uuid4().hex}"
     run("print('warm')", limits, slot=15)
-    server = next(s for (slot, _), s in sandbox._SERVERS.items() if slot == 15)
+    server = next(s for key, s in sandbox._SERVERS.items() if key[0] == 15)
 
     def kill_once_written() -> None:
         for _ in range(3000):  # as soon as the sample has written its file (at most ~30 s)

@@ -22,12 +22,13 @@ Each call to `run_in_sandbox(argv, files, limits, slot=...)`:
    SIGKILLs the sample's process group; when the sample has ended the server kills every process
    of the slot's uid (`kill(-1, SIGKILL)` from a child that took that uid: a fork that called
    setsid escapes the group, not the uid) and reaps every descendant before it reports;
-5. files: before dropping root, the child enters its own mount and IPC namespaces where /tmp,
-   /var/tmp, /dev/shm and a copy of the work dir are one tmpfs of Limits.tmpfs_mb and every other
-   mount is read-only; it all vanishes with the sample. Where the kernel refuses (no
-   CAP_SYS_ADMIN) or Limits.private_mounts is False, the server instead removes everything the
-   slot's uid owns in the world-writable dirs and its System V IPC objects after each sample, and
-   this process warns once;
+5. files: the server lives in its own mount and IPC namespaces (entered once, like the network
+   one) where /tmp, /var/tmp and /dev/shm are one tmpfs of Limits.tmpfs_mb and every other mount
+   is read-only; the child copies the work dir onto it (/tmp/NAME) before dropping root, and after
+   the sample the server empties the tmpfs and the namespace's System V IPC objects. Where the
+   kernel refuses (no CAP_SYS_ADMIN) or Limits.private_mounts is False, the server instead removes
+   everything the slot's uid owns in the world-writable dirs and its System V IPC objects after
+   each sample, and this process warns once;
 6. deletes the working directory and returns an ExecResult: status ("passed", "failed",
    "timeout"), exit code / signal, clipped stdout/stderr, seconds, and `isolation`, which says
    what was actually applied (e.g. "netns:unavailable (EPERM)" when unshare is not permitted).
@@ -155,11 +156,6 @@ def mounts_available() -> dict:
     if _MOUNTS is None:
         _MOUNTS = forkserver.probe_mounts()
     return _MOUNTS
-
-
-def _private_and_readonly(probe: dict, limits: Limits) -> bool:
-    """Does a sample get the full file fence (nothing to sweep after it)? The server decides alike."""
-    return limits.private_mounts and probe["private"] and probe["readonly"]
 
 
 def _mounts_note(probe: dict, limits: Limits, uid: int | None, swept: bool) -> str:
@@ -294,14 +290,15 @@ class _Outcome(NamedTuple):
 class _ForkServer:
     """The harness's handle on one slot's server process (see the module docstring)."""
 
-    def __init__(self, want_netns: bool):
+    def __init__(self, want_netns: bool, private: bool, tmpfs_mb: int):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         try:
             self.proc = subprocess.Popen(
                 [sandbox_python(), "-I", "-S", os.path.abspath(forkserver.__file__), "--serve", str(theirs.fileno()),
-                 "1" if want_netns else "0"], env=env, cwd="/", stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), start_new_session=True)
+                 "1" if want_netns else "0", "1" if private else "0", str(tmpfs_mb)], env=env, cwd="/",
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
+                start_new_session=True)
         finally:
             theirs.close()
         self.sock = ours
@@ -350,13 +347,15 @@ class _ForkServer:
                 msg = self._recv()
             except (TimeoutError, ConnectionError):
                 return _Outcome(None, timed_out, None, time.perf_counter() - start)
-        seconds = time.perf_counter() - start
-        try:
-            self.sock.settimeout(FILE_SWEEP_SECONDS)
-            swept = json.loads(self._recv())["swept"]
-        except (TimeoutError, ConnectionError):
-            swept = None
-        return _Outcome(json.loads(msg)["status"], timed_out, swept, seconds)
+        seconds, reply = time.perf_counter() - start, json.loads(msg)
+        swept = False
+        if reply["sweeping"]:
+            try:
+                self.sock.settimeout(FILE_SWEEP_SECONDS)
+                swept = json.loads(self._recv())["swept"]
+            except (TimeoutError, ConnectionError):
+                swept = None
+        return _Outcome(reply["status"], timed_out, swept, seconds)
 
 
 def _killpg_quietly(pid: int) -> None:
@@ -368,24 +367,24 @@ def _killpg_quietly(pid: int) -> None:
             pass
 
 
-_SERVERS: dict[tuple[int, bool], _ForkServer] = {}
+_SERVERS: dict[tuple[int, bool, bool], _ForkServer] = {}  # (slot, netns, private mounts) -> server
 _SERVERS_LOCK = threading.Lock()
 
 
-def _server_for(slot: int, want_netns: bool) -> _ForkServer:
+def _server_for(key: tuple[int, bool, bool], tmpfs_mb: int) -> _ForkServer:
     with _SERVERS_LOCK:
-        server = _SERVERS.get((slot, want_netns))
+        server = _SERVERS.get(key)
         if server is None or not server.alive():
             if server is not None:
                 server.close()
-            server = _SERVERS[(slot, want_netns)] = _ForkServer(want_netns)
+            server = _SERVERS[key] = _ForkServer(key[1], key[2], tmpfs_mb)
         return server
 
 
-def _drop_server(slot: int, want_netns: bool, uid: int | None) -> None:
+def _drop_server(key: tuple[int, bool, bool], uid: int | None) -> None:
     """A server that stopped answering: kill it, sweep its uid the slow way, start afresh next time."""
     with _SERVERS_LOCK:
-        server = _SERVERS.pop((slot, want_netns), None)
+        server = _SERVERS.pop(key, None)
     if server is not None:
         server.close()
     if uid is not None:
@@ -412,6 +411,15 @@ os.register_at_fork(after_in_child=_forget_servers_after_fork)
 
 # ---- the call ----
 
+def _request(server: _ForkServer, argv: list[str], workdir: Path, uid: int | None, inproc: bool,
+             limits: Limits) -> dict:
+    """The server's request; the sample's work dir is /tmp/NAME on the slot's private tmpfs, if any."""
+    cwd = f"/tmp/{workdir.name}" if server.mounts["private"] else str(workdir)
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd,
+           "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+    return {"argv": list(argv), "cwd": cwd, "env": env, "uid": uid, "inproc": inproc, "limits": asdict(limits)}
+
+
 def run_in_sandbox(argv: list[str], files: dict[str, str], limits: Limits | None = None, *,
                    slot: int = 0, stdin: str = "", in_process: bool | None = None) -> ExecResult:
     """Write `files` into a fresh work dir, run `argv` there under `limits`, clean up, report.
@@ -427,7 +435,8 @@ def run_in_sandbox(argv: list[str], files: dict[str, str], limits: Limits | None
     uid = sandbox_uid(slot) if (root and limits.drop_privileges) else None
     netns_ok, netns_note = netns_available() if not limits.network else (False, "network:allowed")
     want_netns = netns_ok and not limits.network
-    server = _server_for(slot, want_netns)
+    key = (slot, want_netns, limits.private_mounts)
+    server = _server_for(key, limits.tmpfs_mb)
     if want_netns:
         netns_note = server.netns_note  # what the server's own unshare() achieved
     inproc = list(argv[:-1]) == [server.python, "-I", "-S"] and argv[-1].endswith(".py")
@@ -436,9 +445,9 @@ def run_in_sandbox(argv: list[str], files: dict[str, str], limits: Limits | None
     inproc = inproc and in_process is not False
     isolation = [netns_note, f"uid:{uid}" if uid is not None else "uid:unchanged (not root or disabled)",
                  f"rlimits:cpu={limits.cpu_seconds}s,as={limits.memory_mb}MB,fsize={limits.file_size_mb}MB,"
-                 f"nproc={limits.max_processes},nofile={limits.max_open_files}",
+                 f"nproc={limits.max_processes},nofile={limits.max_open_files},msgqueue=0",
                  "process:forked by the slot server" + (", python in-process" if inproc else ", exec")]
-    workdir = Path(tempfile.mkdtemp(prefix="lc-sandbox-"))
+    workdir, work_fd = Path(tempfile.mkdtemp(prefix="lc-sandbox-")), -1
     try:
         for name, text in files.items():
             target = workdir / name
@@ -450,33 +459,33 @@ def run_in_sandbox(argv: list[str], files: dict[str, str], limits: Limits | None
             for path in [workdir, *workdir.rglob("*")]:
                 os.chown(path, uid, uid)
         os.chmod(workdir, 0o700)
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir),
-               "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+        work_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
         # Output goes to unlinked temp files, not pipes: a daemonised grandchild holding a pipe
         # cannot keep us waiting, and RLIMIT_FSIZE also caps how much output a sample can write.
+        # The work dir goes as a descriptor: with private mounts the server copies it onto its tmpfs.
         with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f, \
                 (tempfile.TemporaryFile() if stdin else open(os.devnull, "rb")) as in_f:
-            fds = [out_f.fileno(), err_f.fileno()]
+            fds = [work_fd, out_f.fileno(), err_f.fileno()]
             if stdin:
                 in_f.write(stdin.encode())
                 in_f.flush()
                 in_f.seek(0)
-                fds.insert(0, in_f.fileno())
-            req = {"argv": list(argv), "cwd": str(workdir), "env": env, "uid": uid, "inproc": inproc,
-                   "limits": asdict(limits)}
+                fds.insert(1, in_f.fileno())
             try:
                 with server.lock:
-                    outcome = server.run(req, fds, limits.wall_seconds)
+                    outcome = server.run(_request(server, argv, workdir, uid, inproc, limits), fds,
+                                         limits.wall_seconds)
             except OSError:  # the server died between samples (the sample never started): replace it, retry
-                _drop_server(slot, want_netns, uid)
-                server = _server_for(slot, want_netns)
+                _drop_server(key, uid)
+                server = _server_for(key, limits.tmpfs_mb)
                 with server.lock:
-                    outcome = server.run(req, fds, limits.wall_seconds)
+                    outcome = server.run(_request(server, argv, workdir, uid, inproc, limits), fds,
+                                         limits.wall_seconds)
             status, timed_out, swept = outcome.status, outcome.timed_out, outcome.swept
             if status is None or swept is None:
-                _drop_server(slot, want_netns, uid)
+                _drop_server(key, uid)
             if swept is None:  # the server never swept: we do, now that the uid's processes are dead
-                swept = uid is not None and not _private_and_readonly(server.mounts, limits)
+                swept = uid is not None and not (server.mounts["private"] and server.mounts["readonly"])
                 if swept:
                     forkserver.sweep_files(uid, str(workdir))
             isolation.insert(1, _mounts_note(server.mounts, limits, uid, swept))
@@ -488,4 +497,6 @@ def run_in_sandbox(argv: list[str], files: dict[str, str], limits: Limits | None
                           stdout=_clip(out, keep_tail=False), stderr=_clip(err, keep_tail=True),
                           seconds=outcome.seconds, isolation=isolation)
     finally:
+        if work_fd >= 0:
+            os.close(work_fd)
         shutil.rmtree(workdir, ignore_errors=True)
