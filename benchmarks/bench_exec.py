@@ -11,10 +11,12 @@ side by side in the same run, and must pass them all:
   the program under a SIGALRM timeout; a thread pool waits on the processes. Written here from
   that description, not copied.
 - lightcoder: eval/runner.execute -> eval/sandbox.run_in_sandbox — per slot a fork server (started
-  once, root, in its own network namespace, child subreaper) forks one child per sample that
-  takes a new session, rlimits, a clean environment and the slot's uid, and runs the program in
-  that forked interpreter (`python -I -S main.py` semantics); then the slot uid is swept with
-  kill(-1) and every descendant reaped; temp dir removed.
+  once, root, in its own network, mount and IPC namespaces: one private tmpfs on /tmp, /var/tmp
+  and /dev/shm, the rest read-only; child subreaper) forks one child per sample that takes a new
+  session, copies the work dir onto the tmpfs, sets rlimits, a clean environment and the slot's
+  uid, and runs the program in that forked interpreter (`python -I -S main.py` semantics); then
+  the slot uid is swept with kill(-1), every descendant reaped, the tmpfs and System V IPC
+  emptied; temp dir removed.
 - lightcoder exec path: the same sandbox with in_process=False — the child execs a fresh
   `python -I -S main.py` (what node/java/g++ samples always do). Shows what interpreter start-up
   costs.
@@ -164,8 +166,8 @@ def main() -> None:
     print("| harness | passed | seconds | samples/s | ratio vs reference |")
     print("|---|---:|---:|---:|---:|")
     print(f"| reference (fork + reliability guard) | {ref_passed}/{n} | {ref_s:.1f} | {n / ref_s:.1f} | 1.00 |")
-    print(f"| lightcoder sandbox (fork server + netns + rlimits + uid + sweep) | {lc_passed}/{n} | {lc_s:.1f} "
-          f"| {n / lc_s:.1f} | {ref_s / lc_s:.2f} |")
+    print(f"| lightcoder sandbox (fork server + netns + private tmpfs + rlimits + uid + sweep) | {lc_passed}/{n} "
+          f"| {lc_s:.1f} | {n / lc_s:.1f} | {ref_s / lc_s:.2f} |")
     if exec_row:
         ex_passed, ex_s = exec_row
         print(f"| lightcoder sandbox, exec path (fresh interpreter per sample) | {ex_passed}/{n} | {ex_s:.1f} "

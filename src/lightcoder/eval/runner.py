@@ -43,7 +43,7 @@ from lightcoder import __version__
 from lightcoder.artifacts import append_jsonl, read_jsonl, trim_torn_tail, write_json_atomic
 from lightcoder.eval.metrics import pass_at_k
 from lightcoder.eval.runtimes import runtime_for
-from lightcoder.eval.sandbox import netns_available, run_in_sandbox
+from lightcoder.eval.sandbox import mounts_available, netns_available, run_in_sandbox
 from lightcoder.eval.tasks import Task, get_task
 
 RUNNER_VERSION = 1  # bump when a field of these files changes meaning
@@ -87,7 +87,8 @@ def eval_config(task: Task, gen: GenerationSettings) -> dict:
                        "postprocess": "task.postprocess (stop sequences / first line), else raw; stop "
                                       "sequences are also passed to predictors that take stop= (early stop)"},
         "sandbox": {lang: {"command": list(runtime_for(lang).command), "limits": asdict(runtime_for(lang).limits)}
-                    for lang in languages} | ({"network_namespace": netns_available()[1]} if languages else {}),
+                    for lang in languages} | ({"network_namespace": netns_available()[1],
+                                               "mount_namespace": mounts_available()} if languages else {}),
         "metrics": {"pass_at_k": "unbiased estimator (Chen et al. 2021), metrics.pass_at_k",
                     "edit_distance": f"rapidfuzz {rapidfuzz.__version__}", "bleu": "metrics.bleu4 (13a)",
                     "codebleu": "codebleu.CODEBLEU_VERSION (tree-sitter)"},

@@ -22,15 +22,22 @@ Each call to `run_in_sandbox(argv, files, limits, slot=...)`:
    SIGKILLs the sample's process group; when the sample has ended the server kills every process
    of the slot's uid (`kill(-1, SIGKILL)` from a child that took that uid: a fork that called
    setsid escapes the group, not the uid) and reaps every descendant before it reports;
-5. deletes the working directory and returns an ExecResult: status ("passed", "failed",
+5. files: the server lives in its own mount and IPC namespaces (entered once, like the network
+   one) where /tmp, /var/tmp and /dev/shm are one tmpfs of Limits.tmpfs_mb and every other mount
+   is read-only; the child copies the work dir onto it (/tmp/NAME) before dropping root, and after
+   the sample the server empties the tmpfs and the namespace's System V IPC objects. Where the
+   kernel refuses (no CAP_SYS_ADMIN) or Limits.private_mounts is False, the server instead removes
+   everything the slot's uid owns in the world-writable dirs and its System V IPC objects after
+   each sample, and this process warns once;
+6. deletes the working directory and returns an ExecResult: status ("passed", "failed",
    "timeout"), exit code / signal, clipped stdout/stderr, seconds, and `isolation`, which says
    what was actually applied (e.g. "netns:unavailable (EPERM)" when unshare is not permitted).
 
 What it protects against, and what it does not, is written down in docs/evaluation.md §Sandbox.
-In short: it stops runaway CPU, memory, disk-per-file, processes and network, signals to the
-harness, and writes to or reads of root-only files; it does NOT stop reading world-readable files
-(/etc/passwd, the Python stdlib), writing to world-writable dirs (/tmp, /dev/shm), kernel
-exploits, or side channels. Run it in a container or VM for hostile code.
+In short: it stops runaway CPU, memory, disk, processes and network, files shared between or
+kept after samples, signals to the harness, and writes to or reads of root-only files; it does
+NOT stop reading world-readable files (/etc/passwd, the Python stdlib), kernel exploits, or side
+channels. Run it in a container or VM for hostile code.
 
 Example:
     r = run_in_sandbox(["python3", "main.py"], {"main.py": "print(1 + 1)"}, Limits())
@@ -53,8 +60,10 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from lightcoder.eval import forkserver
 from lightcoder.eval.forkserver import CLONE_NEWNET, LIBC, MSG_BYTES
@@ -64,6 +73,8 @@ SANDBOX_UID_COUNT = 4096
 LOCK_DIR = Path(tempfile.gettempdir()) / "lightcoder-sandbox-uids"
 MAX_OUTPUT_CHARS = 4000  # stdout/stderr kept per sample (the tail of stderr, the head of stdout)
 SERVER_GRACE_SECONDS = 10.0  # after a kill, how long the server may take to sweep before it is replaced
+FILE_SWEEP_SECONDS = 300.0  # without private mounts: how long removing a sample's files may take (the
+# disk's speed: a hostile sample's thousands of dirs take seconds to rmdir), then the server is replaced
 
 
 @dataclass(kw_only=True)
@@ -76,12 +87,14 @@ class Limits:
     file_size_mb: int = 16  # RLIMIT_FSIZE: a write past it gets SIGXFSZ
     max_processes: int = 32  # RLIMIT_NPROC for the sandbox uid (counts every process of that uid)
     max_open_files: int = 128  # RLIMIT_NOFILE
+    tmpfs_mb: int = 64  # the sample's private tmpfs: /tmp, /var/tmp, /dev/shm and its work dir together
     network: bool = False  # True skips the network namespace
+    private_mounts: bool = True  # False: shared /tmp etc., the slot uid's files there swept after each sample
     drop_privileges: bool = True  # run as the slot's uid when we are root
 
     def __post_init__(self) -> None:
         for name in ("wall_seconds", "cpu_seconds", "memory_mb", "file_size_mb", "max_processes",
-                     "max_open_files"):
+                     "max_open_files", "tmpfs_mb"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} must be > 0, got {getattr(self, name)}")
 
@@ -131,6 +144,36 @@ def netns_available() -> tuple[bool, str]:
     if _NETNS is None:
         _NETNS = _probe_netns()
     return _NETNS
+
+
+_MOUNTS: dict | None = None
+_WARNED_SHARED_FILES = False
+
+
+def mounts_available() -> dict:
+    """Probed once per process: can samples get private mounts here? (forkserver.probe_mounts)"""
+    global _MOUNTS
+    if _MOUNTS is None:
+        _MOUNTS = forkserver.probe_mounts()
+    return _MOUNTS
+
+
+def _mounts_note(probe: dict, limits: Limits, uid: int | None, swept: bool) -> str:
+    """The `isolation` entry for files; warns once per process when the kernel refused private mounts."""
+    global _WARNED_SHARED_FILES
+    swept_note = ",swept" if swept else ",not swept (no sandbox uid)" if uid is None else ""
+    if limits.private_mounts and probe["private"]:
+        rest = "ro" if probe["readonly"] else f"rw ({probe['reason']})"
+        return f"mountns:tmpfs={limits.tmpfs_mb}MB,{rest}{swept_note}"
+    if not limits.private_mounts:
+        return f"mountns:off (Limits.private_mounts=False){swept_note}"
+    if not _WARNED_SHARED_FILES:
+        _WARNED_SHARED_FILES = True
+        warnings.warn(f"sandbox: no private mount namespace here ({probe['reason']}): samples share /tmp, "
+                      "/var/tmp and /dev/shm while they run" + (", and what each leaves there is removed after it"
+                      if uid is not None else ", and nothing removes what they leave (not root)"),
+                      RuntimeWarning, stacklevel=3)
+    return f"mountns:unavailable ({probe['reason']}){swept_note}"
 
 
 def world_executable(path: str | os.PathLike) -> bool:
@@ -234,17 +277,28 @@ def _clip(text: bytes, keep_tail: bool) -> str:
     return ("..." + s[-MAX_OUTPUT_CHARS:]) if keep_tail else (s[:MAX_OUTPUT_CHARS] + "...")
 
 
+class _Outcome(NamedTuple):
+    """One sample as the server reported it; None for a message that never came (the server is then
+    abandoned)."""
+
+    status: int | None  # wait status
+    timed_out: bool
+    swept: bool | None  # its files were swept (no private mounts)
+    seconds: float  # from the request to the sample's end (the file sweep after it not counted)
+
+
 class _ForkServer:
     """The harness's handle on one slot's server process (see the module docstring)."""
 
-    def __init__(self, want_netns: bool):
+    def __init__(self, want_netns: bool, private: bool, tmpfs_mb: int):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         try:
             self.proc = subprocess.Popen(
                 [sandbox_python(), "-I", "-S", os.path.abspath(forkserver.__file__), "--serve", str(theirs.fileno()),
-                 "1" if want_netns else "0"], env=env, cwd="/", stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), start_new_session=True)
+                 "1" if want_netns else "0", "1" if private else "0", str(tmpfs_mb)], env=env, cwd="/",
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
+                start_new_session=True)
         finally:
             theirs.close()
         self.sock = ours
@@ -252,7 +306,8 @@ class _ForkServer:
         self.python = sandbox_python()
         self.lock = threading.Lock()
         self.sock.settimeout(60)
-        self.netns_note = json.loads(self._recv())["netns"]
+        hello = json.loads(self._recv())
+        self.netns_note, self.mounts = hello["netns"], hello["mounts"]
 
     def _recv(self) -> bytes:
         msg = self.sock.recv(MSG_BYTES)
@@ -271,8 +326,9 @@ class _ForkServer:
             pass
         self.proc.wait()
 
-    def run(self, req: dict, fds: list[int], wall_seconds: float) -> tuple[int | None, bool]:
-        """Run one sample; (wait status or None if the server had to be abandoned, timed out)."""
+    def run(self, req: dict, fds: list[int], wall_seconds: float) -> _Outcome:
+        """Run one sample, wait for its end and the server's file sweep."""
+        start = time.perf_counter()
         socket.send_fds(self.sock, [json.dumps(req).encode()], fds)
         self.sock.settimeout(60)
         pid = json.loads(self._recv())["pid"]
@@ -282,7 +338,7 @@ class _ForkServer:
             msg = self._recv()
         except ConnectionError:  # the server died under a running sample (only possible when not root)
             _killpg_quietly(pid)
-            return None, timed_out
+            return _Outcome(None, timed_out, None, time.perf_counter() - start)
         except TimeoutError:
             timed_out = True
             _killpg_quietly(pid)
@@ -290,8 +346,16 @@ class _ForkServer:
                 self.sock.settimeout(SERVER_GRACE_SECONDS)
                 msg = self._recv()
             except (TimeoutError, ConnectionError):
-                return None, timed_out
-        return json.loads(msg)["status"], timed_out
+                return _Outcome(None, timed_out, None, time.perf_counter() - start)
+        seconds, reply = time.perf_counter() - start, json.loads(msg)
+        swept = False
+        if reply["sweeping"]:
+            try:
+                self.sock.settimeout(FILE_SWEEP_SECONDS)
+                swept = json.loads(self._recv())["swept"]
+            except (TimeoutError, ConnectionError):
+                swept = None
+        return _Outcome(reply["status"], timed_out, swept, seconds)
 
 
 def _killpg_quietly(pid: int) -> None:
@@ -303,24 +367,24 @@ def _killpg_quietly(pid: int) -> None:
             pass
 
 
-_SERVERS: dict[tuple[int, bool], _ForkServer] = {}
+_SERVERS: dict[tuple[int, bool, bool], _ForkServer] = {}  # (slot, netns, private mounts) -> server
 _SERVERS_LOCK = threading.Lock()
 
 
-def _server_for(slot: int, want_netns: bool) -> _ForkServer:
+def _server_for(key: tuple[int, bool, bool], tmpfs_mb: int) -> _ForkServer:
     with _SERVERS_LOCK:
-        server = _SERVERS.get((slot, want_netns))
+        server = _SERVERS.get(key)
         if server is None or not server.alive():
             if server is not None:
                 server.close()
-            server = _SERVERS[(slot, want_netns)] = _ForkServer(want_netns)
+            server = _SERVERS[key] = _ForkServer(key[1], key[2], tmpfs_mb)
         return server
 
 
-def _drop_server(slot: int, want_netns: bool, uid: int | None) -> None:
+def _drop_server(key: tuple[int, bool, bool], uid: int | None) -> None:
     """A server that stopped answering: kill it, sweep its uid the slow way, start afresh next time."""
     with _SERVERS_LOCK:
-        server = _SERVERS.pop((slot, want_netns), None)
+        server = _SERVERS.pop(key, None)
     if server is not None:
         server.close()
     if uid is not None:
@@ -347,6 +411,15 @@ os.register_at_fork(after_in_child=_forget_servers_after_fork)
 
 # ---- the call ----
 
+def _request(server: _ForkServer, argv: list[str], workdir: Path, uid: int | None, inproc: bool,
+             limits: Limits) -> dict:
+    """The server's request; the sample's work dir is /tmp/NAME on the slot's private tmpfs, if any."""
+    cwd = f"/tmp/{workdir.name}" if server.mounts["private"] else str(workdir)
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd,
+           "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+    return {"argv": list(argv), "cwd": cwd, "env": env, "uid": uid, "inproc": inproc, "limits": asdict(limits)}
+
+
 def run_in_sandbox(argv: list[str], files: dict[str, str], limits: Limits | None = None, *,
                    slot: int = 0, stdin: str = "", in_process: bool | None = None) -> ExecResult:
     """Write `files` into a fresh work dir, run `argv` there under `limits`, clean up, report.
@@ -362,7 +435,8 @@ def run_in_sandbox(argv: list[str], files: dict[str, str], limits: Limits | None
     uid = sandbox_uid(slot) if (root and limits.drop_privileges) else None
     netns_ok, netns_note = netns_available() if not limits.network else (False, "network:allowed")
     want_netns = netns_ok and not limits.network
-    server = _server_for(slot, want_netns)
+    key = (slot, want_netns, limits.private_mounts)
+    server = _server_for(key, limits.tmpfs_mb)
     if want_netns:
         netns_note = server.netns_note  # what the server's own unshare() achieved
     inproc = list(argv[:-1]) == [server.python, "-I", "-S"] and argv[-1].endswith(".py")
@@ -371,9 +445,9 @@ def run_in_sandbox(argv: list[str], files: dict[str, str], limits: Limits | None
     inproc = inproc and in_process is not False
     isolation = [netns_note, f"uid:{uid}" if uid is not None else "uid:unchanged (not root or disabled)",
                  f"rlimits:cpu={limits.cpu_seconds}s,as={limits.memory_mb}MB,fsize={limits.file_size_mb}MB,"
-                 f"nproc={limits.max_processes},nofile={limits.max_open_files}",
+                 f"nproc={limits.max_processes},nofile={limits.max_open_files},msgqueue=0",
                  "process:forked by the slot server" + (", python in-process" if inproc else ", exec")]
-    workdir = Path(tempfile.mkdtemp(prefix="lc-sandbox-"))
+    workdir, work_fd = Path(tempfile.mkdtemp(prefix="lc-sandbox-")), -1
     try:
         for name, text in files.items():
             target = workdir / name
@@ -385,39 +459,44 @@ def run_in_sandbox(argv: list[str], files: dict[str, str], limits: Limits | None
             for path in [workdir, *workdir.rglob("*")]:
                 os.chown(path, uid, uid)
         os.chmod(workdir, 0o700)
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir),
-               "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+        work_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
         # Output goes to unlinked temp files, not pipes: a daemonised grandchild holding a pipe
         # cannot keep us waiting, and RLIMIT_FSIZE also caps how much output a sample can write.
+        # The work dir goes as a descriptor: with private mounts the server copies it onto its tmpfs.
         with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f, \
                 (tempfile.TemporaryFile() if stdin else open(os.devnull, "rb")) as in_f:
-            fds = [out_f.fileno(), err_f.fileno()]
+            fds = [work_fd, out_f.fileno(), err_f.fileno()]
             if stdin:
                 in_f.write(stdin.encode())
                 in_f.flush()
                 in_f.seek(0)
-                fds.insert(0, in_f.fileno())
-            req = {"argv": list(argv), "cwd": str(workdir), "env": env, "uid": uid, "inproc": inproc,
-                   "limits": asdict(limits)}
-            start = time.perf_counter()
+                fds.insert(1, in_f.fileno())
             try:
                 with server.lock:
-                    status, timed_out = server.run(req, fds, limits.wall_seconds)
+                    outcome = server.run(_request(server, argv, workdir, uid, inproc, limits), fds,
+                                         limits.wall_seconds)
             except OSError:  # the server died between samples (the sample never started): replace it, retry
-                _drop_server(slot, want_netns, uid)
-                server = _server_for(slot, want_netns)
-                start = time.perf_counter()
+                _drop_server(key, uid)
+                server = _server_for(key, limits.tmpfs_mb)
                 with server.lock:
-                    status, timed_out = server.run(req, fds, limits.wall_seconds)
-            if status is None:
-                _drop_server(slot, want_netns, uid)
-            seconds = time.perf_counter() - start
+                    outcome = server.run(_request(server, argv, workdir, uid, inproc, limits), fds,
+                                         limits.wall_seconds)
+            status, timed_out, swept = outcome.status, outcome.timed_out, outcome.swept
+            if status is None or swept is None:
+                _drop_server(key, uid)
+            if swept is None:  # the server never swept: we do, now that the uid's processes are dead
+                swept = uid is not None and not (server.mounts["private"] and server.mounts["readonly"])
+                if swept:
+                    forkserver.sweep_files(uid, str(workdir))
+            isolation.insert(1, _mounts_note(server.mounts, limits, uid, swept))
             out_f.seek(0)
             out, err = out_f.read(MAX_OUTPUT_CHARS * 4), _tail(err_f, MAX_OUTPUT_CHARS * 4)
         returncode = None if status is None else os.waitstatus_to_exitcode(status)
         result = "timeout" if timed_out else "passed" if returncode == 0 else "failed"
         return ExecResult(status=result, returncode=returncode if status is not None else -signal.SIGKILL,
-                          stdout=_clip(out, keep_tail=False), stderr=_clip(err, keep_tail=True), seconds=seconds,
-                          isolation=isolation)
+                          stdout=_clip(out, keep_tail=False), stderr=_clip(err, keep_tail=True),
+                          seconds=outcome.seconds, isolation=isolation)
     finally:
+        if work_fd >= 0:
+            os.close(work_fd)
         shutil.rmtree(workdir, ignore_errors=True)
