@@ -284,8 +284,11 @@ class BatchScheduler:
         if not replay or entry.pending is None:
             return False
         slot.entry = entry
-        self.cache._clock += 1
-        entry.last_used = self.cache._clock
+        cache = self.cache
+        cache._clock += 1
+        entry.last_used = cache._clock
+        cache.lookups, cache.hits = cache.lookups + 1, cache.hits + 1
+        cache.prompt_tokens, cache.reused_tokens = cache.prompt_tokens + len(req.prompt), cache.reused_tokens + len(req.prompt)
         req.stats.reused_tokens = len(req.prompt)
         stop_ids, limit = frozenset(req.params.stop_ids), req.params.max_new_tokens
         emitted = []
