@@ -244,6 +244,8 @@ def concurrent(args, text: str, ctx: int, gguf: Path) -> None:
                       for k in range(clients)]
         servers = {"lightcoder": start_ours(args.ckpt, clients, args.threads, ctx - 32),
                    "llama.cpp": start_llama_server(binary, gguf, clients, args.threads, ctx)}
+        if args.no_draft_row:  # how much of the difference is speculative decoding
+            servers["lightcoder, no drafts"] = start_ours(args.ckpt, clients, args.threads, ctx - 32, draft_tokens=0)
         try:
             positions = {name: [0] * clients for name in servers}
             parts: dict[str, list] = {name: [] for name in servers}
@@ -306,6 +308,7 @@ def main() -> None:
     ap.add_argument("--conc-seconds", type=float, default=40, help="seconds per engine and client count")
     ap.add_argument("--windows", type=int, default=4, help="alternating windows those seconds are split into")
     ap.add_argument("--llama-server", default=str(DEFAULT_LLAMA_SERVER))
+    ap.add_argument("--no-draft-row", action="store_true", help="also run our server with --draft-tokens 0")
     ap.add_argument("--load-seconds", type=float, default=0, help="soak test duration (0 = skip)")
     ap.add_argument("--clients", type=int, default=32, help="soak test clients")
     ap.add_argument("--skip-hf", action="store_true")

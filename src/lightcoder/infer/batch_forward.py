@@ -43,6 +43,9 @@ def _attend(q: torch.Tensor, cache: KVCache, pos: int, bias: torch.Tensor | None
     T, H, Hd = q.shape
     end = pos + T
     G = n_heads // n_kv
+    if T == 1:  # one query sees every key: no mask
+        scores = torch.matmul(q.view(n_kv, G, Hd), cache.k[0, :, :end].transpose(1, 2)).softmax(-1)  # (K, G, S)
+        return torch.matmul(scores, cache.v[0, :, :end]).view(1, H * Hd)
     if bias is not None:  # few queries: two plain matmuls (cheaper than SDPA's kernel)
         qg = q.reshape(T, n_kv, G, Hd).permute(1, 2, 0, 3).reshape(n_kv, G * T, Hd)  # rows (g, t)
         scores = torch.matmul(qg, cache.k[0, :, :end].transpose(1, 2))  # (K, G*T, S); scale is in wq
@@ -58,7 +61,7 @@ def _masks(seg: Segment, dtype, device) -> tuple[torch.Tensor | None, torch.Tens
     """(additive bias for the matmul path, bool mask for SDPA); query i sees keys 0..pos+i."""
     T, end = len(seg.tokens), seg.pos + len(seg.tokens)
     if T == 1:
-        return torch.zeros(1, end, dtype=dtype, device=device), None
+        return None, None  # _attend needs no mask
     mask = torch.ones(T, end, dtype=torch.bool, device=device).tril(diagonal=seg.pos)  # (T, S)
     if T <= _SMALL_CHUNK:
         return torch.zeros(T, end, dtype=dtype, device=device).masked_fill_(~mask, float("-inf")), None

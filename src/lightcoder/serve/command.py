@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-prompt-tokens", type=int, default=0, help="prompt budget (0 = the model's context)")
     p.add_argument("-np", "--parallel", type=int, default=4,
                    help="slots: requests decoded together in one batch (default 4); more wait in a queue")
+    p.add_argument("--draft-tokens", type=int, default=4, help="prompt-lookup ids greedy requests check per "
+                   "step (exact speculative decoding; 0 = off)")
     p.add_argument("--cache-entries", type=int, default=8,
                    help="prefix-KV buffers kept (LRU; at least --parallel + 1)")
     p.add_argument("--sticky-lines", type=int, default=16,
@@ -71,6 +73,7 @@ def main(argv: list[str]) -> int:
                     max_queue=args.max_queue, max_seconds=args.max_seconds)
     app = create_app(completer, ServerConfig(model_name=args.model_name, api_key=args.api_key, limits=limits,
                                              workspace_index=index, parallel=args.parallel,
+                                             draft_tokens=args.draft_tokens,
                                              model_path=str(args.checkpoint)))
     print(f"lightcoder serve: {args.checkpoint} as {args.model_name!r} (template {completer.template.name}) on "
           f"http://{args.host}:{args.port}/ with {args.parallel} slots  (playground at /, OpenAI base_url .../v1, "

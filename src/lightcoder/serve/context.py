@@ -32,6 +32,7 @@ class ServerConfig:
     workspace_index: ChunkIndex | None = None  # cross-file context from a directory (--workspace)
     context_chunks: int = 3  # BM25 top-k, as aiXcoder's CrossCodeEval setup
     parallel: int = 4  # batch slots (--parallel): requests decoded together
+    draft_tokens: int = 4  # prompt-lookup ids checked per step for greedy requests (0 = no speculative decoding)
     model_path: str = ""  # shown by /props and Ollama's /api/show
 
 
@@ -41,7 +42,7 @@ class ServeContext:
         engine = completer.engine
         self.scheduler = BatchScheduler(completer.model, n_slots=config.parallel, vocab_size=engine.vocab_size,
                                         cache_entries=max(engine.cache.max_entries, config.parallel + 1),
-                                        decoder=engine.decoder)
+                                        decoder=engine.decoder, max_draft_tokens=config.draft_tokens)
         self.worker = EngineWorker(max_queue=self.limits.max_queue)
         self.metrics = Metrics()
         self.context_room = completer.model_cfg.max_seq_len - 1  # at least one prompt token must fit
