@@ -194,6 +194,11 @@ def single_client(args, reqs, path, ctx, gguf: Path | None) -> Completer:
     server = ThreadServer(app)
     targets = {"lightcoder": (server.url, False)}
     stoppers = [server.stop]
+    if args.baseline_src:  # before/after in one run: both as `lightcoder serve` processes, same rotation
+        procs = [start_ours(args.ckpt, 1, args.threads, 768), start_ours(args.ckpt, 1, args.threads, 768,
+                                                                         baseline_src=args.baseline_src)]
+        targets["lightcoder serve"], targets["baseline serve"] = (procs[0][1], False), (procs[1][1], False)
+        stoppers += [p.terminate for p, _ in procs]
     if not args.skip_hf:
         from transformers import AutoModelForCausalLM
 
@@ -309,6 +314,8 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=4, help="alternating windows those seconds are split into")
     ap.add_argument("--llama-server", default=str(DEFAULT_LLAMA_SERVER))
     ap.add_argument("--no-draft-row", action="store_true", help="also run our server with --draft-tokens 0")
+    ap.add_argument("--baseline-src", help="src dir of an earlier checkout (git archive COMMIT src | tar -x): "
+                    "its `lightcoder serve` joins the single-client replay, next to ours in a process too")
     ap.add_argument("--load-seconds", type=float, default=0, help="soak test duration (0 = skip)")
     ap.add_argument("--clients", type=int, default=32, help="soak test clients")
     ap.add_argument("--skip-hf", action="store_true")

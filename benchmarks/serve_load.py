@@ -46,13 +46,19 @@ def wait_ready(proc: subprocess.Popen, url: str, seconds: float = 180) -> None:
     raise RuntimeError(f"{url} not ready after {seconds:.0f} s")
 
 
-def start_ours(ckpt: str, parallel: int, threads: int, max_prompt_tokens: int,
-               draft_tokens: int = 4) -> tuple[subprocess.Popen, str]:
+def start_ours(ckpt: str, parallel: int, threads: int, max_prompt_tokens: int, draft_tokens: int = 4,
+               baseline_src: str | None = None) -> tuple[subprocess.Popen, str]:
+    """`lightcoder serve` in its own process; baseline_src: the `src` dir of another checkout
+    (an earlier commit, whose serve has no --parallel), for before/after in one run."""
     port = free_port()
-    cmd = [sys.executable, "-m", "lightcoder.cli", "serve", ckpt, "--port", str(port), "--parallel", str(parallel),
-           "--threads", str(threads), "--max-prompt-tokens", str(max_prompt_tokens), "--sticky-lines", "16",
-           "--max-queue", "512", "--cache-entries", str(parallel + 8), "--draft-tokens", str(draft_tokens)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "lightcoder.cli", "serve", ckpt, "--port", str(port), "--threads", str(threads),
+           "--max-prompt-tokens", str(max_prompt_tokens), "--sticky-lines", "16", "--max-queue", "512"]
+    env = dict(os.environ)
+    if baseline_src:
+        env["PYTHONPATH"] = baseline_src
+    else:
+        cmd += ["--parallel", str(parallel), "--cache-entries", str(parallel + 8), "--draft-tokens", str(draft_tokens)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     wait_ready(proc, url)
     return proc, url
