@@ -53,7 +53,8 @@ def test_llama_vim_fim_reply_has_the_flattened_fields_its_parser_reads(server):
     assert isinstance(data["content"], str) and data["truncated"] is False
     assert all(isinstance(data[f"timings/{k}"], (int, float)) for k in TIMING_KEYS)
     assert data["timings/predicted_n"] >= 1 and data["timings/prompt_n"] >= 1
-    assert data["tokens_cached"] > 0  # the ring request put the extra context into a slot's cache
+    typed = post(server, {**LLAMA_VIM_FIM, "prompt": LINE + ":"})  # the next keystroke
+    assert typed["tokens_cached"] > typed["timings/prompt_n"]  # most of the prompt came from the cache
     assert data["timings/predicted_per_second"] > 0 and data["timings/prompt_ms"] > 0
     later = [line for line in data["content"].split("\n")[1:] if line.strip()]
     assert all(len(line) - len(line.lstrip()) >= 4 for line in later)  # n_indent 4 cut dedented lines
