@@ -31,7 +31,7 @@ def free_port() -> int:
     return port
 
 
-def wait_ready(proc: subprocess.Popen, url: str, seconds: float = 180) -> None:
+def wait_ready(proc: subprocess.Popen, url: str, seconds: float = 600) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:
         if proc.poll() is not None:
