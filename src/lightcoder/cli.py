@@ -36,6 +36,12 @@ MODULE_COMMANDS = {
     ("export",): ("lightcoder.serve.export_command", 1),
     ("ablate",): ("lightcoder.ablate", 1),
 }
+# `lightcoder --help` lists these too (each parses its own arguments: `lightcoder serve --help`)
+MODULE_HELP = {
+    "serve": "serve completions over HTTP: OpenAI, llama.cpp (/infill) and Ollama APIs, continuous batching",
+    "export": "export a checkpoint as a Hugging Face directory or a GGUF file (llama.cpp, Ollama)",
+}
+STAGE_SUBCOMMANDS = {"data": "data report", "eval": "eval " + "|".join(("report",) + _EVAL_STEPS)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_args(p)
     p.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget (default 15)")
     for name in STAGE_FUNCTIONS:
-        p = sub.add_parser(name, help=f"run the {name} stage over a run directory")
+        more = f" (also: {STAGE_SUBCOMMANDS[name]})" if name in STAGE_SUBCOMMANDS else ""
+        p = sub.add_parser(name, help=f"run the {name} stage over a run directory{more}")
         add_run_args(p)
         if name == "pack":
             p.add_argument("--stats", action="store_true", help="print the objective / language / "
@@ -70,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--mode", choices=("spm", "psm"), default="spm", help="FIM prompt order (aiXcoder: spm)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    for name, text in MODULE_HELP.items():  # listed here, dispatched by find_module_command before parsing
+        sub.add_parser(name, help=text, add_help=False)
     return parser
 
 

@@ -18,6 +18,8 @@ CASES = [
     (b'{"prompt": "x", "n": 99}', 400, "max_n"),
     (b'{"prompt": "' + b"x" * 30_000 + b'"}', 413, "max_prompt_chars"),
     (b'{"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}', 400, "stop"),
+    (b'{"prompt": "\\ud800"}', 400, "invalid field prompt: lone UTF-16 surrogate"),  # valid JSON, not Unicode
+    (b'{"prompt": "x", "suffix": "a\\udfff"}', 400, "invalid field suffix"),
 ]
 
 

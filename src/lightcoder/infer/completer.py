@@ -46,6 +46,10 @@ class Completion:
     reused_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
     replayed_tokens: int = 0  # new tokens taken from a cached greedy continuation
     first_token_seconds: float = 0.0
+    prompt_seconds: float = 0.0  # prompt processing (prefill) of the generation
+    predicted_seconds: float = 0.0  # first new token -> end of generation
+    slot: int = -1  # the batch scheduler's slot that ran it (-1: the single-request engine)
+    stop_word: str = ""  # the stop string that ended it, if one did
 
 
 class Completer:
@@ -106,13 +110,33 @@ class Completer:
 
     def build(self, prefix: str, suffix: str = "", *, path: str = "", mode: str = "spm", max_new_tokens: int = 64,
               max_prompt_tokens: int | None = None, context: Sequence[tuple[str, str]] = (),
-              max_context_tokens: int | None = None) -> list[int]:
-        """The prompt ids `complete` would use."""
+              max_context_tokens: int | None = None, middle: str = "") -> list[int]:
+        """The prompt ids `complete` would use. middle: text placed after the middle token (llama.cpp's
+        /infill `prompt`): joined to the prefix where the layout ends with it (aiXcoder's SPM, NTP),
+        else tokenized after the whole prompt."""
         if max_context_tokens is None:
             max_context_tokens = (max_prompt_tokens or self.max_prompt_tokens or self.model_cfg.max_seq_len) // 4
         cfg = self.prompt_config(mode, max_new_tokens, max_prompt_tokens, max_context_tokens if context else 0)
+        tail: list[int] = []
+        if middle and self._prefix_is_last(mode, fim=suffix != ""):
+            prefix += middle
+        elif middle:
+            tail = self.tokenizer.encode(middle)
+            if len(tail) >= cfg.max_prompt_tokens:
+                raise ValueError(f"prompt (the text after the middle token) is {len(tail)} tokens, over the prompt "
+                                 f"budget {cfg.max_prompt_tokens}; send less")
+            cfg.max_prompt_tokens -= len(tail)
         return build_prompt(self.tokenizer, prefix=prefix, suffix=suffix, path=path, cfg=cfg,
-                            template=self.template, context=context)
+                            template=self.template, context=context) + tail
+
+    def _prefix_is_last(self, mode: str, *, fim: bool) -> bool:
+        """Whether the prompt layout ends with the prefix (so text after the middle token continues it)."""
+        if not fim:
+            return True
+        if self.template.name == "aixcoder":
+            return mode == "spm"
+        pieces = self.template.fim_pieces("\x00", "\x01", mode=mode if mode in self.template.modes else None)
+        return pieces[-1].endswith("\x00")
 
     @torch.no_grad()
     def middle_bits(self, prefix: str, middle: str, suffix: str = "", *, path: str = "", mode: str = "spm",
@@ -164,27 +188,33 @@ class Completer:
                max_seconds: float | None = None, max_prompt_tokens: int | None = None,
                context: Sequence[tuple[str, str]] = (), max_context_tokens: int | None = None,
                syntax_stop: bool = False, cancelled: Callable[[], bool] | None = None,
-               prompt_ids: list[int] | None = None) -> Iterator[str]:
+               prompt_ids: list[int] | None = None, middle: str = "", generate: Callable | None = None,
+               min_indent: int = 0, predict_seconds_after_newline: float | None = None) -> Iterator[str]:
         """Yield the completion as text deltas; the generator returns the `Completion`.
 
         stop_ids None = the tokenizer's stop set; pass () to always generate max_new_tokens. `stop`
         strings end the completion before their first occurrence. syntax_stop ends it at the first
-        line where the structure at the cursor is complete (StructureStop).
+        line where the structure at the cursor is complete (StructureStop). generate(prompt_ids,
+        params, cancelled) -> ids (default: this completer's Engine; the server passes its batch
+        scheduler). min_indent (llama.cpp's n_indent): a later line indented less ends the completion
+        before it. predict_seconds_after_newline (t_max_predict_ms): once a newline was generated,
+        stop when generation has taken this long since its first token.
         """
         start = time.perf_counter()
         prompt = prompt_ids if prompt_ids is not None else self.build(
             prefix, suffix, path=path, mode=mode, max_new_tokens=max_new_tokens,
-            max_prompt_tokens=max_prompt_tokens, context=context, max_context_tokens=max_context_tokens)
+            max_prompt_tokens=max_prompt_tokens, context=context, max_context_tokens=max_context_tokens,
+            middle=middle)
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                 seed=seed, stop_ids=self.tokenizer.stop_ids if stop_ids is None else stop_ids,
                                 max_seconds=max_seconds)
         structure = StructureStop(prefix, suffix, language_for_path(path)) if syntax_stop else None
         stops = [s for s in stop if s]
-        tokens = self.engine.generate(prompt, params, cancelled=cancelled)
+        tokens = generate(prompt, params, cancelled) if generate else self.engine.generate(prompt, params, cancelled=cancelled)
         new_ids: list[int] = []
         sent = 0  # characters of the text already yielded
         first_token = 0.0
-        text = ""
+        text, stop_word = "", ""
         while True:
             try:
                 new_ids.append(next(tokens))
@@ -196,11 +226,22 @@ class Completer:
             text = self.tokenizer.decode(new_ids)
             cut = _first_stop(text, stops)
             if cut is not None:
+                stop_word = next(s for s in stops if text.find(s) == cut)
                 text, stop_reason = text[:cut], "stop"
                 tokens.close()
                 break
             if structure is not None and structure.done(text):
                 text, stop_reason = text[:text.rfind("\n") + 1], "structure"
+                tokens.close()
+                break
+            cut = _dedent_cut(text, min_indent) if min_indent else None
+            if cut is not None:
+                text, stop_reason = text[:cut], "stop"
+                tokens.close()
+                break
+            if predict_seconds_after_newline is not None and "\n" in text and \
+                    time.perf_counter() - start - first_token > predict_seconds_after_newline:
+                stop_reason = "time"
                 tokens.close()
                 break
             safe = len(text) - _held_back(text, stops)
@@ -217,15 +258,32 @@ class Completer:
                 text = self.tokenizer.decode(new_ids)
         if len(text) > sent:
             yield text[sent:]
-        stats = self.engine.last_stats
+        stats = getattr(tokens, "stats", None) or self.engine.last_stats  # the scheduler's stream, or the Engine's
+        seconds = time.perf_counter() - start
         return Completion(text=text, prompt_tokens=len(prompt), new_tokens=num_generated, stop_reason=stop_reason,
-                          seconds=time.perf_counter() - start, reused_tokens=stats.reused_tokens,
-                          replayed_tokens=stats.replayed_tokens, first_token_seconds=first_token)
+                          seconds=seconds, reused_tokens=stats.reused_tokens,
+                          replayed_tokens=stats.replayed_tokens, first_token_seconds=first_token,
+                          prompt_seconds=stats.prefill_seconds, slot=getattr(stats, "slot", -1), stop_word=stop_word,
+                          predicted_seconds=max(0.0, seconds - first_token) if first_token else 0.0)
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> int | None:
     hits = [i for i in (text.find(s) for s in stops) if i >= 0]
     return min(hits) if hits else None
+
+
+def _dedent_cut(text: str, min_indent: int) -> int | None:
+    """Where a line after the first starts with less than min_indent whitespace characters (and has
+    code on it): the completion ends before that line. None: no such line yet."""
+    start = text.find("\n") + 1
+    while start:
+        end = text.find("\n", start)
+        line = text[start:] if end < 0 else text[start:end]
+        code = line.lstrip(" \t")
+        if code and len(line) - len(code) < min_indent:
+            return start
+        start = end + 1 if end >= 0 else 0
+    return None
 
 
 def _held_back(text: str, stops: Sequence[str]) -> int:

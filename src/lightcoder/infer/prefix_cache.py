@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from lightcoder.model.llama import KVCache, Transformer
@@ -93,30 +94,34 @@ class PrefixCache:
         self.reused_tokens = 0
         self.prompt_tokens = 0
 
-    def best_match(self, prompt: list[int]) -> tuple[CacheEntry | None, int]:
+    def best_match(self, prompt: list[int], busy: Collection[CacheEntry] = ()) -> tuple[CacheEntry | None, int]:
+        """The entry (not in `busy`) sharing the longest token prefix with prompt, and that length."""
         best, best_len = None, 0
         for entry in self.entries:
+            if entry in busy:
+                continue
             n = common_prefix_len(entry.tokens, prompt)
             if n > best_len:
                 best, best_len = entry, n
         return best, best_len
 
-    def acquire(self, prompt: list[int], capacity: int) -> tuple[CacheEntry, int]:
+    def acquire(self, prompt: list[int], capacity: int, busy: Collection[CacheEntry] = ()) -> tuple[CacheEntry, int]:
         """An entry to decode `prompt` in, with room for `capacity` positions; (entry, reusable ids).
 
         The entry's KV is valid for prompt[:reusable]; the caller feeds the rest and updates
-        entry.tokens as it writes positions.
+        entry.tokens as it writes positions. Entries in `busy` (in use by running requests of the
+        batch scheduler) are neither matched nor recycled; max_entries must exceed len(busy).
         """
         capacity = min(-(-capacity // _ALLOC_STEP) * _ALLOC_STEP, self.model.cfg.max_seq_len)
         self._clock += 1
         self.lookups += 1
         self.prompt_tokens += len(prompt)
-        entry, shared = self.best_match(prompt)
+        entry, shared = self.best_match(prompt, busy)
         if entry is not None and shared < self.min_shared_fraction * len(entry.tokens) and \
                 len(self.entries) < self.max_entries:
             entry, shared = None, 0  # keep that session; start a new one
         if entry is None:
-            entry = self._new_entry(capacity)
+            entry = self._new_entry(capacity, busy)
             shared = 0
         else:
             entry.truncate(shared)
@@ -128,10 +133,11 @@ class PrefixCache:
             self.reused_tokens += shared
         return entry, shared
 
-    def _new_entry(self, capacity: int) -> CacheEntry:
-        if len(self.entries) >= self.max_entries:
+    def _new_entry(self, capacity: int, busy: Collection[CacheEntry] = ()) -> CacheEntry:
+        free = [e for e in self.entries if e not in busy]
+        if len(self.entries) >= self.max_entries and free:
             # Recycle the least recently used buffer when it is big enough; else drop it.
-            victim = min(self.entries, key=lambda e: e.last_used)
+            victim = min(free, key=lambda e: e.last_used)
             self.entries.remove(victim)
             if victim.capacity >= capacity:
                 victim.truncate(0)
@@ -140,7 +146,10 @@ class PrefixCache:
         entry = CacheEntry(kv=self.model.init_kv_cache(1, capacity))
         self.entries.append(entry)
         while len(self.entries) > 1 and sum(e.nbytes for e in self.entries) > self.max_bytes:
-            self.entries.remove(min((e for e in self.entries if e is not entry), key=lambda e: e.last_used))
+            victims = [e for e in self.entries if e is not entry and e not in busy]
+            if not victims:
+                break
+            self.entries.remove(min(victims, key=lambda e: e.last_used))
         return entry
 
     def ensure_capacity(self, entry: CacheEntry, capacity: int) -> bool:

@@ -1,66 +1,67 @@
-"""Routes of `lightcoder serve` (model math lives in lightcoder.infer; limits in schemas.py).
+"""The app of `lightcoder serve`: OpenAI routes here, llama.cpp's and Ollama's in their modules.
 
     POST /v1/completions   OpenAI legacy completions: prompt (= prefix), suffix, max_tokens, temperature,
                            top_p, stop, n, seed, stream (SSE); echo must be false
-    POST /infill           llama.cpp server: input_prefix, input_suffix, input_extra [{filename, text}],
-                           prompt, n_predict, stop, cache_prompt, stream
+    POST /infill, /completion, GET /slots, /props     llama.cpp server (llamacpp_routes.py)
+    POST /api/generate, /api/show, GET /api/tags       Ollama (ollama_routes.py)
     GET  /v1/models, /health, /metrics (Prometheus), / (playground page)
 
+Every route's generation runs on one `BatchScheduler` (infer/scheduler.py): `config.parallel`
+requests decode together in one batch (continuous batching); model math lives in lightcoder.infer,
+limits and request validation in schemas.py.
+
 Example:
-    app = create_app(Completer.load("run/quickstart"), ServerConfig(model_name="lightcoder"))
+    app = create_app(Completer.load("run/quickstart"), ServerConfig(model_name="lightcoder", parallel=4))
     uvicorn.run(app, port=8000)
 """
 
 from __future__ import annotations
 
-import json
 import secrets
-from contextlib import asynccontextmanager
 import time
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from lightcoder.infer.completer import Completer, Completion
-from lightcoder.infer.retrieval import ChunkIndex, query_text
-from lightcoder.serve.metrics import Metrics
-from lightcoder.serve.schemas import ApiError, CompletionRequest, InfillRequest, Limits, check_limit, parse_body
-from lightcoder.serve.worker import EngineWorker
+from lightcoder.serve.context import ServeContext, ServerConfig, finish_reason
+from lightcoder.serve.llamacpp_routes import LlamaCppRoutes
+from lightcoder.serve.ollama_routes import OllamaRoutes, error_body
+from lightcoder.serve.schemas import (
+    ApiError,
+    CompletionRequest,
+    check_limit,
+    parse_body,
+)
+
+__all__ = ["ServerConfig", "create_app", "finish_reason"]
 
 STATIC = Path(__file__).parent / "static"
 OPEN_PATHS = {"/", "/health", "/metrics"}
 
 
-@dataclass(kw_only=True)
-class ServerConfig:
-    model_name: str = "lightcoder"
-    api_key: str | None = None  # when set, requests need "Authorization: Bearer KEY"
-    limits: Limits = field(default_factory=Limits)
-    workspace_index: ChunkIndex | None = None  # cross-file context from a directory (--workspace)
-    context_chunks: int = 3  # BM25 top-k, as aiXcoder's CrossCodeEval setup
-
-
 def create_app(completer: Completer, config: ServerConfig | None = None) -> FastAPI:
     config = config or ServerConfig()
-    limits = config.limits
-    worker = EngineWorker(max_queue=limits.max_queue)
-    metrics = Metrics()
+    ctx = ServeContext(completer, config)
+    limits, worker, metrics = config.limits, ctx.worker, ctx.metrics
 
     @asynccontextmanager
     async def lifespan(app):
         yield
-        worker.shutdown()
+        ctx.shutdown()
 
     app = FastAPI(title="lightcoder", docs_url=None, redoc_url=None, lifespan=lifespan)
-    app.state.completer, app.state.worker, app.state.metrics = completer, worker, metrics
+    app.state.ctx, app.state.completer, app.state.worker, app.state.metrics = ctx, completer, worker, metrics
+    app.include_router(LlamaCppRoutes(ctx).router)
+    app.include_router(OllamaRoutes(ctx).router)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
         metrics.request(request.url.path, exc.status)
-        return JSONResponse(exc.body(), status_code=exc.status)
+        body = error_body(exc) if request.url.path.startswith("/api/") else exc.body()  # Ollama's shape there
+        return JSONResponse(body, status_code=exc.status)
 
     @app.exception_handler(ValueError)
     async def value_error(request: Request, exc: ValueError):
@@ -80,32 +81,9 @@ def create_app(completer: Completer, config: ServerConfig | None = None) -> Fast
                                     status_code=401)
         return await call_next(request)
 
-    context_room = completer.model_cfg.max_seq_len - 1  # at least one prompt token must fit
-
-    def check_model(name: str | None) -> None:
-        if name and name != config.model_name:
-            raise ApiError(404, f"model {name!r} does not exist; this server serves {config.model_name!r} "
-                           "(GET /v1/models)", param="model", code="model_not_found")
-
-    def context_for(prefix: str, path: str, extra: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        query = query_text(prefix)
-        hits: list[tuple[str, str]] = []
-        if extra:
-            hits += ChunkIndex.from_files(extra).search(query, config.context_chunks, exclude_path=path or None)
-        if config.workspace_index is not None and len(hits) < config.context_chunks:
-            hits += config.workspace_index.search(query, config.context_chunks - len(hits), exclude_path=path or None)
-        return hits
-
-    def run_kwargs(*, prefix, suffix, path, max_tokens, temperature, top_p, top_k, seed, stop, mode, context):
-        return dict(prefix=prefix, suffix=suffix, path=path, max_new_tokens=max_tokens, temperature=temperature,
-                    top_p=top_p, top_k=top_k, seed=seed or 0, stop=stop, mode=mode, context=context,
-                    max_seconds=limits.max_seconds)
-
-    async def build_ids(kwargs: dict) -> list[int]:
-        """The prompt ids, tokenized on a thread-pool thread (not the event loop, not the engine)."""
-        return await run_in_threadpool(
-            completer.build, kwargs["prefix"], kwargs["suffix"], path=kwargs["path"], mode=kwargs["mode"],
-            max_new_tokens=kwargs["max_new_tokens"], context=kwargs["context"])
+    context_room = ctx.context_room
+    check_model, context_for, run_kwargs, build_ids, sse = (ctx.check_model, ctx.context_for, ctx.run_kwargs,
+                                                             ctx.build_ids, ctx.sse)
 
     # ------------------------------------------------------------------ OpenAI /v1/completions
 
@@ -184,72 +162,7 @@ def create_app(completer: Completer, config: ServerConfig | None = None) -> Fast
                                "reused_prompt_tokens": results[0].reused_tokens}}
         return JSONResponse(body)
 
-    # ------------------------------------------------------------------ llama.cpp /infill
-
-    @app.post("/infill")
-    async def infill(request: Request):
-        started = time.perf_counter()
-        req: InfillRequest = parse_body(await request.body(), InfillRequest)
-        n_predict = min(limits.max_tokens_limit, context_room // 2) if req.n_predict < 0 else req.n_predict
-        if n_predict == 0:
-            raise ApiError(400, "n_predict must be > 0 (or -1 for the server's limit)", param="n_predict")
-        check_limit(n_predict, limits.max_tokens_limit, "n_predict", "max_tokens_limit")
-        check_limit(n_predict, context_room, "n_predict", "the model's context (max_seq_len - 1)")
-        check_limit(len(req.input_extra), limits.max_extra_files, "input_extra entries", "max_extra_files")
-        prefix = req.input_prefix + req.prompt
-        size = len(prefix) + len(req.input_suffix) + sum(len(f.text) for f in req.input_extra)
-        check_limit(size, limits.max_prompt_chars, "input characters", "max_prompt_chars", "send less context",
-                    status=413)
-        extra = [(f.filename, f.text) for f in req.input_extra if f.text]
-        context = context_for(prefix, req.path, extra) if (extra or config.workspace_index) else []
-        kwargs = run_kwargs(prefix=prefix, suffix=req.input_suffix, path=req.path, max_tokens=n_predict,
-                            temperature=req.temperature, top_p=req.top_p, top_k=req.top_k, seed=req.seed,
-                            stop=req.stop, mode=req.mode, context=context)
-
-        def final(r: Completion, content: str) -> dict:
-            return {"content": content, "stop": True, "model": config.model_name,
-                    "tokens_predicted": r.new_tokens, "tokens_evaluated": r.prompt_tokens,
-                    "tokens_cached": r.reused_tokens, "stopped_eos": r.stop_reason == "stop",
-                    "stopped_limit": r.stop_reason == "length", "stop_reason": r.stop_reason,
-                    "timings": {"predicted_ms": r.seconds * 1000, "prompt_n": r.prompt_tokens - r.reused_tokens}}
-
-        if req.stream:
-            prompt_ids = await build_ids(kwargs)
-
-            def events(cancelled):
-                gen = completer.stream(**kwargs, syntax_stop=req.truncate == "syntax", cancelled=cancelled,
-                                       prompt_ids=prompt_ids)
-                while True:
-                    try:
-                        yield {"content": next(gen), "stop": False}
-                    except StopIteration as done:
-                        metrics.completion(done.value)
-                        yield final(done.value, "")
-                        return
-            return sse(worker.stream(events), "/infill", started, done_marker=False)
-
-        result = await worker.run(lambda cancelled: completer.complete(**kwargs, truncate=req.truncate,
-                                                                       cancelled=cancelled), request)
-        if result is None:
-            return JSONResponse({}, status_code=499)
-        metrics.completion(result)
-        metrics.request("/infill", 200, time.perf_counter() - started)
-        return JSONResponse(final(result, result.text))
-
     # ------------------------------------------------------------------ the rest
-
-    def sse(items, endpoint: str, started: float, done_marker: bool = True) -> StreamingResponse:
-        async def body():
-            try:
-                async for item in items:
-                    yield f"data: {json.dumps(item)}\n\n"
-                if done_marker:
-                    yield "data: [DONE]\n\n"
-                metrics.request(endpoint, 200, time.perf_counter() - started)
-            finally:
-                await items.aclose()  # a disconnected client cancels the job
-        return StreamingResponse(body(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get("/v1/models")
     async def models():
@@ -258,11 +171,13 @@ def create_app(completer: Completer, config: ServerConfig | None = None) -> Fast
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": config.model_name, "queue_depth": worker.depth}
+        return {"status": "ok", "model": config.model_name, "queue_depth": worker.depth,
+                "slots_idle": len(ctx.scheduler.slots) - ctx.scheduler.busy,
+                "slots_processing": ctx.scheduler.busy}
 
     @app.get("/metrics")
     async def prometheus():
-        return PlainTextResponse(metrics.render(completer.engine.cache.stats(), worker.depth),
+        return PlainTextResponse(metrics.render(ctx.scheduler.cache.stats(), worker.depth, ctx.gauges()),
                                  media_type="text/plain; version=0.0.4")
 
     @app.get("/")
@@ -271,7 +186,3 @@ def create_app(completer: Completer, config: ServerConfig | None = None) -> Fast
 
     return app
 
-
-def finish_reason(result: Completion) -> str:
-    """OpenAI's vocabulary: "length" when cut by a token or time budget, else "stop"."""
-    return "length" if result.stop_reason in ("length", "max_seq_len", "time") else "stop"

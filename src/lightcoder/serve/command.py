@@ -15,7 +15,9 @@ from lightcoder.serve.schemas import Limits
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lightcoder serve", description="Serve code completions over HTTP "
-                                "(OpenAI /v1/completions with suffix, llama.cpp /infill, playground at /).")
+                                "(OpenAI /v1/completions with suffix, llama.cpp /infill and /completion, Ollama "
+                                "/api/generate with suffix, playground at /), decoding up to --parallel requests "
+                                "together (continuous batching).")
     p.add_argument("checkpoint", help="run dir, checkpoint dir, or an HF Llama dir (tokenizer.json or tokenizer.model)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -26,7 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: detected from the tokenizer")
     p.add_argument("--workspace", help="directory whose source files give cross-file context (BM25)")
     p.add_argument("--max-prompt-tokens", type=int, default=0, help="prompt budget (0 = the model's context)")
-    p.add_argument("--cache-entries", type=int, default=8, help="prefix-KV cache sessions kept (LRU)")
+    p.add_argument("-np", "--parallel", type=int, default=4,
+                   help="slots: requests decoded together in one batch (default 4); more wait in a queue")
+    p.add_argument("--draft-tokens", type=int, default=4, help="prompt-lookup ids greedy requests check per "
+                   "step (exact speculative decoding; 0 = off)")
+    p.add_argument("--cache-entries", type=int, default=8,
+                   help="prefix-KV buffers kept (LRU; at least --parallel + 1)")
     p.add_argument("--sticky-lines", type=int, default=16,
                    help="cut long prompts at multiples of this many lines, so keystrokes keep the KV cache")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
@@ -40,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.parallel < 1:
+        parser.error(f"--parallel must be >= 1, got {args.parallel}")
     import torch
     import uvicorn
 
@@ -62,8 +72,11 @@ def main(argv: list[str]) -> int:
     limits = Limits(max_prompt_chars=args.max_prompt_chars, max_tokens_limit=args.max_tokens_limit,
                     max_queue=args.max_queue, max_seconds=args.max_seconds)
     app = create_app(completer, ServerConfig(model_name=args.model_name, api_key=args.api_key, limits=limits,
-                                             workspace_index=index))
+                                             workspace_index=index, parallel=args.parallel,
+                                             draft_tokens=args.draft_tokens,
+                                             model_path=str(args.checkpoint)))
     print(f"lightcoder serve: {args.checkpoint} as {args.model_name!r} (template {completer.template.name}) on "
-          f"http://{args.host}:{args.port}/  (playground at /, OpenAI base_url .../v1)", file=sys.stderr)
+          f"http://{args.host}:{args.port}/ with {args.parallel} slots  (playground at /, OpenAI base_url .../v1, "
+          "llama.cpp /infill, Ollama /api/generate)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -5,6 +5,8 @@
     lightcoder_first_token_seconds                      histogram
     lightcoder_generated_tokens_total, lightcoder_prompt_tokens_total, lightcoder_reused_prompt_tokens_total
     lightcoder_prefix_cache_hit_rate, lightcoder_prefix_cache_entries, lightcoder_queue_depth   gauges
+    lightcoder_slots_total, lightcoder_slots_busy, lightcoder_busy_slots_per_step               gauges (batching)
+    lightcoder_batch_steps_total, lightcoder_batch_rows_total                                   counters
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class Metrics:
             if result.first_token_seconds:
                 self.first_token.observe(result.first_token_seconds)
 
-    def render(self, cache_stats: dict, queue_depth: int) -> str:
+    def render(self, cache_stats: dict, queue_depth: int, batching: dict | None = None) -> str:
         with self.lock:
             lines = ["# TYPE lightcoder_requests_total counter"]
             lines += [f'lightcoder_requests_total{{endpoint="{e}",status="{s}"}} {n}'
@@ -80,6 +82,8 @@ class Metrics:
                   "prefix_cache_entries": cache_stats.get("entries", 0),
                   "prefix_cache_bytes": cache_stats.get("bytes", 0),
                   "queue_depth": queue_depth}
+        gauges.update(batching or {})
         for name, value in gauges.items():
-            lines += [f"# TYPE lightcoder_{name} gauge", f"lightcoder_{name} {value}"]
+            kind = "counter" if name.endswith("_total") else "gauge"
+            lines += [f"# TYPE lightcoder_{name} {kind}", f"lightcoder_{name} {value}"]
         return "\n".join(lines) + "\n"

@@ -60,29 +60,106 @@ class CompletionRequest(BaseModel):
 
 
 class ExtraFile(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # llama.vim also sends "time"
     filename: str = ""
     text: str = ""
 
 
-class InfillRequest(BaseModel):
-    """llama.cpp server /infill."""
+class LlamaCppRequest(BaseModel):
+    """llama.cpp server's /infill and /completion (tools/server/README.md), the fields editors send."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore")  # llama.cpp accepts many more sampling options
+    prompt: str | list[int] = ""  # /infill: text after the middle token; /completion: the prompt (or token ids)
     input_prefix: str = ""
     input_suffix: str = ""
     input_extra: list[ExtraFile] = []
-    prompt: str = ""  # text after the prefix (llama.cpp appends it at the cursor)
-    n_predict: int = -1
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(0, ge=0)
-    seed: int | None = None
+    n_predict: int = Field(-1, ge=-1)  # -1: the server's limit; 0: only put the prompt into the cache
+    n_indent: int = Field(0, ge=0)
+    t_max_prompt_ms: float = 0  # <= 0: no limit
+    t_max_predict_ms: float = 0
+    id_slot: int = -1
+    cache_prompt: bool = True
+    samplers: list[str] | str | None = None
+    temperature: float = Field(0.0, le=5.0)  # <= 0 greedy; greedy by default here (llama.cpp: 0.8)
+    top_k: int = Field(40, ge=0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    seed: int = -1  # -1: a random seed
     stop: list[str] = []
     stream: bool = False
-    cache_prompt: bool = True  # always on here; accepted for compatibility
+    response_fields: list[str] = []
+    return_tokens: bool = False
+    # lightcoder extensions
     path: str = ""
     mode: Literal["spm", "psm"] = "spm"
     truncate: Literal["none", "syntax"] = "syntax"
+
+
+# llama.cpp's sampler names, and the letters of its short form ("edskypmxt")
+SAMPLERS = {"penalties", "dry", "top_n_sigma", "top_k", "typ_p", "typical_p", "top_p", "min_p", "xtc",
+            "temperature", "infill"}
+SAMPLER_LETTERS = {"e": "penalties", "d": "dry", "s": "top_n_sigma", "k": "top_k", "y": "typ_p", "p": "top_p",
+                   "m": "min_p", "x": "xtc", "t": "temperature", "i": "infill"}
+
+
+def sampler_settings(req: LlamaCppRequest) -> tuple[float, int, float]:
+    """(temperature, top_k, top_p) to run with. When `samplers` is given, a setting applies only if its
+    sampler is listed; without "temperature" the choice is greedy (llama.cpp would draw from what
+    the listed samplers leave; an editor's ghost text wants the most likely one)."""
+    if req.samplers is None:
+        names = SAMPLERS
+    elif isinstance(req.samplers, str):
+        unknown = sorted(set(req.samplers) - set(SAMPLER_LETTERS))
+        if unknown:
+            raise ApiError(400, f"samplers {req.samplers!r}: unknown letters {unknown}; use letters of "
+                           f"{''.join(SAMPLER_LETTERS)} or a list of names", param="samplers", code="invalid_value")
+        names = {SAMPLER_LETTERS[c] for c in req.samplers}
+    else:
+        unknown = sorted(set(req.samplers) - SAMPLERS)
+        if unknown:
+            raise ApiError(400, f"samplers: unknown names {unknown}; known: {sorted(SAMPLERS)}", param="samplers",
+                           code="invalid_value")
+        names = set(req.samplers)
+    temperature = max(req.temperature, 0.0) if "temperature" in names else 0.0
+    return (temperature, req.top_k if "top_k" in names else 0, req.top_p if "top_p" in names else 1.0)
+
+
+def check_slot(id_slot: int, n_slots: int) -> None:
+    if not -1 <= id_slot < n_slots:
+        raise ApiError(400, f"id_slot={id_slot}: unknown slot; this server has {n_slots} slots (0..{n_slots - 1}, "
+                       "--parallel), or send -1 for any idle slot", param="id_slot", code="invalid_value")
+
+
+class OllamaOptions(BaseModel):
+    """Ollama's runtime options (Modelfile parameters) that change a completion; others are ignored."""
+
+    model_config = ConfigDict(extra="ignore")  # num_ctx, num_thread, use_mmap, mirostat, ...
+    num_predict: int = Field(-1, ge=-2)  # -1: the server's limit (-2: Ollama's "fill the context")
+    temperature: float = Field(0.0, ge=0.0, le=5.0)  # greedy by default here (Ollama: 0.8)
+    top_k: int = Field(0, ge=0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int = 0
+    stop: str | list[str] | None = None
+
+
+class OllamaGenerateRequest(BaseModel):
+    """Ollama's POST /api/generate (docs/api.md); `suffix` makes it a fill-in-the-middle request."""
+
+    model_config = ConfigDict(extra="ignore")  # keep_alive, system, template: nothing to do here
+    model: str
+    prompt: str = ""
+    suffix: str = ""
+    stream: bool = True
+    raw: bool = False
+    options: OllamaOptions = Field(default_factory=OllamaOptions)
+    images: list[str] | None = None
+    format: str | dict | None = None
+    context: list[int] | None = None
+
+
+class OllamaShowRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str = ""
+    name: str = ""  # the older spelling
 
 
 def parse_body(raw: bytes, model: type[BaseModel]) -> BaseModel:
@@ -98,6 +175,12 @@ def parse_body(raw: bytes, model: type[BaseModel]) -> BaseModel:
                        code="invalid_json") from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object", code="invalid_json")
+    bad = find_bad_unicode(data)
+    if bad is not None:
+        field, at = bad
+        raise ApiError(400, f"invalid field {field}: lone UTF-16 surrogate at character {at} (e.g. \\ud800 without "
+                       "its pair) is not Unicode text; send valid UTF-8 or paired \\uXXXX escapes", param=field,
+                       code="invalid_unicode")
     try:
         return model.model_validate(data)
     except ValidationError as e:
@@ -112,3 +195,24 @@ def check_limit(value: int | float, limit: int | float, param: str, limit_name: 
     if value > limit:
         raise ApiError(status, f"{param}={value} is over the server limit {limit_name}={limit}"
                        f"{'; ' + hint if hint else ''}", param=param, code="limit_exceeded")
+
+
+def find_bad_unicode(data, path: str = "") -> tuple[str, int] | None:
+    """(field path, character index) of the first string (or key) in parsed JSON that is not valid
+    Unicode text: JSON can spell a lone surrogate ("\\ud800"), which no tokenizer or UTF-8 encoder takes.
+    Example: find_bad_unicode({"a": ["x", "\\ud800"]}) -> ("a.1", 0)"""
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return path or "body", e.start
+        return None
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and find_bad_unicode(key) is not None:
+            return where, find_bad_unicode(key)[1]
+        found = find_bad_unicode(value, where)
+        if found is not None:
+            return found
+    return None

@@ -1,11 +1,13 @@
-"""The engine worker: one thread runs all generation; the event loop never blocks on model math.
+"""The request worker: jobs run on a thread pool; the event loop never blocks on model math.
 
-Requests become jobs on a single-thread executor (the model uses the cores; running two at once
-would only split them). A bounded count of waiting + running jobs gives 429 beyond `max_queue`.
-A job sees a `cancelled()` callable and stops at the next token once its client is gone.
+A job is one request's text loop (prompt building, detokenizing, stop strings): it submits its
+prompt to the batch scheduler (infer/scheduler.py), whose one thread runs the model for every
+request at once, and blocks on that request's tokens. A bounded count of waiting + running jobs
+gives 429 beyond `max_queue` (also the pool's size). A job sees a `cancelled()` callable and stops
+at the next token once its client is gone.
 
 Example:
-    worker = EngineWorker(completer, max_queue=64)
+    worker = EngineWorker(max_queue=64)
     result = await worker.run(lambda cancelled: completer.complete(..., cancelled=cancelled), request)
 """
 
@@ -25,7 +27,7 @@ _DONE = object()
 
 class EngineWorker:
     def __init__(self, *, max_queue: int):
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lightcoder-engine")
+        self.executor = ThreadPoolExecutor(max_workers=max(1, max_queue), thread_name_prefix="lightcoder-request")
         self.max_queue = max_queue
         self.depth = 0  # jobs waiting or running (touched on the event loop only)
 
