@@ -4,7 +4,7 @@
     lightcoder data|tokenizer|pack|train|eval|report [--out DIR]          one stage over a run dir
     lightcoder complete RUN_OR_CKPT --prefix-file F [--suffix-file F]     one completion
     lightcoder config [--out DIR]                                         the resolved config
-    lightcoder data report | eval report|run|list|... | serve | export    see MODULE_COMMANDS
+    lightcoder data report | eval report|run|list|... | serve | export | ablate  see MODULE_COMMANDS
 
 Every stage command also takes config overrides `--section.field VALUE` (e.g. `--train.lr 3e-4`,
 `--pack.mix.ntp_rate 0.4`) and `--model-preset NAME`; unknown keys are errors. A run directory's
@@ -40,6 +40,7 @@ MODULE_COMMANDS = {
 MODULE_HELP = {
     "serve": "serve completions over HTTP: OpenAI, llama.cpp (/infill) and Ollama APIs, continuous batching",
     "export": "export a checkpoint as a Hugging Face directory or a GGUF file (llama.cpp, Ollama)",
+    "ablate": "the paper's ablation: NTP / FIM / full recipe and file orderings at equal tokens over seeds",
 }
 STAGE_SUBCOMMANDS = {"data": "data report", "eval": "eval " + "|".join(("report",) + _EVAL_STEPS)}
 
