@@ -78,14 +78,12 @@ def forward_segments(dec: FusedDecoder, segments: list[Segment]) -> list[torch.T
     H, K, Hd, n = dec.n_heads, dec.n_kv, dec.head_dim, dec.qk_dim
     device = m.output.weight.device
     tokens = [t for s in segments for t in s.tokens]
-    positions = [s.pos + i for s in segments for i in range(len(s.tokens))]
     pad = len(tokens) == 1  # one row takes gemv, which rounds differently: add a dummy row
     if pad:
-        tokens, positions = tokens + [0], positions + [0]
+        tokens = tokens + tokens  # the dummy repeats the row (its keys/values are never stored)
     R = len(tokens)
     h = m.tok_embeddings.weight[torch.tensor(tokens, device=device)]  # (R, D)
-    index = torch.tensor(positions, device=device)
-    cos, sin = m.rope_cos[index, None].to(h.dtype), m.rope_sin[index, None].to(h.dtype)  # (R, 1, Hd)
+    cos, sin = _rope_rows(m, segments, pad, h.dtype)  # (R, 1, Hd) each
     masks = [_masks(s, h.dtype, device) for s in segments]
     bounds, start = [], 0
     for s in segments:
@@ -101,15 +99,37 @@ def forward_segments(dec: FusedDecoder, segments: list[Segment]) -> list[torch.T
             cache.k[0, :, s.pos:s.pos + b - a] = qk[a:b, H:].transpose(0, 1)  # (K, T, Hd)
             cache.v[0, :, s.pos:s.pos + b - a] = v[a:b].transpose(0, 1)
             ys.append(_attend(qk[a:b, :H], cache, s.pos, bias, mask, H, K))
-        if pad:
-            ys.append(torch.zeros(1, H * Hd, dtype=h.dtype, device=device))
-        h = torch.addmm(h, torch.cat(ys), wo_t)  # (R, D)
+        if pad:  # the dummy row attends like the real one (two identical rows: row-invariant gemm)
+            ys.append(ys[0])
+        h = torch.addmm(h, torch.cat(ys) if len(ys) > 1 else ys[0], wo_t)  # (R, D)
         gate_up = torch.mm(dec._norm(h, ffn_norm), w13)  # (R, 2F)
         h = torch.addmm(h, F.silu(gate_up[:, :dec.ffn_dim]) * gate_up[:, dec.ffn_dim:], w2_t)
     rows = [a + s.logits_from + i for s, (a, b) in zip(segments, bounds) for i in range(b - a - s.logits_from)]
     counts = [max(0, len(s.tokens) - s.logits_from) for s in segments]
     if not rows:
         return [h.new_empty(0, m.output.weight.shape[0]) for _ in segments]
-    picked = rows + [rows[0]] if len(rows) == 1 else rows  # at least 2 rows, as above
-    logits = torch.mm(dec._norm(h[torch.tensor(picked, device=device)], m.norm.weight), dec.output_t)[:len(rows)]
-    return list(logits.split(counts))
+    logits = torch.mm(dec._norm(_output_rows(h, rows), m.norm.weight), dec.output_t)[:len(rows)]
+    return [logits] if len(segments) == 1 else list(logits.split(counts))
+
+
+def _rope_rows(m, segments: list[Segment], pad: bool, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE cos/sin (R, 1, Hd) for the stacked rows; one segment's rows are a slice (no index tensor)."""
+    if len(segments) == 1 and not pad:
+        s = segments[0]
+        rows = slice(s.pos, s.pos + len(s.tokens))
+    else:
+        positions = [s.pos + i for s in segments for i in range(len(s.tokens))]
+        rows = torch.tensor(positions + positions if pad else positions, device=m.rope_cos.device)
+    return m.rope_cos[rows, None].to(dtype), m.rope_sin[rows, None].to(dtype)
+
+
+def _output_rows(h: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """h's rows whose logits are wanted, at least 2 of them (row-invariant gemm, as above); the first
+    len(rows) are those rows. Consecutive rows are a slice, padded with the next (or previous) row."""
+    lo, hi = rows[0], rows[-1] + 1
+    if hi - lo != len(rows):  # rows of several segments with gaps: gather
+        picked = rows + [rows[0]] if len(rows) == 1 else rows
+        return h[torch.tensor(picked, device=h.device)]
+    if len(rows) > 1:
+        return h[lo:hi]
+    return h[lo:lo + 2] if lo + 2 <= h.shape[0] else h[lo - 1:lo + 1].flip(0)
