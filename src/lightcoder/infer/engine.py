@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass
 from typing import Callable, Collection, Iterator
@@ -55,18 +54,26 @@ def sample_next(
     return int(torch.multinomial(probs, 1, generator=rng))
 
 
-def _last_logits_keyword(model: Transformer) -> str | None:
-    """The forward() keyword that computes logits at the last position only, if the model has one."""
-    params = inspect.signature(type(model).forward).parameters
-    return next((k for k in ("last_logits_only", "last_only") if k in params), None)
+def mask_vocab(logits: torch.Tensor, vocab_size: int | None) -> torch.Tensor:
+    """logits (..., V) with the ids >= vocab_size set to -inf, in place: ids no tokenizer can decode
+    (aiXcoder-7B pads its vocabulary to 49152). vocab_size None: unchanged."""
+    if vocab_size is not None and vocab_size < logits.size(-1):
+        logits[..., vocab_size:] = float("-inf")
+    return logits
+
+
+def check_prompt(prompt_ids: list[int], max_seq_len: int) -> None:
+    """ValueError unless the prompt is non-empty and leaves room for at least one new id."""
+    if not prompt_ids:
+        raise ValueError("prompt_ids is empty; a prompt starts at least with <s>")
+    if len(prompt_ids) >= max_seq_len:
+        raise ValueError(f"prompt of {len(prompt_ids)} tokens leaves no room in max_seq_len {max_seq_len}; "
+                         "lower the prompt budget (PromptConfig.max_prompt_tokens)")
 
 
 def forward_last(model: Transformer, tokens: torch.Tensor, kv_cache: list[KVCache], start_pos: int) -> torch.Tensor:
     """tokens (1, T) at positions start_pos.. -> logits (V,) of the last position only (no (T, V) matmul)."""
-    key = _last_logits_keyword(model)
-    if key is None:
-        return model(tokens, kv_cache=kv_cache, start_pos=start_pos)[0, -1]
-    return model(tokens, kv_cache=kv_cache, start_pos=start_pos, **{key: True})[0, -1]
+    return model(tokens, kv_cache=kv_cache, start_pos=start_pos, last_logits_only=True)[0, -1]
 
 
 def prefill(model: Transformer, prompt: torch.Tensor, kv_cache: list[KVCache]) -> torch.Tensor:
@@ -93,39 +100,30 @@ def generate(
     rng: torch.Generator | None = None,
     vocab_size: int | None = None,
 ) -> Iterator[int]:
-    """Yield up to max_new_tokens new token ids; stops before yielding a stop id.
+    """Yield up to max_new_tokens new token ids; stops before yielding a stop id. The reference
+    decoder: one model, no cache, no drafts; `Engine.generate` gives the same greedy tokens.
 
     vocab_size: when the tokenizer knows fewer ids than the model's (padded) vocabulary, only ids
-    below it are ever produced (aiXcoder-7B pads its vocabulary to 49152).
+    below it are ever produced (see mask_vocab).
 
     The generator's return value (StopIteration.value) says why it ended: "stop" (a stop id),
     "length" (max_new_tokens reached) or "max_seq_len" (the model's context is full).
     Sampling without an rng uses a generator seeded with 0, so runs are reproducible.
     """
-    if not prompt_ids:
-        raise ValueError("prompt_ids is empty; a prompt starts at least with <s>")
+    check_prompt(prompt_ids, model.cfg.max_seq_len)
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    max_seq_len = model.cfg.max_seq_len
-    if len(prompt_ids) >= max_seq_len:
-        raise ValueError(
-            f"prompt of {len(prompt_ids)} tokens leaves no room in max_seq_len {max_seq_len}; "
-            "lower the prompt budget (PromptConfig.max_prompt_tokens)"
-        )
     if max_new_tokens == 0:
         return "length"
     if temperature > 0 and rng is None:
         rng = torch.Generator().manual_seed(0)
-    device = model.output.weight.device
-    kv_cache = model.init_kv_cache(1, min(len(prompt_ids) + max_new_tokens, max_seq_len))
-    prompt = torch.tensor([prompt_ids], dtype=torch.long, device=device)  # (1, T)
+    kv_cache = model.init_kv_cache(1, min(len(prompt_ids) + max_new_tokens, model.cfg.max_seq_len))
+    prompt = torch.tensor([prompt_ids], dtype=torch.long, device=model.output.weight.device)  # (1, T)
     logits = prefill(model, prompt, kv_cache)
     pos = len(prompt_ids)
     stop_ids = frozenset(stop_ids)
     for i in range(max_new_tokens):
-        if vocab_size is not None and vocab_size < logits.size(-1):
-            logits[..., vocab_size:] = float("-inf")  # ids no tokenizer can decode
-        token = sample_next(logits, temperature, top_k, top_p, rng)
+        token = sample_next(mask_vocab(logits, vocab_size), temperature, top_k, top_p, rng)
         if token in stop_ids:
             return "stop"
         yield token
@@ -170,8 +168,50 @@ class GenerationStats:
     prefill_seconds: float = 0.0
 
 
+@dataclass(kw_only=True)
+class _Run:
+    """One Engine.generate call: its settings and how many ids it has yielded."""
+
+    params: SamplingParams
+    stop_ids: frozenset[int]
+    greedy: bool
+    rng: torch.Generator | None  # None when greedy
+    started: float  # perf_counter at the call
+    cancelled: Callable[[], bool] | None
+    produced: int = 0
+
+    @classmethod
+    def begin(cls, params: SamplingParams, cancelled: Callable[[], bool] | None) -> _Run:
+        greedy = params.temperature == 0
+        return cls(params=params, stop_ids=frozenset(params.stop_ids), greedy=greedy,
+                   rng=None if greedy else torch.Generator().manual_seed(params.seed),
+                   started=time.perf_counter(), cancelled=cancelled)
+
+    @property
+    def remaining(self) -> int:
+        return self.params.max_new_tokens - self.produced
+
+    def emit(self, token: int) -> Iterator[int]:
+        """Yield token unless it is a stop id; returns why generation ends after it (None: go on)."""
+        if token in self.stop_ids:
+            return "stop"
+        self.produced += 1
+        yield token
+        if self.remaining <= 0:
+            return "length"
+        if self.cancelled is not None and self.cancelled():
+            return "cancelled"
+        if self.params.max_seconds is not None and time.perf_counter() >= self.started + self.params.max_seconds:
+            return "time"
+        return None
+
+
 class Engine:
     """One model, one prefix cache; `generate` yields ids and returns a reason from STOP_REASONS.
+
+    A request is served by replay (ids a cached greedy run already chose), else prefill (the prompt
+    past the cached prefix), then decode (one sampled id per step); greedy requests put a draft of
+    the next ids into the same model pass (speculative decoding, same tokens).
 
     Not thread-safe: the server runs all generation on one worker thread (torch ops use the cores).
     """
@@ -192,7 +232,121 @@ class Engine:
         self.drafted_tokens = 0
         self.accepted_tokens = 0
 
+    @torch.inference_mode()
+    def generate(self, prompt_ids: list[int], params: SamplingParams, *,
+                 cancelled: Callable[[], bool] | None = None) -> Iterator[int]:
+        """Yield new ids; stops before yielding a stop id. Same tokens as the module-level generate()
+        for greedy decoding, whatever the cache holds."""
+        prompt = list(prompt_ids)
+        check_prompt(prompt, self.model.cfg.max_seq_len)
+        self.last_stats = GenerationStats(prompt_tokens=len(prompt))
+        if params.max_new_tokens == 0:
+            return "length"
+        run = _Run.begin(params, cancelled)
+        entry, replay = self._replay_source(prompt) if run.greedy else (None, [])
+        if replay:
+            reason = yield from self._replay(entry, replay, prompt, run)
+            if reason is not None:
+                return reason
+            step = self._resume(entry, run)
+        else:
+            entry, step = self._prefill(prompt, run)
+        while step is not None:
+            queued, logits = step  # accepted draft ids (already fed), logits (V,) after them
+            token = sample_next(logits, params.temperature, params.top_k, params.top_p, run.rng)
+            reason = yield from self._emit(entry, queued, token, run)
+            if reason is not None:
+                return reason
+            step = self._decode(entry, token, run)
+        return "max_seq_len"
+
+    # ------------------------------------------------------------------ replay, prefill, decode
+
+    def _replay_source(self, prompt: list[int]) -> tuple[CacheEntry | None, list[int]]:
+        """The cached entry whose greedy run went past prompt, and the ids it chose after it ([]: none)."""
+        entry, _ = self.cache.best_match(prompt)
+        if entry is None or entry.pending is None:  # pending None: a run died between feeding and sampling
+            return entry, []
+        return entry, entry.greedy_continuation(prompt)
+
+    def _replay(self, entry: CacheEntry, replay: list[int], prompt: list[int], run: _Run) -> Iterator[int]:
+        """The user typed into the previous ghost text: yield its remaining ids (what greedy decoding
+        gives) without the model; returns "stop" / "length", or None to go on decoding."""
+        self.cache.lookups += 1
+        self.cache.hits += 1
+        self.cache.prompt_tokens += len(prompt)
+        self.cache.reused_tokens += len(prompt)
+        self.last_stats.reused_tokens = len(prompt)
+        for token in replay:
+            if token in run.stop_ids:
+                return "stop"
+            self.last_stats.replayed_tokens += 1
+            run.produced += 1
+            yield token
+            if run.remaining == 0:
+                return "length"
+        return None
+
+    def _resume(self, entry: CacheEntry, run: _Run) -> tuple[list[int], torch.Tensor] | None:
+        """After a replay: feed the pending id at the end of the entry; None when the context is full."""
+        pos, max_seq_len = len(entry.tokens), self.model.cfg.max_seq_len
+        if pos + 1 >= max_seq_len:
+            return None
+        self.cache.ensure_capacity(entry, min(pos + 1 + run.remaining, max_seq_len))
+        return self._feed(entry, [entry.pending], [], pos)
+
+    def _prefill(self, prompt: list[int], run: _Run) -> tuple[CacheEntry, tuple[list[int], torch.Tensor]]:
+        """Feed the prompt past its longest cached prefix (the last id always: its logits are needed);
+        a greedy request with a short tail also carries a draft of the first new ids."""
+        n_new = run.params.max_new_tokens
+        entry, reused = self.cache.acquire(prompt, len(prompt) + n_new)
+        reused = min(reused, len(prompt) - 1)
+        entry.truncate(reused)
+        self.last_stats.reused_tokens = reused
+        tail = prompt[reused:]
+        draft = []
+        if run.greedy and len(tail) <= _DRAFT_WITH_PREFILL_MAX:
+            draft = self._draft(prompt, n_new - 1, entry.capacity - len(prompt))
+        entry.greedy_from, entry.pending = (len(prompt), None) if run.greedy else (None, None)
+        step = self._feed(entry, tail, draft, reused)
+        self.last_stats.prefill_seconds = time.perf_counter() - run.started
+        return entry, step
+
+    def _emit(self, entry: CacheEntry, queued: list[int], token: int, run: _Run) -> Iterator[int]:
+        """Yield the accepted draft ids, then the sampled token; returns a stop reason or None."""
+        for out in queued:
+            reason = yield from run.emit(out)
+            if reason is not None:
+                return reason
+        if run.greedy:
+            entry.pending = token  # chosen, not yet fed: the end of the greedy continuation
+        return (yield from run.emit(token))
+
+    def _decode(self, entry: CacheEntry, token: int, run: _Run) -> tuple[list[int], torch.Tensor] | None:
+        """Feed the sampled token (greedy: with a draft after it); None when the context is full."""
+        pos = len(entry.tokens)
+        if pos + 1 > self.model.cfg.max_seq_len or not self.cache.ensure_capacity(entry, pos + 1):
+            return None
+        draft = []
+        if run.greedy:
+            entry.tokens.append(token)  # the context a draft continues (no copy of the list)
+            draft = self._draft(entry.tokens, run.remaining - 1, entry.capacity - pos - 1)
+            entry.tokens.pop()
+        return self._feed(entry, [token], draft, pos)
+
+    # ------------------------------------------------------------------ the model
+
+    def _feed(self, entry: CacheEntry, fed: list[int], draft: list[int], pos: int) -> tuple[list[int], torch.Tensor]:
+        """Write fed (+ draft) at positions pos..; (accepted draft ids, logits (V,) for the id after them)."""
+        if draft:
+            return self._speculate(entry, fed, draft, pos)
+        logits = self._logits(entry, fed, pos)
+        entry.tokens.extend(fed)
+        entry.pending = None  # what was pending is fed now
+        return [], logits
+
     def _logits(self, entry: CacheEntry, ids: list[int], start_pos: int) -> torch.Tensor:
+        """Feed ids at start_pos..; logits (V,) after the last one, the vocabulary masked."""
         if self.decoder is not None and len(ids) == 1:
             logits = self.decoder(ids[0], start_pos, entry.kv)  # (V,)
         elif self.decoder is not None and len(ids) <= _FUSED_PREFILL_MAX:
@@ -200,9 +354,7 @@ class Engine:
         else:
             x = torch.tensor([ids], dtype=torch.long, device=self.device)  # (1, T)
             logits = forward_last(self.model, x, entry.kv, start_pos)  # (V,)
-        if self.vocab_size is not None and self.vocab_size < logits.size(-1):
-            logits[self.vocab_size:] = float("-inf")  # ids no tokenizer can decode
-        return logits
+        return mask_vocab(logits, self.vocab_size)
 
     def _draft(self, context: list[int], max_tokens: int, room: int) -> list[int]:
         """A guess at the next ids (prompt lookup), at most max_draft_tokens / max_tokens / room of them."""
@@ -218,9 +370,7 @@ class Engine:
         accepted ids; KV written for rejected ids lies past entry.tokens and is overwritten later.
         """
         rows = self.decoder.verify(fed + draft, pos, entry.kv, len(fed) - 1)  # (1 + d, V): after fed[-1], draft[i]
-        if self.vocab_size is not None and self.vocab_size < rows.size(-1):
-            rows[:, self.vocab_size:] = float("-inf")  # ids no tokenizer can decode
-        chosen = rows.argmax(-1).tolist()  # chosen[i]: the greedy id after draft[:i]
+        chosen = mask_vocab(rows, self.vocab_size).argmax(-1).tolist()  # chosen[i]: the greedy id after draft[:i]
         accepted = 0
         while accepted < len(draft) and draft[accepted] == chosen[accepted]:
             accepted += 1
@@ -230,110 +380,3 @@ class Engine:
         entry.tokens.extend(draft[:accepted])
         entry.pending = chosen[accepted]  # greedy continuation: tokens[greedy_from:] + [pending]
         return draft[:accepted], rows[accepted]
-
-    @torch.inference_mode()
-    def generate(self, prompt_ids: list[int], params: SamplingParams, *,
-                 cancelled: Callable[[], bool] | None = None) -> Iterator[int]:
-        """Yield new ids; stops before yielding a stop id. Same tokens as the module-level generate()
-        for greedy decoding, whatever the cache holds."""
-        prompt = list(prompt_ids)
-        if not prompt:
-            raise ValueError("prompt_ids is empty; a prompt starts at least with <s>")
-        max_seq_len = self.model.cfg.max_seq_len
-        if len(prompt) >= max_seq_len:
-            raise ValueError(f"prompt of {len(prompt)} tokens leaves no room in max_seq_len {max_seq_len}; "
-                             "lower the prompt budget (PromptConfig.max_prompt_tokens)")
-        stats = self.last_stats = GenerationStats(prompt_tokens=len(prompt))
-        if params.max_new_tokens == 0:
-            return "length"
-        start = time.perf_counter()
-        deadline = None if params.max_seconds is None else start + params.max_seconds
-        stop_ids = frozenset(params.stop_ids)
-        greedy = params.temperature == 0
-        rng = None if greedy else torch.Generator().manual_seed(params.seed)
-        produced = 0
-        queued: list[int] = []  # accepted drafted ids, fed but not yet emitted
-
-        entry, _ = self.cache.best_match(prompt)
-        replay = entry.greedy_continuation(prompt) if (greedy and entry is not None) else []
-        if replay and entry.pending is None:  # a run that died between feeding and sampling
-            replay = []
-        if replay:
-            # The user typed into the previous ghost text: its remaining ids are what greedy decoding gives.
-            self.cache.lookups += 1
-            self.cache.hits += 1
-            self.cache.prompt_tokens += len(prompt)
-            self.cache.reused_tokens += len(prompt)
-            stats.reused_tokens = len(prompt)
-            for token in replay:
-                if token in stop_ids:
-                    return "stop"
-                stats.replayed_tokens += 1
-                produced += 1
-                yield token
-                if produced == params.max_new_tokens:
-                    return "length"
-            # Continue after the cached ids: feed the pending id at the end of the entry.
-            pos, feed = len(entry.tokens), entry.pending
-            if pos + 1 >= max_seq_len:
-                return "max_seq_len"
-            self.cache.ensure_capacity(entry, min(pos + 1 + params.max_new_tokens - produced, max_seq_len))
-            logits = self._logits(entry, [feed], pos)
-            entry.tokens.append(feed)
-            entry.pending = None
-        else:
-            entry, reused = self.cache.acquire(prompt, len(prompt) + params.max_new_tokens)
-            reused = min(reused, len(prompt) - 1)  # the last prompt id is always fed: its logits are needed
-            entry.truncate(reused)
-            stats.reused_tokens = reused
-            tail = prompt[reused:]
-            draft = []
-            if greedy and len(tail) <= _DRAFT_WITH_PREFILL_MAX:  # guess the first new ids in the same pass
-                draft = self._draft(prompt, params.max_new_tokens - 1, entry.capacity - len(prompt))
-            entry.greedy_from, entry.pending = (len(prompt), None) if greedy else (None, None)
-            if draft:
-                queued, logits = self._speculate(entry, tail, draft, reused)
-            else:
-                logits = self._logits(entry, tail, reused)
-                entry.tokens.extend(tail)
-            stats.prefill_seconds = time.perf_counter() - start
-
-        def stop_reason_after_emit() -> str | None:
-            """Why generation ends after the token just emitted (None: go on)."""
-            if produced >= params.max_new_tokens:
-                return "length"
-            if cancelled is not None and cancelled():
-                return "cancelled"
-            if deadline is not None and time.perf_counter() >= deadline:
-                return "time"
-            return None
-
-        while True:
-            # drafted ids greedy decoding accepted (already fed), then one freshly sampled id
-            token = sample_next(logits, params.temperature, params.top_k, params.top_p, rng)
-            for i, out in enumerate([*queued, token]):
-                if i == len(queued) and greedy:
-                    entry.pending = token
-                if out in stop_ids:
-                    return "stop"
-                produced += 1
-                yield out
-                reason = stop_reason_after_emit()
-                if reason is not None:
-                    return reason
-            queued = []
-            pos = len(entry.tokens)
-            if pos + 1 > max_seq_len:
-                return "max_seq_len"
-            if not self.cache.ensure_capacity(entry, pos + 1):
-                return "max_seq_len"
-            entry.tokens.append(token)  # the context a draft continues
-            draft = self._draft(entry.tokens, params.max_new_tokens - produced - 1, entry.capacity - pos - 1) \
-                if greedy else []
-            entry.tokens.pop()
-            if draft:
-                queued, logits = self._speculate(entry, [token], draft, pos)
-            else:
-                logits = self._logits(entry, [token], pos)
-                entry.tokens.append(token)
-                entry.pending = None
