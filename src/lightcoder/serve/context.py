@@ -1,19 +1,21 @@
 """What every route module of `lightcoder serve` shares: the model, the batch scheduler, limits, helpers.
 
-Routes (app.py: OpenAI; llamacpp_routes.py: llama.cpp's server; ollama_routes.py: Ollama) turn a
-request into keyword arguments for `Completer.stream` / `complete` (`ServeContext.run_kwargs`) and
-run them as a job on the `EngineWorker`; the job's tokens come from the shared `BatchScheduler`,
-so requests of every API decode together in one batch.
+Routes (openai_routes.py, llamacpp_routes.py: llama.cpp's server, ollama_routes.py) turn a request
+into keyword arguments for `Completer.stream` / `complete` (`ServeContext.run_kwargs`) and run them
+on the `EngineWorker` (`ServeContext.complete`, or `ServeContext.stream` for a streamed reply); the
+job's tokens come from the shared `BatchScheduler`, so requests of every API decode together in one
+batch.
 """
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import partial
 
-from fastapi.responses import StreamingResponse
+from fastapi import Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from lightcoder.infer.completer import Completer, Completion
@@ -21,6 +23,7 @@ from lightcoder.infer.retrieval import ChunkIndex, query_text
 from lightcoder.infer.scheduler import BatchScheduler
 from lightcoder.serve.metrics import Metrics
 from lightcoder.serve.schemas import ApiError, Limits
+from lightcoder.serve.streaming import Last, Piece, completion_events
 from lightcoder.serve.worker import EngineWorker
 
 
@@ -83,21 +86,22 @@ class ServeContext:
             self.completer.build, kwargs["prefix"], kwargs["suffix"], path=kwargs["path"], mode=kwargs["mode"],
             max_new_tokens=kwargs["max_new_tokens"], context=kwargs["context"], middle=kwargs.get("middle", ""))
 
-    def sse(self, items, endpoint: str, started: float, done_marker: bool = True) -> StreamingResponse:
-        """Server-sent events, one `data: {json}` per item (OpenAI and llama.cpp streaming)."""
-        metrics = self.metrics
+    def stream(self, runs: list[dict], piece: Piece, last: Last) -> AsyncIterator[dict]:
+        """Reply items of streamed completions (streaming.completion_events), produced on the worker."""
+        return self.worker.stream(completion_events(self.completer, runs, piece, last, self.metrics))
 
-        async def body():
-            try:
-                async for item in items:
-                    yield f"data: {json.dumps(item)}\n\n"
-                if done_marker:
-                    yield "data: [DONE]\n\n"
-                metrics.request(endpoint, 200, time.perf_counter() - started)
-            finally:
-                await items.aclose()  # a disconnected client cancels the job
-        return StreamingResponse(body(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    async def complete(self, request: Request, runs: list[dict], endpoint: str,
+                       started: float) -> list[Completion] | None:
+        """Completer.complete for each dict of keywords, on the worker, metrics recorded; None when
+        the client went away first (reply with client_gone())."""
+        results = await self.worker.run(
+            lambda cancelled: [self.completer.complete(**kwargs, cancelled=cancelled) for kwargs in runs], request)
+        if results is None:
+            return None
+        for result in results:
+            self.metrics.completion(result)
+        self.metrics.request(endpoint, 200, time.perf_counter() - started)
+        return results
 
     def gauges(self) -> dict:
         """Batching state for /metrics."""
@@ -107,6 +111,16 @@ class ServeContext:
                 "busy_slots_per_step": s.busy_slot_steps / s.steps if s.steps else 0.0}
 
 
+def client_gone() -> JSONResponse:
+    """The reply to a request whose client disconnected before its completion was done."""
+    return JSONResponse({}, status_code=499)
+
+
+def hit_limit(result: Completion) -> bool:
+    """Whether a token, context or time budget ended the completion (not a stop id or string)."""
+    return result.stop_reason in ("length", "max_seq_len", "time")
+
+
 def finish_reason(result: Completion) -> str:
-    """OpenAI's vocabulary: "length" when cut by a token or time budget, else "stop"."""
-    return "length" if result.stop_reason in ("length", "max_seq_len", "time") else "stop"
+    """OpenAI's and Ollama's vocabulary: "length" when cut by a budget, else "stop"."""
+    return "length" if hit_limit(result) else "stop"

@@ -21,15 +21,15 @@ from fastapi.responses import JSONResponse
 
 from lightcoder import __version__
 from lightcoder.infer.completer import Completion
-from lightcoder.serve.context import ServeContext
+from lightcoder.serve.context import ServeContext, client_gone, hit_limit
 from lightcoder.serve.schemas import (
     ApiError,
     LlamaCppRequest,
-    check_limit,
-    check_slot,
+    LlamaCppSettings,
+    check_llamacpp_request,
     parse_body,
-    sampler_settings,
 )
+from lightcoder.serve.streaming import sse_response
 
 
 def select_fields(body: dict, fields: list[str]) -> dict:
@@ -69,9 +69,14 @@ def timings(result: Completion) -> dict:
             "predicted_per_second": per_second(predicted_ms, predicted_n)}
 
 
+def seconds(ms: float) -> float | None:
+    """llama.cpp's time limits: milliseconds, <= 0 for none."""
+    return ms / 1000 if ms > 0 else None
+
+
 def stop_type(result: Completion) -> str:
     """llama.cpp's stop_type: "eos", "limit" (n_predict, context or time), "word" (a stop string), "none"."""
-    if result.stop_reason in ("length", "max_seq_len", "time"):
+    if hit_limit(result):
         return "limit"
     if result.stop_reason == "cancelled":
         return "none"
@@ -97,48 +102,36 @@ class LlamaCppRoutes:
 
     def _settings(self, req: LlamaCppRequest, fim: bool) -> tuple[dict, dict]:
         """(Completer keyword arguments, the generation_settings echoed back); 4xx for bad fields."""
-        ctx, limits = self.ctx, self.ctx.limits
-        check_slot(req.id_slot, len(ctx.scheduler.slots))
-        temperature, top_k, top_p = sampler_settings(req)
-        n_predict = min(limits.max_tokens_limit, ctx.context_room // 2) if req.n_predict < 0 else req.n_predict
-        check_limit(n_predict, limits.max_tokens_limit, "n_predict", "max_tokens_limit",
-                    "ask for fewer tokens or start the server with a larger --max-tokens-limit")
-        check_limit(n_predict, ctx.context_room, "n_predict", "the model's context (max_seq_len - 1)")
-        check_limit(len(req.input_extra), limits.max_extra_files, "input_extra entries", "max_extra_files")
-        prompt_ids = None
-        if isinstance(req.prompt, list):
-            if fim:
-                raise ApiError(400, "prompt must be a string for /infill (the text after the middle token)",
-                               param="prompt")
-            vocab = ctx.completer.engine.vocab_size or ctx.completer.model_cfg.vocab_size
-            if not req.prompt or any(not 0 <= t < vocab for t in req.prompt):
-                raise ApiError(400, f"prompt token ids must be a non-empty list of ids in 0..{vocab - 1}",
-                               param="prompt")
-            check_limit(len(req.prompt), ctx.context_room - n_predict, "prompt tokens",
-                        "the model's context minus n_predict", status=413)
-            prompt_ids, text = list(req.prompt), ""
-        else:
-            text = req.prompt
-        prefix, middle, suffix = (req.input_prefix, text, req.input_suffix) if fim else (text, "", "")
-        size = len(prefix) + len(middle) + len(suffix) + sum(len(f.text) for f in req.input_extra)
-        check_limit(size, limits.max_prompt_chars, "input characters", "max_prompt_chars", "send less context",
-                    status=413)
-        extra = [(f.filename, f.text) for f in req.input_extra if f.text]
+        ctx = self.ctx
+        vocab = ctx.completer.engine.vocab_size or ctx.completer.model_cfg.vocab_size
+        run = check_llamacpp_request(req, fim=fim, n_slots=len(ctx.scheduler.slots), vocab_size=vocab,
+                                     limits=ctx.limits, context_room=ctx.context_room)
         seed = random.randrange(1 << 31) if req.seed < 0 else req.seed
+        return self._kwargs(req, fim, run, seed), self._generation_settings(req, run, seed)
+
+    def _kwargs(self, req: LlamaCppRequest, fim: bool, run: LlamaCppSettings, seed: int) -> dict:
+        """/infill: prefix, middle (the prompt) and suffix, with context from input_extra; /completion: the
+        prompt (or its ids) alone."""
+        ctx = self.ctx
+        text = req.prompt if isinstance(req.prompt, str) else ""
+        prefix, middle, suffix = (req.input_prefix, text, req.input_suffix) if fim else (text, "", "")
+        extra = [(f.filename, f.text) for f in req.input_extra if f.text]
         kwargs = ctx.run_kwargs(
-            prefix=prefix, suffix=suffix, path=req.path, max_tokens=n_predict, temperature=temperature,
-            top_p=top_p, top_k=top_k, seed=seed, stop=req.stop, mode=req.mode,
+            prefix=prefix, suffix=suffix, path=req.path, max_tokens=run.n_predict, temperature=run.temperature,
+            top_p=run.top_p, top_k=run.top_k, seed=seed, stop=req.stop, mode=req.mode,
             context=ctx.context_for(prefix + middle, req.path, extra) if fim else [], middle=middle,
-            id_slot=req.id_slot, cache_prompt=req.cache_prompt,
-            max_prompt_seconds=req.t_max_prompt_ms / 1000 if req.t_max_prompt_ms > 0 else None)
-        kwargs.update(min_indent=req.n_indent, prompt_ids=prompt_ids,
-                      predict_seconds_after_newline=req.t_max_predict_ms / 1000 if req.t_max_predict_ms > 0 else None)
-        settings = {"n_predict": n_predict, "seed": seed, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-                    "stop": req.stop, "n_indent": req.n_indent, "t_max_prompt_ms": req.t_max_prompt_ms,
-                    "t_max_predict_ms": req.t_max_predict_ms, "cache_prompt": req.cache_prompt,
-                    "samplers": ["top_k", "top_p", "temperature"] if req.samplers is None else req.samplers,
-                    "n_ctx": ctx.completer.model_cfg.max_seq_len, "model": ctx.config.model_name}
-        return kwargs, settings
+            id_slot=req.id_slot, cache_prompt=req.cache_prompt, max_prompt_seconds=seconds(req.t_max_prompt_ms))
+        kwargs.update(min_indent=req.n_indent, prompt_ids=None if isinstance(req.prompt, str) else list(req.prompt),
+                      predict_seconds_after_newline=seconds(req.t_max_predict_ms))
+        return kwargs
+
+    def _generation_settings(self, req: LlamaCppRequest, run: LlamaCppSettings, seed: int) -> dict:
+        return {"n_predict": run.n_predict, "seed": seed, "temperature": run.temperature, "top_k": run.top_k,
+                "top_p": run.top_p, "stop": req.stop, "n_indent": req.n_indent,
+                "t_max_prompt_ms": req.t_max_prompt_ms, "t_max_predict_ms": req.t_max_predict_ms,
+                "cache_prompt": req.cache_prompt,
+                "samplers": ["top_k", "top_p", "temperature"] if req.samplers is None else req.samplers,
+                "n_ctx": self.ctx.completer.model_cfg.max_seq_len, "model": self.ctx.config.model_name}
 
     def _final(self, result: Completion, content: str, settings: dict) -> dict:
         return {"index": 0, "content": content, "tokens": [], "id_slot": result.slot, "stop": True,
@@ -155,29 +148,22 @@ class LlamaCppRoutes:
         ctx, started = self.ctx, time.perf_counter()
         req: LlamaCppRequest = parse_body(await request.body(), LlamaCppRequest)
         kwargs, settings = self._settings(req, fim)
-        completer, fields = ctx.completer, req.response_fields
         if req.stream:
-            if kwargs["prompt_ids"] is None:
-                kwargs["prompt_ids"] = await ctx.build_ids(kwargs)  # bad input fails here, before the 200
+            return await self._stream(req, kwargs, settings, endpoint, started)
+        results = await ctx.complete(request, [{**kwargs, "truncate": req.truncate}], endpoint, started)
+        if results is None:
+            return client_gone()
+        return JSONResponse(select_fields(self._final(results[0], results[0].text, settings), req.response_fields))
 
-            def events(cancelled):
-                gen = completer.stream(**kwargs, syntax_stop=req.truncate == "syntax", cancelled=cancelled)
-                while True:
-                    try:
-                        yield {"index": 0, "content": next(gen), "tokens": [], "stop": False, "id_slot": -1}
-                    except StopIteration as done:
-                        ctx.metrics.completion(done.value)
-                        yield select_fields(self._final(done.value, "", settings), fields)
-                        return
-            return ctx.sse(ctx.worker.stream(events), endpoint, started, done_marker=False)
-
-        result = await ctx.worker.run(lambda cancelled: completer.complete(**kwargs, truncate=req.truncate,
-                                                                           cancelled=cancelled), request)
-        if result is None:
-            return JSONResponse({}, status_code=499)
-        ctx.metrics.completion(result)
-        ctx.metrics.request(endpoint, 200, time.perf_counter() - started)
-        return JSONResponse(select_fields(self._final(result, result.text, settings), fields))
+    async def _stream(self, req: LlamaCppRequest, kwargs: dict, settings: dict, endpoint: str, started: float):
+        if kwargs["prompt_ids"] is None:
+            kwargs["prompt_ids"] = await self.ctx.build_ids(kwargs)  # bad input fails here, before the 200
+        run = {**kwargs, "syntax_stop": req.truncate == "syntax"}
+        fields = req.response_fields
+        items = self.ctx.stream([run], piece=lambda i, text: {"index": 0, "content": text, "tokens": [],
+                                                              "stop": False, "id_slot": -1},
+                                last=lambda i, result: select_fields(self._final(result, "", settings), fields))
+        return sse_response(items, self.ctx.metrics, endpoint, started, done_marker=False)
 
     # ------------------------------------------------------------------ server state
 

@@ -13,23 +13,29 @@ Errors are Ollama's shape, {"error": "message"}, with a 4xx status. Durations ar
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from datetime import datetime, timezone
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from lightcoder import __version__
 from lightcoder.infer.completer import Completion
-from lightcoder.serve.context import ServeContext
+from lightcoder.serve.context import ServeContext, client_gone, finish_reason
 from lightcoder.serve.schemas import (
     ApiError,
     OllamaGenerateRequest,
     OllamaShowRequest,
     check_limit,
+    check_new_tokens,
+    check_ollama_generate,
+    default_new_tokens,
     parse_body,
+    stop_list,
 )
+from lightcoder.serve.streaming import ndjson_response
+
+ENDPOINT = "/api/generate"
 
 
 def error_body(exc: ApiError) -> dict:
@@ -38,10 +44,6 @@ def error_body(exc: ApiError) -> dict:
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def done_reason(result: Completion) -> str:
-    return "length" if result.stop_reason in ("length", "max_seq_len", "time") else "stop"
 
 
 class OllamaRoutes:
@@ -85,70 +87,42 @@ class OllamaRoutes:
         ctx, started = self.ctx, time.perf_counter()
         req: OllamaGenerateRequest = parse_body(await request.body(), OllamaGenerateRequest)
         self._check_model(req.model)
-        if req.images:
-            raise ApiError(400, "images: this model reads text only; omit the field", param="images")
-        if req.format:
-            raise ApiError(400, "format (JSON output) is not supported for code completion; omit the field",
-                           param="format")
-        if req.context:
-            raise ApiError(400, "context (a previous reply's token ids) is not supported; send the code in "
-                           "prompt and suffix instead", param="context")
+        check_ollama_generate(req)
         if not req.prompt and not req.suffix:  # Ollama's "load the model" request
             return JSONResponse({"model": self.tag, "created_at": now_iso(), "response": "", "done": True,
                                  "done_reason": "load"})
-        o, limits = req.options, ctx.limits
-        n_predict = min(limits.max_tokens_limit, ctx.context_room // 2) if o.num_predict < 0 else o.num_predict
-        check_limit(n_predict, limits.max_tokens_limit, "options.num_predict", "max_tokens_limit",
-                    "ask for fewer tokens or start the server with a larger --max-tokens-limit")
-        check_limit(n_predict, ctx.context_room, "options.num_predict", "the model's context (max_seq_len - 1)")
-        check_limit(len(req.prompt) + len(req.suffix), limits.max_prompt_chars, "prompt+suffix characters",
-                    "max_prompt_chars", "send less context", status=413)
-        stop = [o.stop] if isinstance(o.stop, str) else list(o.stop or [])
-        kwargs = ctx.run_kwargs(prefix=req.prompt, suffix=req.suffix, path="", max_tokens=n_predict,
-                                temperature=o.temperature, top_p=o.top_p, top_k=o.top_k, seed=o.seed, stop=stop,
-                                mode="spm", context=ctx.context_for(req.prompt, "", []))
+        kwargs = self._kwargs(req)
         if req.stream:
             kwargs["prompt_ids"] = await ctx.build_ids(kwargs)  # bad input fails here, before the 200
-            return self._ndjson(kwargs, started)
-        result = await ctx.worker.run(lambda cancelled: ctx.completer.complete(**kwargs, truncate="none",
-                                                                               cancelled=cancelled), request)
-        if result is None:
-            return JSONResponse({}, status_code=499)
-        ctx.metrics.completion(result)
-        ctx.metrics.request("/api/generate", 200, time.perf_counter() - started)
-        return JSONResponse({**self._last(result, started), "response": result.text})
+            items = ctx.stream([kwargs], piece=lambda i, text: self._piece(text),
+                               last=lambda i, result: self._last(result, started))
+            return ndjson_response(items, ctx.metrics, ENDPOINT, started)
+        results = await ctx.complete(request, [{**kwargs, "truncate": "none"}], ENDPOINT, started)
+        if results is None:
+            return client_gone()
+        return JSONResponse({**self._last(results[0], started), "response": results[0].text})
+
+    def _kwargs(self, req: OllamaGenerateRequest) -> dict:
+        """Completer keywords: options checked against the limits, cross-file context from --workspace."""
+        ctx, o = self.ctx, req.options
+        n_predict = default_new_tokens(o.num_predict, ctx.limits, ctx.context_room)
+        check_new_tokens(n_predict, "options.num_predict", ctx.limits, ctx.context_room)
+        check_limit(len(req.prompt) + len(req.suffix), ctx.limits.max_prompt_chars, "prompt+suffix characters",
+                    "max_prompt_chars", "send less context", status=413)
+        return ctx.run_kwargs(prefix=req.prompt, suffix=req.suffix, path="", max_tokens=n_predict,
+                              temperature=o.temperature, top_p=o.top_p, top_k=o.top_k, seed=o.seed,
+                              stop=stop_list(o.stop), mode="spm", context=ctx.context_for(req.prompt, "", []))
+
+    def _piece(self, text: str) -> dict:
+        return {"model": self.tag, "created_at": now_iso(), "response": text, "done": False}
 
     def _last(self, result: Completion, started: float) -> dict:
         ns = 1_000_000_000
         return {"model": self.tag, "created_at": now_iso(), "response": "", "done": True,
-                "done_reason": done_reason(result), "context": [],
+                "done_reason": finish_reason(result), "context": [],
                 "total_duration": int((time.perf_counter() - started) * ns), "load_duration": 0,
                 "prompt_eval_count": result.prompt_tokens, "prompt_eval_duration": int(result.prompt_seconds * ns),
                 "eval_count": result.new_tokens, "eval_duration": int(result.predicted_seconds * ns)}
-
-    def _ndjson(self, kwargs: dict, started: float) -> StreamingResponse:
-        ctx = self.ctx
-
-        def events(cancelled):
-            gen = ctx.completer.stream(**kwargs, cancelled=cancelled)
-            while True:
-                try:
-                    yield {"model": self.tag, "created_at": now_iso(), "response": next(gen), "done": False}
-                except StopIteration as done:
-                    ctx.metrics.completion(done.value)
-                    yield self._last(done.value, started)
-                    return
-
-        items = ctx.worker.stream(events)
-
-        async def body():
-            try:
-                async for item in items:
-                    yield json.dumps(item) + "\n"
-                ctx.metrics.request("/api/generate", 200, time.perf_counter() - started)
-            finally:
-                await items.aclose()  # a disconnected client cancels the job
-        return StreamingResponse(body(), media_type="application/x-ndjson")
 
     # ------------------------------------------------------------------ the model
 

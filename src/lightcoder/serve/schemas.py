@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -195,6 +195,93 @@ def check_limit(value: int | float, limit: int | float, param: str, limit_name: 
     if value > limit:
         raise ApiError(status, f"{param}={value} is over the server limit {limit_name}={limit}"
                        f"{'; ' + hint if hint else ''}", param=param, code="limit_exceeded")
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: pure functions of a parsed request and the limits; each raises ApiError on bad input
+
+
+def stop_list(stop: str | list[str] | None) -> list[str]:
+    """One stop string, a list of them, or none -> a list."""
+    return [stop] if isinstance(stop, str) else list(stop or [])
+
+
+def default_new_tokens(requested: int, limits: Limits, context_room: int) -> int:
+    """A negative request (llama.cpp's n_predict / Ollama's num_predict -1) means the server's choice:
+    the token limit, at most half of the context."""
+    return min(limits.max_tokens_limit, context_room // 2) if requested < 0 else requested
+
+
+def check_new_tokens(n: int, param: str, limits: Limits, context_room: int) -> None:
+    check_limit(n, limits.max_tokens_limit, param, "max_tokens_limit",
+                "ask for fewer tokens or start the server with a larger --max-tokens-limit")
+    check_limit(n, context_room, param, "the model's context (max_seq_len - 1)")
+
+
+def check_completion_request(req: CompletionRequest, limits: Limits, context_room: int) -> tuple[str, list[str]]:
+    """OpenAI /v1/completions: (the one prompt, the stop strings) after checking every field and limit."""
+    if req.echo:
+        raise ApiError(400, "echo=true is not supported; send echo=false (the default)", param="echo")
+    if req.logprobs:
+        raise ApiError(400, "logprobs are not supported; omit the field", param="logprobs")
+    if isinstance(req.prompt, list) and len(req.prompt) != 1:
+        raise ApiError(400, f"prompt must be one string (got a list of {len(req.prompt)}); send one "
+                       "request per prompt", param="prompt")
+    prompt = req.prompt[0] if isinstance(req.prompt, list) else req.prompt
+    if req.max_tokens < 1:
+        raise ApiError(400, f"max_tokens must be >= 1, got {req.max_tokens}", param="max_tokens")
+    check_new_tokens(req.max_tokens, "max_tokens", limits, context_room)
+    check_limit(req.n, limits.max_n, "n", "max_n")
+    check_limit(len(prompt) + len(req.suffix or ""), limits.max_prompt_chars, "prompt+suffix characters",
+                "max_prompt_chars", "send less context", status=413)
+    stop = stop_list(req.stop)
+    if len(stop) > 4:
+        raise ApiError(400, f"at most 4 stop sequences (OpenAI's limit), got {len(stop)}", param="stop")
+    return prompt, stop
+
+
+class LlamaCppSettings(NamedTuple):
+    n_predict: int
+    temperature: float
+    top_k: int
+    top_p: float
+
+
+def check_llamacpp_request(req: LlamaCppRequest, *, fim: bool, n_slots: int, vocab_size: int, limits: Limits,
+                           context_room: int) -> LlamaCppSettings:
+    """llama.cpp /infill (fim) and /completion: what to run with, after checking every field and limit."""
+    check_slot(req.id_slot, n_slots)
+    temperature, top_k, top_p = sampler_settings(req)
+    n_predict = default_new_tokens(req.n_predict, limits, context_room)
+    check_new_tokens(n_predict, "n_predict", limits, context_room)
+    check_limit(len(req.input_extra), limits.max_extra_files, "input_extra entries", "max_extra_files")
+    if isinstance(req.prompt, list):
+        if fim:
+            raise ApiError(400, "prompt must be a string for /infill (the text after the middle token)",
+                           param="prompt")
+        if not req.prompt or any(not 0 <= t < vocab_size for t in req.prompt):
+            raise ApiError(400, f"prompt token ids must be a non-empty list of ids in 0..{vocab_size - 1}",
+                           param="prompt")
+        check_limit(len(req.prompt), context_room - n_predict, "prompt tokens",
+                    "the model's context minus n_predict", status=413)
+    text = req.prompt if isinstance(req.prompt, str) else ""
+    size = len(text) + sum(len(f.text) for f in req.input_extra)
+    size += len(req.input_prefix) + len(req.input_suffix) if fim else 0
+    check_limit(size, limits.max_prompt_chars, "input characters", "max_prompt_chars", "send less context",
+                status=413)
+    return LlamaCppSettings(n_predict, temperature, top_k, top_p)
+
+
+def check_ollama_generate(req: OllamaGenerateRequest) -> None:
+    """Ollama /api/generate: refuse the fields a code-completion model cannot honour."""
+    if req.images:
+        raise ApiError(400, "images: this model reads text only; omit the field", param="images")
+    if req.format:
+        raise ApiError(400, "format (JSON output) is not supported for code completion; omit the field",
+                       param="format")
+    if req.context:
+        raise ApiError(400, "context (a previous reply's token ids) is not supported; send the code in "
+                       "prompt and suffix instead", param="context")
 
 
 def find_bad_unicode(data, path: str = "") -> tuple[str, int] | None:
