@@ -106,3 +106,24 @@ def test_fused_decode_step_matches_the_model():
     assert fused.decoder is not None and plain.decoder is None
     p = SamplingParams(max_new_tokens=20)
     assert list(fused.generate(ids, p)) == list(plain.generate(ids, p))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_engine_masks_padded_ids_on_every_path(fused):
+    """Prefill, single steps, drafted passes and replay all leave out ids >= vocab_size, and greedy
+    tokens stay those of generate(vocab_size=...)."""
+    model = tiny_model()
+    with torch.no_grad():  # make the padded ids the most likely ones
+        model.output.weight[400:] += 5.0
+    prompt = [1, 5, 6, 7, 5, 6]
+    ref = list(generate(model, prompt, max_new_tokens=12, stop_ids=(), vocab_size=400))
+    free = list(generate(model, prompt, max_new_tokens=12, stop_ids=()))
+    assert any(t >= 400 for t in free) and all(t < 400 for t in ref)
+    engine = Engine(model, vocab_size=400, fused_decode=fused)
+    engine.drafter = lambda context, limit: ref[len(context) - len(prompt):][:limit]  # right guesses
+    assert list(engine.generate(prompt, SamplingParams(max_new_tokens=12))) == ref
+    assert list(engine.generate(prompt + ref[:3], SamplingParams(max_new_tokens=9))) == ref[3:]
+    assert engine.last_stats.replayed_tokens > 0
+    assert engine.accepted_tokens > 0 if fused else engine.drafted_tokens == 0
+    sampled = list(engine.generate(prompt, SamplingParams(max_new_tokens=12, temperature=1.0, seed=1)))
+    assert len(sampled) == 12 and all(t < 400 for t in sampled)

@@ -1,5 +1,9 @@
 """Token-level generation: prefill, decode one token at a time with a preallocated KV cache, sample.
 
+`generate` is the reference decoder (one request, no cache). `Engine.generate` serves one request
+with prefix-KV reuse: replay (ids a cached greedy run already chose) -> prefill (the prompt past its
+cached prefix) -> decode (sample, emit, feed; greedy steps also check a prompt-lookup draft), each
+step a method of its own; it gives generate()'s greedy tokens whatever the cache holds.
 The engine knows nothing about text or tokenizers (prompts.py builds ids, completer.py decodes).
 
 Example:
@@ -10,8 +14,8 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from typing import Callable, Collection, Iterator
 
 import torch
 
@@ -120,20 +124,19 @@ def generate(
     kv_cache = model.init_kv_cache(1, min(len(prompt_ids) + max_new_tokens, model.cfg.max_seq_len))
     prompt = torch.tensor([prompt_ids], dtype=torch.long, device=model.output.weight.device)  # (1, T)
     logits = prefill(model, prompt, kv_cache)
-    pos = len(prompt_ids)
-    stop_ids = frozenset(stop_ids)
-    for i in range(max_new_tokens):
+    pos, produced, stop_ids = len(prompt_ids), 0, frozenset(stop_ids)
+    while True:
         token = sample_next(mask_vocab(logits, vocab_size), temperature, top_k, top_p, rng)
         if token in stop_ids:
             return "stop"
         yield token
-        if i + 1 == max_new_tokens:
+        produced += 1
+        if produced == max_new_tokens:
             return "length"
         if pos >= kv_cache[0].max_len:
             return "max_seq_len"
         logits = decode_one(model, token, pos, kv_cache)
         pos += 1
-    return "length"
 
 
 # ---------------------------------------------------------------------------------------------
