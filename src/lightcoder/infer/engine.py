@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Generator, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -171,6 +171,10 @@ class GenerationStats:
     prefill_seconds: float = 0.0
 
 
+Emitting = Generator[int, None, str | None]  # yields ids; returns a stop reason, or None to go on
+Step = tuple[list[int], torch.Tensor]  # (accepted draft ids, fed already; logits (V,) for the id after them)
+
+
 @dataclass(kw_only=True)
 class _Run:
     """One Engine.generate call: its settings and how many ids it has yielded."""
@@ -194,7 +198,7 @@ class _Run:
     def remaining(self) -> int:
         return self.params.max_new_tokens - self.produced
 
-    def emit(self, token: int) -> Iterator[int]:
+    def emit(self, token: int) -> Emitting:
         """Yield token unless it is a stop id; returns why generation ends after it (None: go on)."""
         if token in self.stop_ids:
             return "stop"
@@ -248,14 +252,14 @@ class Engine:
         run = _Run.begin(params, cancelled)
         entry, replay = self._replay_source(prompt) if run.greedy else (None, [])
         if replay:
-            reason = yield from self._replay(entry, replay, prompt, run)
+            reason = yield from self._replay(replay, prompt, run)
             if reason is not None:
                 return reason
             step = self._resume(entry, run)
         else:
             entry, step = self._prefill(prompt, run)
         while step is not None:
-            queued, logits = step  # accepted draft ids (already fed), logits (V,) after them
+            queued, logits = step
             token = sample_next(logits, params.temperature, params.top_k, params.top_p, run.rng)
             reason = yield from self._emit(entry, queued, token, run)
             if reason is not None:
@@ -272,7 +276,7 @@ class Engine:
             return entry, []
         return entry, entry.greedy_continuation(prompt)
 
-    def _replay(self, entry: CacheEntry, replay: list[int], prompt: list[int], run: _Run) -> Iterator[int]:
+    def _replay(self, replay: list[int], prompt: list[int], run: _Run) -> Emitting:
         """The user typed into the previous ghost text: yield its remaining ids (what greedy decoding
         gives) without the model; returns "stop" / "length", or None to go on decoding."""
         self.cache.lookups += 1
@@ -290,7 +294,7 @@ class Engine:
                 return "length"
         return None
 
-    def _resume(self, entry: CacheEntry, run: _Run) -> tuple[list[int], torch.Tensor] | None:
+    def _resume(self, entry: CacheEntry, run: _Run) -> Step | None:
         """After a replay: feed the pending id at the end of the entry; None when the context is full."""
         pos, max_seq_len = len(entry.tokens), self.model.cfg.max_seq_len
         if pos + 1 >= max_seq_len:
@@ -298,7 +302,7 @@ class Engine:
         self.cache.ensure_capacity(entry, min(pos + 1 + run.remaining, max_seq_len))
         return self._feed(entry, [entry.pending], [], pos)
 
-    def _prefill(self, prompt: list[int], run: _Run) -> tuple[CacheEntry, tuple[list[int], torch.Tensor]]:
+    def _prefill(self, prompt: list[int], run: _Run) -> tuple[CacheEntry, Step]:
         """Feed the prompt past its longest cached prefix (the last id always: its logits are needed);
         a greedy request with a short tail also carries a draft of the first new ids."""
         n_new = run.params.max_new_tokens
@@ -315,7 +319,7 @@ class Engine:
         self.last_stats.prefill_seconds = time.perf_counter() - run.started
         return entry, step
 
-    def _emit(self, entry: CacheEntry, queued: list[int], token: int, run: _Run) -> Iterator[int]:
+    def _emit(self, entry: CacheEntry, queued: list[int], token: int, run: _Run) -> Emitting:
         """Yield the accepted draft ids, then the sampled token; returns a stop reason or None."""
         for out in queued:
             reason = yield from run.emit(out)
@@ -325,7 +329,7 @@ class Engine:
             entry.pending = token  # chosen, not yet fed: the end of the greedy continuation
         return (yield from run.emit(token))
 
-    def _decode(self, entry: CacheEntry, token: int, run: _Run) -> tuple[list[int], torch.Tensor] | None:
+    def _decode(self, entry: CacheEntry, token: int, run: _Run) -> Step | None:
         """Feed the sampled token (greedy: with a draft after it); None when the context is full."""
         pos = len(entry.tokens)
         if pos + 1 > self.model.cfg.max_seq_len or not self.cache.ensure_capacity(entry, pos + 1):
@@ -339,7 +343,7 @@ class Engine:
 
     # ------------------------------------------------------------------ the model
 
-    def _feed(self, entry: CacheEntry, fed: list[int], draft: list[int], pos: int) -> tuple[list[int], torch.Tensor]:
+    def _feed(self, entry: CacheEntry, fed: list[int], draft: list[int], pos: int) -> Step:
         """Write fed (+ draft) at positions pos..; (accepted draft ids, logits (V,) for the id after them)."""
         if draft:
             return self._speculate(entry, fed, draft, pos)
@@ -366,7 +370,7 @@ class Engine:
             return []
         return self.drafter(context, limit)
 
-    def _speculate(self, entry: CacheEntry, fed: list[int], draft: list[int], pos: int) -> tuple[list[int], torch.Tensor]:
+    def _speculate(self, entry: CacheEntry, fed: list[int], draft: list[int], pos: int) -> Step:
         """Feed fed + draft at pos.. in one pass (greedy only); keep the drafted ids argmax picks anyway.
 
         Returns (accepted draft ids, logits (V,) for the id after them). entry.tokens grows by fed and the
