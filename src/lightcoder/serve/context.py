@@ -22,7 +22,7 @@ from lightcoder.infer.completer import Completer, Completion
 from lightcoder.infer.retrieval import ChunkIndex, query_text
 from lightcoder.infer.scheduler import BatchScheduler
 from lightcoder.serve.metrics import Metrics
-from lightcoder.serve.schemas import ApiError, Limits
+from lightcoder.serve.schemas import Limits
 from lightcoder.serve.streaming import Last, Piece, completion_events
 from lightcoder.serve.worker import EngineWorker
 
@@ -53,11 +53,6 @@ class ServeContext:
     def shutdown(self) -> None:
         self.scheduler.shutdown()
         self.worker.shutdown()
-
-    def check_model(self, name: str | None) -> None:
-        if name and name != self.config.model_name:
-            raise ApiError(404, f"model {name!r} does not exist; this server serves {self.config.model_name!r} "
-                           "(GET /v1/models)", param="model", code="model_not_found")
 
     def context_for(self, prefix: str, path: str, extra: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Cross-file snippets: BM25 over the request's extra files, then over --workspace."""

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from lightcoder.infer.completer import Completion
 from lightcoder.serve.context import ServeContext, client_gone, finish_reason
 from lightcoder.serve.schemas import (
+    ApiError,
     CompletionRequest,
     check_completion_request,
     parse_body,
@@ -65,7 +66,7 @@ class OpenAIRoutes:
     async def completions(self, request: Request):
         started = time.perf_counter()
         req: CompletionRequest = parse_body(await request.body(), CompletionRequest)
-        self.ctx.check_model(req.model)
+        self._check_model(req.model)
         kwargs = self._kwargs(req)
         reply = CompletionReply(self.ctx.config.model_name)
         if req.stream:
@@ -79,6 +80,12 @@ class OpenAIRoutes:
                                             "owned_by": "lightcoder"}]}
 
     # ------------------------------------------------------------------ one request
+
+    def _check_model(self, name: str | None) -> None:
+        served = self.ctx.config.model_name
+        if name and name != served:
+            raise ApiError(404, f"model {name!r} does not exist; this server serves {served!r} (GET /v1/models)",
+                           param="model", code="model_not_found")
 
     def _kwargs(self, req: CompletionRequest) -> dict:
         """Completer keywords of the request (4xx for bad fields); cross-file context from --workspace."""
