@@ -20,7 +20,7 @@ from lightcoder.data.minhash import MinHasher, band_keys, estimated_jaccard, shi
 from lightcoder.data.pii import redact
 from lightcoder.data.quality import alnum_fraction, check_heuristics, check_syntax
 from lightcoder.data.ranking import LicenseConfig, RankingConfig, score_repos, select_repos
-from lightcoder.data.sources import FileRef, Repo
+from lightcoder.data.listing import FileRef, Repo
 
 JSON_DECODER = Path(json.__file__).parent / "decoder.py"
 

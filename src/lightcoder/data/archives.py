@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from lightcoder.data.license import LICENSE_FILENAMES, license_of_file_text
+from lightcoder.data.listing import FileRef, Problem, Repo
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
@@ -59,8 +60,6 @@ def _members(path: Path, kind: str) -> Iterator[tuple[str, int, str]]:
 def list_archive(path: Path, kind: str, prefix: str, excluded: set[str],
                  exclude_suffixes: tuple[str, ...]):
     """The repositories of an archive (see module docstring)."""
-    from lightcoder.data.sources import FileRef, Problem, Repo
-
     repos: dict[str, Repo] = {}
     license_members: dict[str, str] = {}  # top dir ("" = archive root) -> member name
     problems: list[Problem] = []

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 
 from lightcoder.data.license import COPYLEFT_PREFIXES, license_check
-from lightcoder.data.sources import Repo
+from lightcoder.data.listing import Repo
 
 
 # Listing fingerprints (paths + sizes) identify copies of a project only when there is enough of

@@ -20,70 +20,22 @@ source that yields no repository at all is recorded as a problem too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import subprocess
 import sysconfig
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from lightcoder.data import archives
+from lightcoder.data import archives, stack
 from lightcoder.data.license import LICENSE_FILENAMES, license_of_file_text
+from lightcoder.data.listing import FileRef, Problem, Repo
 
 TEST_PATH_RE = re.compile(
     r"(^|/)(tests?|testing|spec|__tests__)/|(^|/)test_[^/]*$|_tests?\.\w+$|Tests?\.java$"
     r"|\.(test|spec)\.[jt]sx?$")
 VCS_DIRS = frozenset({".git", ".hg", ".svn"})  # never corpus content, whatever exclude_dirs says
 STACK_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz", ".parquet")
-
-
-@dataclass(frozen=True)
-class FileRef:
-    """A file listed by the scan, not yet read. `loc` says where its bytes are (see read_file)."""
-
-    repo: str
-    path: str  # corpus path, starts with the repo name
-    size: int
-    loc: str  # absolute path (directories), member name (archives), "offset"/"rg:row" (rows)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Something the scan could not list or read, kept for the funnel and rejected/."""
-
-    repo: str
-    path: str
-    reason: str  # "symlink_loop", "broken_archive", "unreadable", "empty_source", ...
-    detail: str
-    size: int = 0
-
-
-@dataclass
-class Repo:
-    name: str
-    source: str  # the source path it was listed from
-    kind: str  # "dir", "git", "zip", "tar", "stack"
-    license: str = ""
-    license_from: str = ""  # "repo", "root", "manifest", "rows"
-    stars: int = 0
-    commits: int = 0
-    test_files: int = 0
-    files: list[FileRef] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def bytes(self) -> int:
-        return sum(f.size for f in self.files)
-
-    def fingerprint(self) -> str:
-        """Hash of the repo's (relative path, size) listing: equal for copies of one project."""
-        h = hashlib.sha256()
-        cut = len(self.name) + 1
-        for f in sorted(self.files, key=lambda f: f.path):
-            h.update(f"{f.path[cut:]}\0{f.size}\n".encode())
-        return h.hexdigest()[:16]
 
 
 def default_sources() -> list[str]:
@@ -140,8 +92,6 @@ def list_source(root: Path, name: str, *, multi: bool, layout: str, exclude_dirs
                 exclude_suffixes: list[str], languages_exts: tuple[str, ...] | None = None
                 ) -> list[Repo]:
     """The repositories of one source. Never raises for bad content: problems are recorded."""
-    from lightcoder.data import stack
-
     kind = source_kind(root)
     prefix = f"{name}/" if multi else ""
     if kind == "stack":

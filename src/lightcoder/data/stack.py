@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from lightcoder.data.listing import FileRef, Problem, Repo
+
 _ALIASES = {
     "path": ("path", "max_stars_repo_path"),
     "repo_name": ("repo_name", "max_stars_repo_name", "repo"),
@@ -81,8 +83,6 @@ def _rows_meta(path: Path) -> Iterator[tuple[str, dict | None, str]]:
 
 def list_rows(path: Path):
     """The repositories of a Stack-layout file (see module docstring)."""
-    from lightcoder.data.sources import FileRef, Problem, Repo
-
     repos: dict[str, Repo] = {}
     problems: list[Problem] = []
     try:
