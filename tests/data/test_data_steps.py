@@ -266,3 +266,24 @@ def test_decontamination_catches_a_pasted_benchmark_solution(tmp_path):
     assert d.check("def longest_common_prefix(words):\n    return ''\n") is None
     with pytest.raises(ValueError, match="does not exist"):
         Decontaminator(DecontamConfig(benchmarks=[str(tmp_path / "missing.jsonl")]))
+
+
+def test_decontamination_uses_humaneval_and_warns_when_it_is_missing(tmp_path, monkeypatch,
+                                                                      capsys):
+    from lightcoder.data import decontam
+
+    solution = "    return sorted(set(x for x in numbers if x % 2 == 0 and x > 0 and x < 100 and x != 42 or x == 7))\n"
+    he = tmp_path / "HumanEval.jsonl"
+    he.write_text(json.dumps({"task_id": "HumanEval/7", "canonical_solution": solution}) + "\n")
+    monkeypatch.setattr(decontam, "humaneval_path", lambda: he)
+    found = Decontaminator(DecontamConfig())
+    assert found.sources == [str(he)]
+    assert found.check("def f(numbers):\n" + solution)[0] == "contaminated"
+
+    def missing():
+        raise FileNotFoundError("HumanEval data not found (looked at /nowhere)")
+
+    monkeypatch.setattr(decontam, "humaneval_path", missing)
+    alone = Decontaminator(DecontamConfig())
+    assert alone.sources == [] and alone.check("def f(numbers):\n" + solution) is None
+    assert "decontamination runs without HumanEval" in capsys.readouterr().err

@@ -10,6 +10,9 @@ windows is in the benchmark set (reason "contaminated", detail = the benchmark e
 are GPT-3's choice; we default to 20 word tokens because code shares short idioms
 (`for i in range(len(numbers)):` is 7) - on CPython's stdlib 20 gives no false positive.
 
+A benchmark file that is missing is an error; HumanEval not found on disk is a warning on stderr
+(data.decontam.humaneval = false silences it), and a broken `lightcoder.eval.tasks` fails the import.
+
 Example: a file that pastes HumanEval/0's solution loop is dropped; one that only imports List
 and defines `def f(numbers)` is not.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +29,9 @@ import numpy as np
 
 from lightcoder.data import minhash
 from lightcoder.data.minhash import _MIX, token_hashes
+# Explicit and at the top: a broken eval.tasks must fail the import, never drop HumanEval quietly.
+# eval.tasks' package __init__ is light (dataclasses + pathlib); only humaneval_path is used.
+from lightcoder.eval.tasks import humaneval_path
 
 TEXT_FIELDS = ("prompt", "canonical_solution", "code", "content", "text", "solution")
 
@@ -75,6 +82,16 @@ def _benchmark_texts(path: Path) -> list[tuple[str, str]]:
     return [(path.name, path.read_text(encoding="utf-8", errors="replace"))]
 
 
+def _find_humaneval() -> Path | None:
+    """HumanEval's file, or None with a warning on stderr (the corpus is then not checked
+    against it; set data.decontam.humaneval = false to say that is intended)."""
+    try:
+        return humaneval_path()
+    except FileNotFoundError as e:
+        print(f"warning: decontamination runs without HumanEval: {e}", file=sys.stderr)
+        return None
+
+
 class Decontaminator:
     """The hashed n-gram set of the benchmarks, and the check against it."""
 
@@ -86,12 +103,8 @@ class Decontaminator:
             if not p.is_file():
                 raise ValueError(f"data.decontam.benchmarks: {p} does not exist")
         if cfg.humaneval:
-            try:
-                from lightcoder.eval.tasks import humaneval_path
-
-                paths.insert(0, humaneval_path())
-            except (FileNotFoundError, ImportError):
-                pass
+            found = _find_humaneval()
+            paths[:0] = [found] if found else []
         hashes, labels = [], []
         for p in paths:
             self.sources.append(str(p))
