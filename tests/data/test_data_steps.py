@@ -272,7 +272,8 @@ def test_decontamination_uses_humaneval_and_warns_when_it_is_missing(tmp_path, m
                                                                       capsys):
     from lightcoder.data import decontam
 
-    solution = "    return sorted(set(x for x in numbers if x % 2 == 0 and x > 0 and x < 100 and x != 42 or x == 7))\n"
+    solution = ("    return sorted(set(x for x in numbers if x % 2 == 0 and x > 0 and x < 100\n"
+                "                      and x != 42 or x == 7))\n")
     he = tmp_path / "HumanEval.jsonl"
     he.write_text(json.dumps({"task_id": "HumanEval/7", "canonical_solution": solution}) + "\n")
     monkeypatch.setattr(decontam, "humaneval_path", lambda: he)

@@ -10,8 +10,9 @@ windows is in the benchmark set (reason "contaminated", detail = the benchmark e
 are GPT-3's choice; we default to 20 word tokens because code shares short idioms
 (`for i in range(len(numbers)):` is 7) - on CPython's stdlib 20 gives no false positive.
 
-A benchmark file that is missing is an error; HumanEval not found on disk is a warning on stderr
-(data.decontam.humaneval = false silences it), and a broken `lightcoder.eval.tasks` fails the import.
+A benchmark file that is missing is an error; HumanEval not found on disk is a warning on
+stderr (data.decontam.humaneval = false silences it); a broken `lightcoder.eval.tasks` fails the
+import.
 
 Example: a file that pastes HumanEval/0's solution loop is dropped; one that only imports List
 and defines `def f(numbers)` is not.
