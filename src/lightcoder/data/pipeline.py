@@ -48,7 +48,10 @@ from lightcoder.artifacts import (DONE_FILE, is_done, mark_done, replace_dir, wr
 from lightcoder.data import quality, steps
 from lightcoder.data.analysis import AnalysisConfig
 from lightcoder.data.comments import CommentsConfig
+from lightcoder.data.curation import funnel_stages
 from lightcoder.data.decontam import DecontamConfig
+from lightcoder.data.finish_steps import FINISH_STEPS
+from lightcoder.data.map_steps import MAP_STEPS
 from lightcoder.data.pii import PiiConfig
 from lightcoder.data.quality import SyntaxConfig
 from lightcoder.data.ranking import LicenseConfig, RankingConfig, select_repos
@@ -58,8 +61,10 @@ from lightcoder.data.sources import (apply_manifest, list_source, read_manifest,
 from lightcoder.languages import get_language, language_for_path
 
 STATS_VERSION = 2
-STAGES: tuple[str, ...] = ("scan", "license", "ranking", "clean", "generated", "heuristics",
-                           "decontam", "dedup", "syntax", "analysis")
+# The funnel: the plan's repo-level stages, then every step that drops files, in step order.
+# (The plan drops files of other languages under "clean", the first step's stage.)
+PLAN_STAGES: tuple[str, ...] = ("scan", "license", "ranking")
+STAGES: tuple[str, ...] = funnel_stages(PLAN_STAGES, MAP_STEPS, FINISH_STEPS)
 # What a stage dir may contain; anything else in an existing out_dir means "not ours".
 _STAGE_ENTRIES = ("stats.json", "rejected", "repos.jsonl", "clusters.jsonl", "report.md",
                   "report.html", "plots", DONE_FILE)

@@ -6,7 +6,7 @@ is Parquet shards with `PARQUET_SCHEMA`: one row per file; `meta` is stored as a
 the schema stays fixed while meta keys evolve.
 
 A file that a step drops is counted in stats.json and sampled, one JSON line each, into
-`rejected/<reason>.jsonl` (lightcoder.data.steps.ShardLog).
+`rejected/<reason>.jsonl` (lightcoder.data.curation.ShardLog).
 
 Example: from_row(to_row(f)) == f for every SourceFile f with JSON-serialisable meta.
 """
