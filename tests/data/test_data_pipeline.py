@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from lightcoder.data import pipeline, steps
-from lightcoder.data.pipeline import DataConfig, assign_splits, read_corpus, run_data
+from lightcoder.data.assemble import assign_splits
+from lightcoder.data.pipeline import DataConfig, read_corpus, run_data
 from lightcoder.data.report import format_funnel
 
 JSON_DIR = Path(json.__file__).parent

@@ -1,14 +1,16 @@
 """The corpus stage: sources -> curated, deduplicated, split Parquet shards (aiXcoder's pipeline).
 
-Run it with `lightcoder data` (or `run_data(DataConfig(), "run/data")`). Steps, in order, each
-with its own config section, counters and rejected samples:
+Run it with `lightcoder data` (or `run_data(DataConfig(), "run/data")`). Phases, in order; the
+per-shard ones run a list of curation steps (curation.py), each with its own config section,
+counters and rejected samples:
 
     plan      list sources (sources.py), licence + repo dedup + ranking (ranking.py), shards
     map       per shard, parallel: clean, licence header, generated, heuristics, decontamination,
-              MinHash (steps.py)
+              MinHash (map_steps.MAP_STEPS, run by steps.map_shard)
     dedup     global: exact + near duplicates, keeping the best-ranked repo's copy (dedup.py)
     finish    per shard, parallel: PII, commented-out code, syntax, static analysis
-    assemble  split by repository, write the output
+              (finish_steps.FINISH_STEPS, run by steps.finish_shard)
+    assemble  merge the shards' funnels, split by repository, write the output (assemble.py)
 
 Output directory (complete when DONE exists):
 
@@ -38,7 +40,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -47,6 +49,7 @@ from lightcoder.artifacts import (DONE_FILE, is_done, mark_done, replace_dir, wr
                                   write_text_atomic)
 from lightcoder.data import quality, steps
 from lightcoder.data.analysis import AnalysisConfig
+from lightcoder.data.assemble import assemble
 from lightcoder.data.comments import CommentsConfig
 from lightcoder.data.curation import funnel_stages
 from lightcoder.data.decontam import DecontamConfig
@@ -55,12 +58,11 @@ from lightcoder.data.map_steps import MAP_STEPS
 from lightcoder.data.pii import PiiConfig
 from lightcoder.data.quality import SyntaxConfig
 from lightcoder.data.ranking import LicenseConfig, RankingConfig, select_repos
-from lightcoder.data.records import SPLITS, SourceFile, iter_parquet, write_parquet
+from lightcoder.data.records import SPLITS, SourceFile, iter_parquet
 from lightcoder.data.sources import (apply_manifest, list_source, read_manifest, resolve_sources,
                                      source_names)
 from lightcoder.languages import get_language, language_for_path
 
-STATS_VERSION = 2
 # The funnel: the plan's repo-level stages, then every step that drops files, in step order.
 # (The plan drops files of other languages under "clean", the first step's stage.)
 PLAN_STAGES: tuple[str, ...] = ("scan", "license", "ranking")
@@ -151,55 +153,6 @@ class DataConfig:
         """Hash of everything that changes the output (not workers/engine)."""
         values = {k: v for k, v in asdict(self).items() if k not in ("workers", "engine")}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
-
-
-# ---------------------------------------------------------------- splits
-
-def repo_unit(repo: str, seed: int) -> float:
-    """A uniform number in [0, 1) fixed by (seed, repo name).
-
-    Example: repo_unit("json", 0) is the same on every machine and run.
-    """
-    digest = hashlib.sha256(f"{seed}:{repo}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def assign_splits(repo_bytes: dict[str, int], *, valid_fraction: float, test_fraction: float,
-                  seed: int) -> dict[str, str]:
-    """Split name per repo, filling test then valid up to their share of bytes, in hash order.
-
-    Repos are visited in order of `repo_unit(repo, seed)`; a repo goes to test if it still fits in
-    test_fraction of the corpus bytes, else to valid if it fits in valid_fraction, else to train.
-    So one giant package (the stdlib's test/, half the bytes) can never become the whole eval set.
-    With >= 3 repos every split gets at least one repo (with 2: train and test; with 1: train):
-    an empty test/valid split takes the smallest repo of a split that has several.
-    Example: assign_splits({"a": 10, "b": 10, "c": 10}, valid_fraction=0.05,
-    test_fraction=0.05, seed=0) gives each split one repo.
-    """
-    order = sorted(repo_bytes, key=lambda r: (repo_unit(r, seed), r))
-    total = sum(repo_bytes.values())
-    budget = {"test": test_fraction * total, "valid": valid_fraction * total}
-    used = {"test": 0, "valid": 0}
-    split = {}
-    for r in order:
-        split[r] = "train"
-        for s in ("test", "valid"):
-            if used[s] + repo_bytes[r] <= budget[s]:
-                split[r] = s
-                used[s] += repo_bytes[r]
-                break
-    for target in ("train", "test", "valid")[: len(order)]:
-        if target in split.values():
-            continue
-        sizes = {s: sum(v == s for v in split.values()) for s in SPLITS}
-        donors = [r for r in order if sizes[split[r]] >= 2]  # still in hash order
-        if target == "train":
-            pick = max(donors, key=lambda r: repo_bytes[r])
-        else:
-            pick = min(donors, key=lambda r: repo_bytes[r])
-        split[pick] = target
-    return split
-
 
 
 # ---------------------------------------------------------------- plan
@@ -361,7 +314,7 @@ def run_data(cfg: DataConfig, out_dir: str | Path, *, force: bool = False) -> di
     tmp = work / "out"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "rejected").mkdir(parents=True)
-    stats = assemble(cfg, plan, work, tmp)
+    stats = assemble(cfg, plan, work, tmp, STAGES)
     total = time.perf_counter() - t0
     stats["seconds"] = {"plan": round(t_plan - t0, 3), "steps": round(t_steps - t_plan, 3),
                         "write": round(time.perf_counter() - t_steps, 3), "total": round(total, 3)}
@@ -378,121 +331,6 @@ def run_data(cfg: DataConfig, out_dir: str | Path, *, force: bool = False) -> di
     replace_dir(tmp, out)
     shutil.rmtree(work, ignore_errors=True)
     return {**stats, "skipped": False}
-
-
-def assemble(cfg: DataConfig, plan: dict, work: Path, tmp: Path) -> dict:
-    """Merge shard results: funnel, splits, output shards, repos.jsonl, rejected/, clusters."""
-    count = len(plan["shards"])
-    dropped: dict[str, dict[str, dict[str, int]]] = {s: {} for s in STAGES}
-    counters: dict[str, dict[str, int]] = {}
-    samples: dict[str, list[dict]] = {}
-    cap = cfg.max_rejected_per_reason
-
-    def add_drop(stage: str, reason: str, files: int, nbytes: int) -> None:
-        c = dropped.setdefault(stage, {}).setdefault(reason, {"files": 0, "bytes": 0})
-        c["files"] += files
-        c["bytes"] += nbytes
-
-    def add_sample(row: dict) -> None:
-        rows = samples.setdefault(row["reason"], [])
-        if len(rows) < cap:
-            rows.append(row)
-
-    for d in plan["drops"]:
-        add_drop(d["stage"], d["reason"], 1, d["size"])
-        add_sample(d)
-    for phase in ("map", "finish"):
-        for i in range(count):
-            shard_dir = work / phase / f"{i:05d}"
-            s = json.loads((shard_dir / "stats.json").read_text())
-            for stage, reasons in s["dropped"].items():
-                for reason, c in reasons.items():
-                    add_drop(stage, reason, c["files"], c["bytes"])
-            for group, values in s["counters"].items():
-                for k, v in values.items():
-                    counters.setdefault(group, {})[k] = counters.setdefault(group, {}).get(k, 0) + v
-            with open(shard_dir / "rejected.jsonl", encoding="utf-8") as fh:
-                for line in fh:
-                    add_sample(json.loads(line))
-    repo_bytes: dict[str, int] = {}
-    for i in range(count):
-        s = json.loads((work / "finish" / f"{i:05d}" / "stats.json").read_text())
-        for repo, n in s["repo_bytes"].items():
-            repo_bytes[repo] = repo_bytes.get(repo, 0) + n
-    reasons = {r: c["files"] for st in dropped.values() for r, c in st.items()}
-    if not repo_bytes:
-        where = ", ".join(plan["roots"])
-        raise ValueError(
-            f"no usable source files in {where}: {plan['seen']['files']} files seen, dropped: "
-            f"{reasons} (allowed languages: {cfg.languages}; pass --corpus DIR with source "
-            "files in those languages)")
-    split_of = assign_splits(repo_bytes, valid_fraction=cfg.valid_fraction,
-                             test_fraction=cfg.test_fraction, seed=cfg.seed)
-    shards: dict[str, list[str]] = {s: [] for s in SPLITS}
-    per_split = {s: {"repos": set(), "files": 0, "bytes": 0} for s in SPLITS}
-    languages: dict[str, dict[str, int]] = {}
-    repo_files: dict[str, int] = {}
-    for i in range(count):
-        files = [replace(f, split=split_of[f.repo]) for f in
-                 iter_parquet(work / "finish" / f"{i:05d}" / "files.parquet")]
-        for split in SPLITS:
-            rows = sorted((f for f in files if f.split == split), key=lambda f: f.path)
-            if rows:
-                name = f"{split}-{i:05d}.parquet"
-                write_parquet(rows, tmp / name)
-                shards[split].append(name)
-        for f in files:
-            size = int(f.meta["size"])
-            c = per_split[f.split]
-            c["repos"].add(f.repo)
-            c["files"] += 1
-            c["bytes"] += size
-            lang = languages.setdefault(f.language, {"files": 0, "bytes": 0})
-            lang["files"] += 1
-            lang["bytes"] += size
-            repo_files[f.repo] = repo_files.get(f.repo, 0) + 1
-    for reason, rows in sorted(samples.items()):
-        with open(tmp / "rejected" / f"{reason}.jsonl", "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    with open(tmp / "repos.jsonl", "w", encoding="utf-8") as fh:
-        for row in plan["repo_report"]:
-            name = row["repo"]
-            row = {**row, "files_kept": repo_files.get(name, 0),
-                   "bytes_kept": repo_bytes.get(name, 0), "split": split_of.get(name, "")}
-            if row["status"] == "kept" and not row["files_kept"]:
-                row["status"] = "dropped: every file failed a file-level step"
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    if (work / "dedup" / "clusters.jsonl").exists():
-        shutil.copy(work / "dedup" / "clusters.jsonl", tmp / "clusters.jsonl")
-    stages, files, nbytes = [], plan["seen"]["files"], plan["seen"]["bytes"]
-    for name in STAGES:
-        d = dict(sorted(dropped[name].items()))
-        files -= sum(c["files"] for c in d.values())
-        nbytes -= sum(c["bytes"] for c in d.values())
-        stages.append({"stage": name, "dropped": d, "kept": {"files": files, "bytes": nbytes}})
-    splits = {s: {"repos": len(c["repos"]), "files": c["files"], "bytes": c["bytes"]}
-              for s, c in per_split.items()}
-    kept = {"repos": len(repo_bytes), "files": sum(c["files"] for c in splits.values()),
-            "bytes": sum(c["bytes"] for c in splits.values())}
-    return {
-        "version": STATS_VERSION,
-        "roots": plan["roots"],
-        "seen": plan["seen"],
-        "stages": stages,
-        "kept": kept,
-        "splits": splits,
-        "languages": languages,
-        "counters": counters,
-        "syntax_unchecked_languages": sorted(
-            lang for lang in cfg.languages if cfg.syntax.enabled and cfg.syntax_check
-            and not quality.can_check_syntax(lang)),
-        "rejected": {"dir": "rejected", "max_per_reason": cap,
-                     "written": {r: len(v) for r, v in sorted(samples.items())},
-                     "capped": {r: n for r, n in reasons.items() if n > cap}},
-        "shards": shards,
-        "config": asdict(cfg),
-    }
 
 
 def read_corpus(data_dir: str | Path, split: str) -> Iterator[SourceFile]:
