@@ -78,6 +78,9 @@ def test_repo_level_license_and_duplicates():
 def test_clean_checks():
     assert check_language("a/b.txt", frozenset({"Python"}))[0] == "language"
     assert check_language("a/b.py", frozenset({"Python"})) is None
+    assert check_language("a/b.h", frozenset({"C++"})) is None  # may be C++: clean decides
+    assert check_language("a/b.h", frozenset({"Python"})) == (
+        "language", "C is not in the allowed languages")
     assert check_size(0, 10) == ("empty", "0 bytes") and check_size(11, 10)[0] == "oversized"
     assert decode_source(b"\xef\xbb\xbfx = 1\n") == ("x = 1\n", None)
     assert decode_source(b"x\0")[1][0] == "binary"

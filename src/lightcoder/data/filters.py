@@ -26,11 +26,14 @@ Check = tuple[str, str] | None  # (reason, detail) to drop, None to keep
 
 
 def check_language(path: str, languages: frozenset[str]) -> Check:
-    """Drop a file whose extension maps to no allowed language.
+    """Drop a file whose extension maps to no allowed language. A ".h" file passes when C++ is
+    allowed: it may be C++, which the clean step decides from its content (refine_language).
 
     Example: check_language("a/b.txt", frozenset({"Python"})) -> ("language", "unknown extension")
     """
     lang = language_for_path(path)
+    if lang == "C" and path.endswith(".h") and "C++" in languages:
+        return None
     if lang is None:
         suffix = Path(path).suffix
         return "language", f"unknown extension {suffix!r}" if suffix else "no extension"

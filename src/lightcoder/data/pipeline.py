@@ -53,6 +53,7 @@ from lightcoder.data.assemble import assemble
 from lightcoder.data.comments import CommentsConfig
 from lightcoder.data.curation import funnel_stages
 from lightcoder.data.decontam import DecontamConfig
+from lightcoder.data.filters import check_language
 from lightcoder.data.finish_steps import FINISH_STEPS
 from lightcoder.data.map_steps import MAP_STEPS
 from lightcoder.data.pii import PiiConfig
@@ -61,7 +62,7 @@ from lightcoder.data.ranking import LicenseConfig, RankingConfig, select_repos
 from lightcoder.data.records import SPLITS, SourceFile, iter_parquet
 from lightcoder.data.sources import (apply_manifest, list_source, read_manifest, resolve_sources,
                                      source_names)
-from lightcoder.languages import get_language, language_for_path
+from lightcoder.languages import get_language
 
 # The funnel: the plan's repo-level stages, then every step that drops files, in step order.
 # (The plan drops files of other languages under "clean", the first step's stage.)
@@ -164,71 +165,77 @@ def build_plan(cfg: DataConfig) -> dict:
     and scan-level drop, so the funnel can account for each listed file.
     """
     roots = resolve_sources(cfg.sources)
-    names = source_names(roots)
-    repos = []
-    for root, name in zip(roots, names):
-        repos += list_source(root, name, multi=len(roots) > 1, layout=cfg.repo_layout,
-                             exclude_dirs=cfg.exclude_dirs, exclude_suffixes=cfg.exclude_suffixes)
-    if cfg.manifest:
-        apply_manifest(repos, read_manifest(cfg.manifest))
-    allowed = frozenset(cfg.languages)
+    repos = _list_repos(cfg, roots)
+    seen = {"repos": len(repos), "files": sum(len(r.files) + len(r.problems) for r in repos),
+            "bytes": sum(r.bytes + sum(p.size for p in r.problems) for r in repos)}
     drops: list[dict] = []  # {stage, reason, detail, repo, path, size}
-    seen = {"repos": 0, "files": 0, "bytes": 0}
-    report: dict[str, dict] = {}
-    for r in repos:
-        seen["repos"] += 1
-        seen["files"] += len(r.files) + len(r.problems)
-        seen["bytes"] += r.bytes + sum(p.size for p in r.problems)
-        report[r.name] = {"repo": r.name, "source": r.source, "kind": r.kind,
-                          "license": r.license, "license_from": r.license_from,
-                          "stars": r.stars, "commits": r.commits, "test_files": r.test_files,
-                          "files_seen": len(r.files) + len(r.problems), "bytes_seen": r.bytes,
-                          "status": "kept"}
-        for p in r.problems:
-            drops.append({"stage": "scan", "reason": p.reason, "detail": p.detail,
-                          "repo": p.repo, "path": p.path, "size": p.size})
-        keep = []
-        for f in r.files:
-            lang = language_for_path(f.path)
-            if lang == "C" and f.path.endswith(".h") and "C++" in allowed:
-                lang = "C++"  # may be either: the map step decides from the content
-            if lang in allowed:
-                keep.append(f)
-            else:
-                detail = f"{lang} is not in the allowed languages" if lang else (
-                    f"unknown extension {Path(f.path).suffix!r}" if Path(f.path).suffix
-                    else "no extension")
-                drops.append({"stage": "clean", "reason": "language", "detail": detail,
-                              "repo": r.name, "path": f.path, "size": f.size})
-        r.files = keep
-        if not keep:
-            report[r.name]["status"] = ("dropped: " + r.problems[0].reason) if r.problems and \
-                not report[r.name]["files_seen"] - len(r.problems) else "dropped: no files in " \
-                "the allowed languages"
+    report = {r.name: _screen_repo(r, frozenset(cfg.languages), drops) for r in repos}
     kept, dropped = select_repos(repos, license_cfg=cfg.license, ranking=cfg.ranking)
     for r, stage, reason, detail in dropped:
         report[r.name]["status"] = f"dropped: {reason} ({detail})"
-        for f in r.files:
-            drops.append({"stage": stage, "reason": reason, "detail": detail, "repo": r.name,
-                          "path": f.path, "size": f.size})
+        drops += [_drop(stage, reason, detail, r.name, f.path, f.size) for f in r.files]
     plan_repos, refs = {}, []
     for rank, (r, score) in enumerate(kept):
         plan_repos[r.name] = {"license": r.license, "stars": r.stars, "rank": rank,
                               "score": round(score, 4)}
         report[r.name].update(score=round(score, 4), rank=rank)
         refs += [steps.ref_dict(f, r) for f in r.files]
+    return {"fingerprint": cfg.fingerprint(), "roots": [str(r) for r in roots], "seen": seen,
+            "repos": plan_repos, "shards": _cut_shards(refs, cfg.shard_bytes), "drops": drops,
+            "repo_report": list(report.values())}
+
+
+def _list_repos(cfg: DataConfig, roots: list[Path]) -> list:
+    """Every source's repositories, with the manifest's metadata applied."""
+    repos = []
+    for root, name in zip(roots, source_names(roots)):
+        repos += list_source(root, name, multi=len(roots) > 1, layout=cfg.repo_layout,
+                             exclude_dirs=cfg.exclude_dirs, exclude_suffixes=cfg.exclude_suffixes)
+    if cfg.manifest:
+        apply_manifest(repos, read_manifest(cfg.manifest))
+    return repos
+
+
+def _drop(stage: str, reason: str, detail: str, repo: str, path: str, size: int) -> dict:
+    return {"stage": stage, "reason": reason, "detail": detail, "repo": repo, "path": path,
+            "size": size}
+
+
+def _screen_repo(r, allowed: frozenset[str], drops: list[dict]) -> dict:
+    """The repository's repos.jsonl row; records its scan problems and its files in other
+    languages in drops, and keeps only its files in the allowed languages."""
+    row = {"repo": r.name, "source": r.source, "kind": r.kind, "license": r.license,
+           "license_from": r.license_from, "stars": r.stars, "commits": r.commits,
+           "test_files": r.test_files, "files_seen": len(r.files) + len(r.problems),
+           "bytes_seen": r.bytes, "status": "kept"}
+    drops += [_drop("scan", p.reason, p.detail, p.repo, p.path, p.size) for p in r.problems]
+    keep = []
+    for f in r.files:
+        problem = check_language(f.path, allowed)
+        if problem is None:
+            keep.append(f)
+        else:
+            drops.append(_drop("clean", *problem, r.name, f.path, f.size))
+    r.files = keep
+    if not keep:
+        only_problems = r.problems and not row["files_seen"] - len(r.problems)
+        row["status"] = ("dropped: " + r.problems[0].reason) if only_problems else \
+            "dropped: no files in the allowed languages"
+    return row
+
+
+def _cut_shards(refs: list[dict], shard_bytes: int) -> list[dict]:
+    """Consecutive runs of refs of about shard_bytes each (a bigger file is a shard alone)."""
     shards, current, size = [], [], 0
     for ref in refs:
-        if current and size + ref["size"] > cfg.shard_bytes:
+        if current and size + ref["size"] > shard_bytes:
             shards.append({"refs": current})
             current, size = [], 0
         current.append(ref)
         size += ref["size"]
     if current:
         shards.append({"refs": current})
-    return {"fingerprint": cfg.fingerprint(), "roots": [str(r) for r in roots], "seen": seen,
-            "repos": plan_repos, "shards": shards, "drops": drops,
-            "repo_report": list(report.values())}
+    return shards
 
 
 def _load_or_build_plan(cfg: DataConfig, work: Path) -> dict:
