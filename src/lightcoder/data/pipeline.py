@@ -67,7 +67,7 @@ from lightcoder.languages import get_language
 # The funnel: the plan's repo-level stages, then every step that drops files, in step order.
 # (The plan drops files of other languages under "clean", the first step's stage.)
 PLAN_STAGES: tuple[str, ...] = ("scan", "license", "ranking")
-STAGES: tuple[str, ...] = funnel_stages(PLAN_STAGES, MAP_STEPS, FINISH_STEPS)
+FUNNEL_STAGES: tuple[str, ...] = funnel_stages(PLAN_STAGES, MAP_STEPS, FINISH_STEPS)
 # What a stage dir may contain; anything else in an existing out_dir means "not ours".
 _STAGE_ENTRIES = ("stats.json", "rejected", "repos.jsonl", "clusters.jsonl", "report.md",
                   "report.html", "plots", DONE_FILE)
@@ -321,7 +321,7 @@ def run_data(cfg: DataConfig, out_dir: str | Path, *, force: bool = False) -> di
     tmp = work / "out"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "rejected").mkdir(parents=True)
-    stats = assemble(cfg, plan, work, tmp, STAGES)
+    stats = assemble(cfg, plan, work, tmp, FUNNEL_STAGES)
     total = time.perf_counter() - t0
     stats["seconds"] = {"plan": round(t_plan - t0, 3), "steps": round(t_steps - t_plan, 3),
                         "write": round(time.perf_counter() - t_steps, 3), "total": round(total, 3)}
