@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from lightcoder.artifacts import write_json_atomic
+from lightcoder.data.filters import Check  # (reason, detail) to drop a file, None to keep it
 from lightcoder.data.records import SourceFile
-
-Check = tuple[str, str] | None  # (reason, detail) to drop a file, None to keep it
 
 
 def cpu_seconds() -> float:

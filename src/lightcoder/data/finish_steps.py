@@ -21,7 +21,8 @@ from dataclasses import replace
 
 from lightcoder.data import analysis
 from lightcoder.data.comments import remove_commented_code
-from lightcoder.data.curation import Check, Step
+from lightcoder.data.curation import Step
+from lightcoder.data.filters import Check
 from lightcoder.data.pii import redact
 from lightcoder.data.quality import can_check_syntax, check_syntax
 from lightcoder.data.records import SourceFile

@@ -20,9 +20,10 @@ from dataclasses import replace
 import numpy as np
 
 from lightcoder.data import archives, stack
-from lightcoder.data.curation import Check, Filter, Scratch, Step
+from lightcoder.data.curation import Filter, Scratch, Step
 from lightcoder.data.dedup import normalized_sha256
-from lightcoder.data.filters import check_generated, check_size, decode_source, refine_language
+from lightcoder.data.filters import (Check, check_generated, check_size, decode_source,
+                                     refine_language)
 from lightcoder.data.license import license_check, license_of_header
 from lightcoder.data.minhash import MinHasher, strip_leading_comments, token_hashes
 from lightcoder.data.quality import check_heuristics
