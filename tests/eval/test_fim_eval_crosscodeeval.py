@@ -105,6 +105,7 @@ def test_fim_eval_paths_follow_the_protocol():
 def test_single_line_spans_are_whole_lines():
     spans = spans_for_file(PY, "python")["single_line"]
     data = PY.encode()
+    assert len(spans) == 13  # every line of add()'s body, docstring included
     for a, b in spans:
         assert a == 0 or data[a - 1:a] == b"\n"
         assert data[b - 1:b] == b"\n"
