@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from lightcoder.data.report import format_funnel
+from lightcoder.data.report_html import html_page, markdown_to_html
 
 TOP_REASONS = 12
 TOP_CLUSTERS = 10
@@ -60,16 +61,11 @@ def write_report(data: Path, *, formats: tuple[str, ...] = ("md", "html")) -> li
         (data / "report.md").write_text("\n".join(md))
         out.append(data / "report.md")
     if "html" in formats:
-        parts = ["<!doctype html><meta charset='utf-8'><title>Corpus report</title>",
-                 "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
-                 "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
-                 "pre{background:#f6f6f6;padding:6px;overflow:auto}</style>",
-                 "<h1>Corpus report</h1>",
-                 f"<p>Sources: {html.escape(', '.join(stats['roots']))}</p>"]
+        parts = ["<h1>Corpus report</h1>", f"<p>Sources: {html.escape(', '.join(stats['roots']))}</p>"]
         parts += [f"<img src='plots/{p.name}' style='max-width:48%'>" for p in plots]
         for title, body in sections:
-            parts += [f"<h2>{html.escape(title)}</h2>", _md_to_html(body)]
-        (data / "report.html").write_text("\n".join(parts))
+            parts += [f"<h2>{html.escape(title)}</h2>", markdown_to_html(body)]
+        (data / "report.html").write_text(html_page("Corpus report", "\n".join(parts)))
         out.append(data / "report.html")
     return out
 
@@ -203,43 +199,3 @@ def _save(fig, path: Path) -> Path:
 
     plt.close(fig)
     return path
-
-
-def _md_to_html(body: str) -> str:
-    """The small Markdown subset the sections use: tables, bullets, code blocks, paragraphs."""
-    out, table, code = [], [], None
-    for line in body.splitlines() + [""]:
-        if code is not None:
-            if line.strip() == "```":
-                out.append("<pre>" + html.escape("\n".join(code)) + "</pre>")
-                code = None
-            else:
-                code.append(line.strip())
-            continue
-        if line.strip() == "```":
-            code = []
-            continue
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if not all(set(c) <= set("-:") for c in cells):
-                table.append(cells)
-            continue
-        if table:
-            head, *rows = table
-            out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>"
-                       + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>"
-                                 for r in rows) + "</table>")
-            table = []
-        if line.startswith("- "):
-            out.append(f"<li>{_inline(line[2:])}</li>")
-        elif line.strip():
-            out.append(f"<p>{_inline(line)}</p>")
-    return "\n".join(out)
-
-
-def _inline(text: str) -> str:
-    import re
-
-    text = html.escape(text)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)

@@ -16,10 +16,12 @@ task (config hash shown), since their numbers are not comparable.
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import sys
 from pathlib import Path
+
+from lightcoder.data.report_html import NUMERIC_STYLE, STYLE, html_page
+from lightcoder.data.report_html import markdown_to_html as _markdown_to_html
 
 MATCH_COLUMNS = (("em", "EM"), ("bleu", "BLEU"), ("codebleu", "CodeBLEU"), ("es", "ES"), ("id_f1", "ID-F1"))
 
@@ -186,46 +188,8 @@ def _save_figure(fig, path: Path) -> str:
 
 
 def markdown_to_html(text: str) -> str:
-    """The small Markdown subset format_markdown writes (headings, tables, lists, images) as HTML."""
-    out, in_table = ["<!doctype html><meta charset='utf-8'><title>lightcoder eval report</title>",
-                     "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
-                     "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
-                     "</style>"], False
-
-    def inline(s: str) -> str:
-        s = html.escape(s)
-        parts = s.split("`")
-        s = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-        parts = s.split("**")
-        return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
-
-    for line in text.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if all(set(c) <= set("-:") for c in cells):
-                continue
-            tag = "th" if not in_table else "td"
-            if not in_table:
-                out.append("<table>")
-                in_table = True
-            out.append("<tr>" + "".join(f"<{tag}>{inline(c)}</{tag}>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            out.append("</table>")
-            in_table = False
-        if line.startswith("!["):
-            src = line[line.index("(") + 1: -1]
-            out.append(f"<p><img src='{html.escape(src)}' style='max-width:100%'></p>")
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
-        elif line.startswith("- "):
-            out.append(f"<li>{inline(line[2:])}</li>")
-        elif line.strip():
-            out.append(f"<p>{inline(line)}</p>")
-    if in_table:
-        out.append("</table>")
-    return "\n".join(out) + "\n"
+    """format_markdown's output as a whole HTML page (data/report_html.py converts it)."""
+    return html_page("lightcoder eval report", _markdown_to_html(text), style=STYLE + NUMERIC_STYLE)
 
 
 def main(argv: list[str]) -> int:
