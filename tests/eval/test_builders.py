@@ -147,3 +147,31 @@ def test_humaneval_fim_tasks_are_spans_of_the_canonical_solutions():
     assert all(t.middle.count("\n") >= 2 for t in by_type["he_multi_line"])
     assert len({t.prefix[:40] for t in by_type["he_single_line"]}) == 12  # twelve different problems
     assert humaneval_fim_tasks(per_type=12, seed=0) == tasks
+
+
+# ---- FIM-Eval records: the same node tables (fim/rules.py) ----
+
+def test_fim_eval_nodes_come_from_rules_plus_named_extras():
+    from lightcoder.eval.builders import FIM_EVAL_EXTRA_NODES, fim_eval_nodes
+    from lightcoder.fim.rules import RULES
+
+    for language, extra in FIM_EVAL_EXTRA_NODES.items():
+        names = {name for names in extra.values() for name in names}
+        assert names <= set(RULES[language].structural), language  # grammar-checked names only
+    functions, statements = fim_eval_nodes("Java")
+    assert functions == {"method_declaration", "constructor_declaration"}
+    assert statements["for"] == set(RULES["Java"].statements["for_statement"])
+    assert statements["while"] == {"while_statement", "do_statement"}
+    assert "switch" not in fim_eval_nodes("Python")[1]
+
+
+def test_fim_eval_counts_do_while_constructors_and_generators():
+    from lightcoder.eval.builders import build_fim_eval
+
+    java = "class A {\n    A() {\n        int i = 0;\n        do {\n            i++;\n        } while (i < 3);\n    }\n}\n"
+    js = "function* gen() {\n    yield 1;\n}\n"
+    rows = build_fim_eval([("A.java", "java", java), ("g.js", "javascript", js)], per_type=5)
+    by_type = {(r["language"], r["task_type"]): r["canonical_solution"] for r in rows}
+    assert by_type[("Java", "while")] == "        do {\n            i++;\n        } while (i < 3);"
+    assert by_type[("Java", "method_signature")] == "A() "
+    assert by_type[("JavaScript", "method_body")] == "\n    yield 1;\n"

@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from lightcoder.eval.fim_eval_builder import TASK_TYPES, build_fim_eval, spans_for_file
+from lightcoder.eval.builders import FIM_EVAL_TYPES as TASK_TYPES
+from lightcoder.eval.builders import build_fim_eval, spans_for_file
 from lightcoder.eval.tasks import get_task
 from lightcoder.eval.tasks.crosscodeeval import BM25, code_scores, identifier_scores, retrieve
 from lightcoder.eval.tasks.fim_eval import read_fim_eval

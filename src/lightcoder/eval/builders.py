@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Iterable
+from functools import cache
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lightcoder.artifacts import AtomicFile, iter_jsonl
+from lightcoder.fim.rules import RULES
 from lightcoder.fim.spans import EVAL_KINDS, Span, find_parsed_spans, parse_source
 
 if TYPE_CHECKING:
@@ -207,3 +210,186 @@ def read_tasks(path: str | Path) -> list[FimTask]:
                              "rebuild the tasks file with build_fim_tasks")
         tasks.append(FimTask(**{n: record[n] for n in names}))
     return tasks
+
+
+# ---- FIM-Eval records (aiXcoder's 13 task types, eval/tasks/fim_eval.py) ----
+#
+# The same node tables as the run's tasks: fim/rules.py RULES[language] (statements, function_body),
+# parsed with fim/spans.py. Records are aiXcoder's format (task_id, task_type, pre_mask_code,
+# post_mask_code, canonical_solution) plus language and path. What each type masks:
+#     method_signature      a function's header: from its first token to where its body starts
+#     method_body           a function's body (C-like: inside the braces; Python: the indented block)
+#     single_line           one whole body line that is not a comment
+#     method_with_comment   a whole function with its leading comment (or Python docstring)
+#     empty                 a cursor between two body lines; the right middle is ""
+#     method_body_top/mid/bottom   the first / middle / last third of a body's lines (>= 1 each)
+#     if / for / while / try / switch   a whole statement of that kind (switch: not Python)
+
+FIM_EVAL_TYPES = ("method_signature", "method_body", "single_line", "method_with_comment", "empty",
+                  "method_body_top", "method_body_mid", "method_body_bottom",
+                  "if", "for", "while", "try", "switch")
+FIM_EVAL_LANGUAGES = {"python": "Python", "java": "Java", "javascript": "JavaScript", "js": "JavaScript",
+                      "cpp": "C++", "c++": "C++", "cplus": "C++"}
+FIM_EVAL_PATHS = {"Python": "test.py", "Java": "test.java", "JavaScript": "test.js", "C++": "test.cpp"}
+# What FIM-Eval counts beyond RULES' eval kinds: do-while loops as "while", switch statements, Java
+# constructors and JS generators as functions. Every name is in RULES[language].structural, so the
+# grammar check of tests/fim/test_rules.py covers it (tests/eval/test_builders.py checks that).
+FIM_EVAL_EXTRA_NODES = {
+    "Java": {"function": ("constructor_declaration",), "while": ("do_statement",), "switch": ("switch_expression",)},
+    "JavaScript": {"function": ("generator_function_declaration",), "while": ("do_statement",),
+                   "switch": ("switch_statement",)},
+    "C++": {"while": ("do_statement",), "switch": ("switch_statement",)},
+}
+_COMMENT_NODES = frozenset({"comment", "line_comment", "block_comment"})
+
+
+def normalize_language(language: str) -> str:
+    """FIM-Eval's language name ("python", "cplus", ...) as ours; ValueError for the others."""
+    name = FIM_EVAL_LANGUAGES.get(language.lower(), language)
+    if name not in FIM_EVAL_PATHS:
+        raise ValueError(f"FIM-Eval builder supports {sorted(FIM_EVAL_PATHS)}, not {language!r}")
+    return name
+
+
+@cache
+def fim_eval_nodes(language: str) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
+    """(function node types, {statement type: node types}) for one language, from RULES."""
+    rules, extra = RULES[language], FIM_EVAL_EXTRA_NODES.get(language, {})
+    functions = frozenset(re.findall(r"\((\w+) body:", rules.function_body)) | set(extra.get("function", ()))
+    statements = {kind.removesuffix("_statement"): frozenset(types) for kind, types in rules.statements.items()}
+    for kind in ("while", "switch"):
+        if kind in extra:
+            statements[kind] = statements.get(kind, frozenset()) | set(extra[kind])
+    return functions, statements
+
+
+def _walk(node):
+    """Every node under `node`, parents before children, in source order."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(n.children))
+
+
+def _line_start(text: bytes, pos: int) -> int:
+    return text.rfind(b"\n", 0, pos) + 1
+
+
+def _line_end(text: bytes, pos: int) -> int:
+    end = text.find(b"\n", pos)
+    return len(text) if end < 0 else end + 1
+
+
+def _body_lines(src: bytes, body, language: str) -> list[tuple[int, int]]:
+    """(start, end) byte ranges of the non-blank whole lines inside a body (braces excluded)."""
+    if language == "Python":
+        a, b = _line_start(src, body.start_byte), _line_end(src, body.end_byte - 1)
+    else:
+        a, b = _line_end(src, body.start_byte), _line_start(src, body.end_byte - 1)
+    lines, pos = [], a
+    while pos < b:
+        end = _line_end(src, pos)
+        lines.append((pos, min(end, b)))
+        pos = end
+    return [(s, e) for s, e in lines if src[s:e].strip()]
+
+
+def _statement_span(src: bytes, node) -> tuple[int, int]:
+    """A statement from its line start (when only indentation precedes it) to its end."""
+    start = _line_start(src, node.start_byte)
+    return (start if src[start:node.start_byte].strip() == b"" else node.start_byte), node.end_byte
+
+
+def _function_spans(out: dict, src: bytes, node, body, language: str) -> None:
+    """Add one function's signature, body, line, cursor, thirds and commented-function spans to `out`."""
+    out["method_signature"].append((node.start_byte, body.start_byte))
+    lines = _body_lines(src, body, language)
+    if not lines:
+        return
+    python = language == "Python"
+    out["method_body"].append((lines[0][0], lines[-1][1]) if python else (body.start_byte + 1, body.end_byte - 1))
+    out["single_line"] += [line for line in lines if not src[line[0]:line[1]].strip().startswith((b"#", b"//"))]
+    out["empty"] += [(s, s) for s, _ in lines[1:]]
+    if len(lines) >= 3:
+        third = len(lines) // 3
+        out["method_body_top"].append((lines[0][0], lines[third - 1][1]))
+        out["method_body_mid"].append((lines[third][0], lines[-third - 1][1]))
+        out["method_body_bottom"].append((lines[-third][0], lines[-1][1]))
+    prev, first = node.prev_sibling, (body.named_children or [None])[0]
+    docstring = (python and first is not None and first.type == "expression_statement"
+                 and first.named_children and first.named_children[0].type == "string")
+    if prev is not None and prev.type in _COMMENT_NODES:
+        while prev.prev_sibling is not None and prev.prev_sibling.type in _COMMENT_NODES:
+            prev = prev.prev_sibling  # a run of comments above the function is one comment
+        out["method_with_comment"].append((prev.start_byte, node.end_byte))
+    elif docstring:
+        out["method_with_comment"].append((node.start_byte, node.end_byte))
+
+
+def spans_for_file(content: str, language: str) -> dict[str, list[tuple[int, int]]]:
+    """UTF-8 byte spans per FIM-Eval type in one file, in source order (empty spans: start == end)."""
+    language = normalize_language(language)
+    src = content.encode("utf-8")
+    functions, statements = fim_eval_nodes(language)
+    out: dict[str, list[tuple[int, int]]] = {t: [] for t in FIM_EVAL_TYPES}
+    for node in _walk(parse_source(content, language).tree.root_node):
+        if node.has_error:
+            continue
+        for kind, types in statements.items():
+            if node.type in types:
+                out[kind].append(_statement_span(src, node))
+        body = node.child_by_field_name("body") if node.type in functions else None
+        if body is not None and body.end_byte - body.start_byte >= 2:
+            _function_spans(out, src, node, body, language)
+    return out
+
+
+def _fim_eval_record(file: tuple[str, str, str], span: tuple[int, int], task_type: str, count: int,
+                     max_context_chars: int) -> dict:
+    path, language, content = file
+    src, (a, b) = content.encode("utf-8"), span
+    return {"task_id": f"{language}/{task_type}/{count}", "task_type": task_type,
+            "pre_mask_code": src[:a].decode("utf-8", "replace")[-max_context_chars:],
+            "post_mask_code": src[b:].decode("utf-8", "replace")[:max_context_chars],
+            "canonical_solution": src[a:b].decode("utf-8", "replace"), "language": language, "path": path}
+
+
+def build_fim_eval(files: Iterable[tuple[str, str, str]], *, per_type: int = 10, seed: int = 0,
+                   max_middle_chars: int = 2000, max_context_chars: int = 16000,
+                   task_types: tuple[str, ...] = FIM_EVAL_TYPES) -> list[dict]:
+    """FIM-Eval records from (path, language, content) triples: up to `per_type` per (language, type).
+
+    Cases are drawn round-robin over files in a seeded order (at most one per file per round), so
+    one big file cannot fill a type. Types a language has no syntax for (Python switch) are absent.
+    Example: build_fim_eval([("a.py", "Python", source)], per_type=5)[0]["canonical_solution"]
+    """
+    if per_type < 1:
+        raise ValueError(f"build_fim_eval: per_type must be >= 1, got {per_type}")
+    unknown = [t for t in task_types if t not in FIM_EVAL_TYPES]
+    if unknown:
+        raise ValueError(f"build_fim_eval: unknown task types {unknown}; choose from {FIM_EVAL_TYPES}")
+    files = sorted(((p, normalize_language(lang), c) for p, lang, c in files), key=lambda f: (f[1], f[0]))
+    per_file = [spans_for_file(content, language) for _, language, content in files]
+    for (path, _, _), spans in zip(files, per_file):
+        for task_type, items in spans.items():
+            random.Random(f"{seed}:{path}:{task_type}").shuffle(items)
+    records = []
+    for language in sorted({f[1] for f in files}):
+        order = [i for i, f in enumerate(files) if f[1] == language]
+        random.Random(f"{seed}:{language}").shuffle(order)
+        for task_type in task_types:
+            count, round_ = 0, 0
+            while count < per_type and any(len(per_file[i][task_type]) > round_ for i in order):
+                for i in order:  # one span per file per round
+                    if count >= per_type or len(per_file[i][task_type]) <= round_:
+                        continue
+                    record = _fim_eval_record(files[i], per_file[i][task_type][round_], task_type, count,
+                                              max_context_chars)
+                    middle = record["canonical_solution"]
+                    if len(middle) > max_middle_chars or (task_type != "empty" and not middle.strip()):
+                        continue
+                    records.append(record)
+                    count += 1
+                round_ += 1
+    return records

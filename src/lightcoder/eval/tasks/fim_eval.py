@@ -2,7 +2,7 @@
 
 Data: aiXcoder's JSONL (task_id, task_type, pre_mask_code, post_mask_code, canonical_solution),
 one file per language (python / java / cplus / javascript), or a directory of code from which
-`fim_eval_builder.build_fim_eval` makes such records (data=DIR, per_type=N).
+`builders.build_fim_eval` makes such records (data=DIR, per_type=N).
 
 Protocol: greedy, 512 new tokens, PSM, path `test.{py,java,js,cpp}` (only the language line of
 the header); the prompt budget keeps the END of the prefix and the START of the suffix (the
@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from lightcoder.eval.codebleu import CODEBLEU_VERSION, codebleu
-from lightcoder.eval.fim_eval_builder import FIM_EVAL_PATHS, build_fim_eval, normalize_language
+from lightcoder.eval.builders import FIM_EVAL_PATHS, build_fim_eval, normalize_language
 from lightcoder.eval.metrics import score_one
 from lightcoder.eval.tasks import Problem, Task, register
 
