@@ -195,11 +195,12 @@ def generate(task: Task, predictor, out_dir: str | Path, gen: GenerationSettings
                     kwargs["max_prompt_tokens"] = gen.max_prompt_tokens
                 start = time.perf_counter()
                 c = predictor.complete(problem.prompt, problem.suffix, **kwargs)
+                extras = task.sample_extras(problem, predictor, mode=mode, max_new_tokens=max_new)
                 append_jsonl(f, {"task_id": problem.task_id, "sample_index": k, "task_type": problem.task_type,
                                  "raw": c.text, "completion": task.postprocess(problem, c.text),
                                  "new_tokens": c.new_tokens, "prompt_tokens": c.prompt_tokens,
                                  "stop_reason": c.stop_reason, "seconds": time.perf_counter() - start,
-                                 "config_hash": h})
+                                 **extras, "config_hash": h})
             if progress:
                 print(f"\r{task.name}: {i + 1}/{len(problems)} problems", end="", flush=True)
     if progress:
@@ -243,11 +244,11 @@ def _judge(task: Task, problems: dict, sample: dict, slot: int) -> dict:
         row.update(passed=result.passed, status=result.status, returncode=result.returncode,
                    exec_seconds=result.seconds, stderr_tail=result.stderr[-500:], isolation=result.isolation)
         try:
-            row.update(task.match_scores(problem, sample["completion"]))
+            row.update(task.sample_scores(problem, sample))
         except NotImplementedError:
             pass
     else:
-        row.update(task.match_scores(problem, sample["completion"]))
+        row.update(task.sample_scores(problem, sample))
     return row
 
 
@@ -306,10 +307,10 @@ def _aggregate(rows: list[dict], kind: str) -> dict:
                                        for s in {r.get("status") for r in rows}}.items()))
     numeric = sorted({k for r in rows for k, v in r.items()
                       if isinstance(v, (int, float)) and k not in ("sample_index", "returncode", "exec_seconds", "passed")})
-    for key in numeric:
-        values = [float(r[key]) for r in rows if key in r]
-        scale = 100.0 if all(isinstance(r.get(key), bool) for r in rows if key in r) else 1.0
-        out[key] = scale * _mean(values)
+    for key in numeric:  # over the rows with a number there (syntax_ok or bits may be None)
+        values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        scale = 100.0 if all(isinstance(v, bool) for v in values) else 1.0
+        out[key] = scale * _mean([float(v) for v in values])
     return out
 
 
@@ -339,7 +340,8 @@ def score(out_dir: str | Path) -> dict:
               "timing": {"generation_seconds": seconds, "new_tokens": sum(s["new_tokens"] for s in samples),
                          "execution_seconds": sum(r.get("exec_seconds", 0.0) for r in rows)},
               "lengths": [[len(s["completion"].strip()), len(task_ref)] for s, task_ref in
-                          zip(samples, _references(task, samples))]}
+                          zip(samples, _references(task, samples))],
+              **task.extra_scores(rows)}
     write_json_atomic(out / SCORES_FILE, scores, sort_keys=False)
     return scores
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"  # task files shipped with the package
 SHARED_DATA = Path("/work/shared/data")  # where HumanEval.jsonl.gz lives on the lab machines
-_MODULES = ("humaneval", "mbpp", "multipl_e", "infilling", "fim_eval", "crosscodeeval")
+_MODULES = ("humaneval", "mbpp", "multipl_e", "infilling", "fim_eval", "crosscodeeval", "run_fim")
 
 
 @dataclass
@@ -73,6 +73,18 @@ class Task:
     def match_scores(self, problem: Problem, completion: str) -> dict:
         """Match tasks: per-problem metric values (em, bleu, ...)."""
         raise NotImplementedError(f"{self.name} is not a match task")
+
+    def sample_scores(self, problem: Problem, sample: dict) -> dict:
+        """Match tasks: metric values of one samples.jsonl row (default: match_scores of its completion)."""
+        return self.match_scores(problem, sample["completion"])
+
+    def sample_extras(self, problem: Problem, predictor, *, mode: str, max_new_tokens: int) -> dict:
+        """Fields generation adds to a sample besides the completion (e.g. the reference's bits)."""
+        return {}
+
+    def extra_scores(self, rows: list[dict]) -> dict:
+        """Task-specific entries of scores.json computed from all result rows (default: none)."""
+        return {}
 
     def settings(self) -> dict:
         """Everything that defines this task's numbers, stamped into every output file."""
