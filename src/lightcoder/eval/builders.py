@@ -232,8 +232,8 @@ FIM_EVAL_LANGUAGES = {"python": "Python", "java": "Java", "javascript": "JavaScr
                       "cpp": "C++", "c++": "C++", "cplus": "C++"}
 FIM_EVAL_PATHS = {"Python": "test.py", "Java": "test.java", "JavaScript": "test.js", "C++": "test.cpp"}
 # What FIM-Eval counts beyond RULES' eval kinds: do-while loops as "while", switch statements, Java
-# constructors and JS generators as functions. Every name is in RULES[language].structural, so the
-# grammar check of tests/fim/test_rules.py covers it (tests/eval/test_builders.py checks that).
+# constructors and JS generators as functions. Every name is in RULES[language].structural
+# (tests/eval/test_builders.py), whose names tests/fim/test_sfim_languages.py checks in the grammar.
 FIM_EVAL_EXTRA_NODES = {
     "Java": {"function": ("constructor_declaration",), "while": ("do_statement",), "switch": ("switch_expression",)},
     "JavaScript": {"function": ("generator_function_declaration",), "while": ("do_statement",),
