@@ -5,6 +5,7 @@
     lightcoder complete RUN_OR_CKPT --prefix-file F [--suffix-file F]     one completion
     lightcoder config [--out DIR]                                         the resolved config
     lightcoder data report | eval report|run|list|... | serve | export    see MODULE_COMMANDS
+    lightcoder finetune --base HF_DIR --corpus PATH ... --out RUN        adapt a released model
 
 Every stage command also takes config overrides `--section.field VALUE` (e.g. `--train.lr 3e-4`,
 `--pack.mix.ntp_rate 0.4`) and `--model-preset NAME`; unknown keys are errors. A run directory's
@@ -35,6 +36,7 @@ MODULE_COMMANDS = {
     ("serve",): ("lightcoder.serve.command", 1),
     ("export",): ("lightcoder.serve.export_command", 1),
     ("ablate",): ("lightcoder.ablate", 1),
+    ("finetune",): ("lightcoder.finetune.command", 1),
 }
 
 
