@@ -6,6 +6,7 @@
     lightcoder config [--out DIR]                                         the resolved config
     lightcoder data report | eval report|run|list|... | serve | export    see MODULE_COMMANDS
     lightcoder finetune --base HF_DIR --corpus PATH ... --out RUN        adapt a released model
+    lightcoder finetune demo [--minutes 10]                               the quickstart model on a new package
 
 Every stage command also takes config overrides `--section.field VALUE` (e.g. `--train.lr 3e-4`,
 `--pack.mix.ntp_rate 0.4`) and `--model-preset NAME`; unknown keys are errors. A run directory's
@@ -37,6 +38,7 @@ MODULE_COMMANDS = {
     ("export",): ("lightcoder.serve.export_command", 1),
     ("ablate",): ("lightcoder.ablate", 1),
     ("finetune",): ("lightcoder.finetune.command", 1),
+    ("finetune", "demo"): ("lightcoder.finetune.demo", 2),
 }
 
 

@@ -105,6 +105,21 @@ def test_export_writes_merged_weights_equal_to_base_plus_adapter(lora_run, tmp_p
     assert (tmp_path / "hf" / "tokenizer.json").is_file()
 
 
+def test_gguf_export_of_a_run_holds_the_merged_weights(lora_run, tmp_path, bpe_base):
+    gguf = pytest.importorskip("gguf")
+    from lightcoder.finetune.lora import merged_model
+    from lightcoder.model.hf import load_checkpoint
+
+    out = tmp_path / "ft.gguf"
+    assert main(["export", str(lora_run), "--format", "gguf", "--out", str(out)]) == 0
+    tensors = {t.name: t for t in gguf.GGUFReader(str(out)).tensors}
+    base, _ = load_checkpoint(bpe_base)
+    want = merged_model(load_checkpoint(bpe_base)[0], lora_run / "adapter").layers[0].feed_forward.w1.weight
+    got = torch.from_numpy(tensors["blk.0.ffn_gate.weight"].data.copy()).reshape(want.shape)
+    assert torch.allclose(got, want, atol=1e-6)  # the merged weight, not the base's
+    assert not torch.allclose(got, base.layers[0].feed_forward.w1.weight, atol=1e-6)
+
+
 def test_an_adapter_whose_base_changed_is_refused(lora_run, tmp_path):
     import shutil
 

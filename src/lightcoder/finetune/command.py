@@ -16,6 +16,12 @@ checkpoint):
 
 A finished stage built from other settings is refused (use --force or another --out); budgets
 (train.max_minutes / max_steps / max_tokens) and eval settings may change between runs.
+
+Full fine-tuning on several devices: prepare the data in one process, then train under torchrun
+(every rank trains, FSDP2 or DDP; rank 0 alone writes the records, evaluates and reports):
+
+    lightcoder finetune --base B --corpus C --out RUN --method full --prepare-only
+    torchrun --standalone --nproc_per_node 2 -m lightcoder finetune --out RUN --train.parallel fsdp
 Example: lightcoder finetune --base run/base/ckpt/step_001766 --corpus ~/src/myrepo --out run/ft --train.max_minutes 10
 """
 
@@ -47,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", help="FIM template: auto (default: from the tokenizer's special tokens), "
                    "aixcoder, starcoder, deepseek, qwen2.5-coder, codellama")
     p.add_argument("--force", action="store_true", help="rebuild every stage of RUN from scratch")
+    p.add_argument("--prepare-only", action="store_true", help="stop after packing (then train under torchrun)")
     return p
 
 
@@ -98,10 +105,32 @@ def stage(title: str) -> None:
     print(f"\n== finetune: {title} ==", file=sys.stderr, flush=True)
 
 
-def run_finetune(cfg: FinetuneConfig, run: Path, *, force: bool = False) -> str:
+def check_launch(cfg: FinetuneConfig, run: Path, *, force: bool, prepare_only: bool) -> int:
+    """The number of ranks (torchrun's WORLD_SIZE); ConfigError for a multi-rank launch that cannot work."""
+    from lightcoder.train.distributed import env_world_size
+
+    world = env_world_size()
+    if world == 1:
+        return 1
+    if cfg.method != "full":
+        raise ConfigError(f"--method {cfg.method} trains in one process; run it without torchrun, or use "
+                          "--method full to train every weight on several ranks")
+    missing = [name for name in ("data", "split", "shards") if not is_done(run / name)]
+    if force or prepare_only or missing:
+        raise ConfigError(f"under torchrun the data stages must be ready in {run} (missing: {', '.join(missing) or '-'}; "
+                          "--force / --prepare-only are one-process options): run `lightcoder finetune ... --out "
+                          f"{run} --method full --prepare-only` once without torchrun, then launch torchrun with "
+                          f"--out {run}")
+    return world
+
+
+def run_finetune(cfg: FinetuneConfig, run: Path, *, force: bool = False, prepare_only: bool = False) -> str:
     from lightcoder.finetune.base import open_base
     from lightcoder.finetune.data import run_curation, run_split
 
+    world = check_launch(cfg, run, force=force, prepare_only=prepare_only)
+    if world > 1:
+        return _run_distributed(cfg, run)
     started = time.time()
     if force and run.exists():
         for name in STAGE_DIRS:
@@ -136,11 +165,20 @@ def run_finetune(cfg: FinetuneConfig, run: Path, *, force: bool = False) -> str:
 
     run_finetune_pack(base, cfg.pack, run / "split", run / "shards")
     _record_stage(cfg, run, record, "shards")
+    if prepare_only:
+        print(f"data ready in {run}/shards; train with the same command without --prepare-only (or under "
+              "torchrun for --method full)", file=sys.stderr)
+        return ""
     stage(f"4/5 train: {cfg.method}")
     _record_stage(cfg, run, record, "ckpt")
     meta = {"base": str(base.path), "base_fingerprint": fields["base_fingerprint"], "template": base.template.name}
     train = _train(base, cfg, run, meta)
     write_json_atomic(run / "train_summary.json", train)
+    return _finish(base, cfg, run, record, fields, split, train, started)
+
+
+def _finish(base, cfg: FinetuneConfig, run: Path, record: dict, fields: dict, split: dict, train: dict,
+            started: float) -> str:
     stage("5/5 eval: base vs tuned on held-out files and the general set")
     results = _evaluate(base, cfg, run, train) if cfg.eval.enabled else {}
     write_json_atomic(run / "eval" / "results.json", results) if results else None
@@ -150,6 +188,30 @@ def run_finetune(cfg: FinetuneConfig, run: Path, *, force: bool = False) -> str:
     write_text_atomic(run / "report.md", text)
     print(f"finetune done in {(time.time() - started) / 60:.1f} min -> {run}/report.md", file=sys.stderr)
     return text
+
+
+def _run_distributed(cfg: FinetuneConfig, run: Path) -> str:
+    """Full fine-tuning on every rank of a torchrun launch over prepared data; rank 0 then evaluates and
+    writes the report (the other ranks return "")."""
+    from lightcoder.artifacts import read_done
+    from lightcoder.finetune.base import open_base
+    from lightcoder.train.distributed import barrier, init_distributed, shutdown_distributed
+
+    started = time.time()
+    env = init_distributed(cfg.train.device)
+    base = open_base(cfg.base, cfg.template)
+    record = check_record(cfg, run)
+    fields = {"template": base.template.name, "base_fingerprint": base.fingerprint()}
+    if env.is_main:
+        stage(f"4/5 train: full, {env.world_size} ranks ({cfg.train.parallel})")
+        _record_stage(cfg, run, record, "ckpt")
+    barrier(env)
+    train = _train(base, cfg, run, {})
+    shutdown_distributed()
+    if not env.is_main:
+        return ""
+    write_json_atomic(run / "train_summary.json", train)
+    return _finish(base, cfg, run, record, fields, read_done(run / "split"), train, started)
 
 
 def _record_stage(cfg: FinetuneConfig, run: Path, record: dict, stage_name: str) -> None:
@@ -199,8 +261,9 @@ def _evaluate(base, cfg: FinetuneConfig, run: Path, train: dict) -> dict:
 def main(argv: list[str]) -> int:
     args, rest = build_parser().parse_known_args(argv)
     cfg = resolve_config(args, rest)
-    text = run_finetune(cfg, Path(args.out), force=args.force)
-    print(text)
+    text = run_finetune(cfg, Path(args.out), force=args.force, prepare_only=args.prepare_only)
+    if text:
+        print(text)
     return 0
 
 
