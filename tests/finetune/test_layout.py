@@ -34,8 +34,9 @@ def hf_reference(aix_tokenizer_dir):
     """transformers' fast tokenizer converted from the tokenizer.model: special pieces parsed, no dummy
     prefix after them (legacy=False), no BOS added (finetune.py writes <s> into the text)."""
     transformers = pytest.importorskip("transformers")
-    tok = transformers.LlamaTokenizerFast(vocab_file=str(aix_tokenizer_dir / "tokenizer.model"), legacy=False,
-                                          add_bos_token=False, add_eos_token=False, from_slow=True)
+    tok = transformers.LlamaTokenizer.from_pretrained(str(aix_tokenizer_dir), legacy=False, add_bos_token=False,
+                                                      add_eos_token=False)
+    assert len(tok) == 600  # converted from the tokenizer.model (not an empty vocabulary)
     return lambda text: tok(text, add_special_tokens=False)["input_ids"]
 
 
@@ -71,7 +72,10 @@ def test_spm_example_is_finetune_py_layout_with_prefix_and_middle_cut_apart(aix_
     joined = ["<s>", "<AIX-SPAN-PRE>", "<AIX-SPAN-POST>", s, "<AIX-SPAN-MIDDLE>", p + m, "</s>"]
     assert tok.encode_pieces([x for x in joined if x]) == reference
     example = build_example(tok, CODE, "", span, seq_len=256, mode="spm", max_middle_tokens=64)
-    assert tok.decode(example.ids[3:]).replace("\u2581<AIX-SPAN-MIDDLE>", "") == s + p + m + "</s>"
+    k = example.ids.index(tok.token_to_id("<AIX-SPAN-MIDDLE>")) + 1
+    assert example.ids[:k] == reference[:k]  # <s> PRE POST suffix MIDDLE: the same ids
+    assert tok.decode(example.ids[k:-1]) == tok.decode(reference[k:-1]) == p + m  # the same text after it
+    assert example.ids[-1] == reference[-1] == tok.eos_id
     assert example.ids[:example.prompt_len] == build_prompt(tok, prefix=p, suffix=s,
                                                             cfg=PromptConfig(mode="spm", max_prompt_tokens=200))
     assert example.ids[example.prompt_len:] == tok.encode(m) + [2]

@@ -36,5 +36,27 @@ def make_aixcoder_tokenizer(texts: Iterable[str], out_dir: str | Path, *, vocab_
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2, normalization_rule_name="identity",
         remove_extra_whitespaces=False, allow_whitespace_only_pieces=True, split_digits=True)
     path = out / "tokenizer.model"
-    path.write_bytes(buf.getvalue())
+    path.write_bytes(release_order(buf.getvalue()))
     return path
+
+
+def release_order(model_bytes: bytes) -> bytes:
+    """The trainer puts user-defined pieces right after </s> (ids 3..) and the byte pieces after them;
+    the release has the 256 byte pieces at 3..258, then ☺ and the sentinels: move them there."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    model = pb.ModelProto()
+    model.ParseFromString(model_bytes)
+    pieces = list(model.pieces)
+    kind = pb.ModelProto.SentencePiece
+    control = pieces[:3]
+    user = [p for p in pieces if p.type == kind.USER_DEFINED]
+    byte = [p for p in pieces if p.type == kind.BYTE]
+    rest = [p for p in pieces[3:] if p.type not in (kind.USER_DEFINED, kind.BYTE)]
+    reordered = [*control, *byte, *user, *rest]
+    if len(byte) != 256 or reordered[FIRST_SENTINEL_ID].piece != SENTENCEPIECE_SPELLING["<AIX-SPAN-PRE>"]:
+        raise RuntimeError("the trained SentencePiece model does not have aiXcoder's layout (256 byte pieces, "
+                           "then ☺ and the sentinels); check sentencepiece's trainer options")
+    del model.pieces[:]
+    model.pieces.extend(reordered)
+    return model.SerializeToString()
