@@ -77,3 +77,31 @@ def test_a_torchrun_launch_needs_full_and_prepared_data(tmp_path, monkeypatch):
         check_launch(FinetuneConfig(method="full"), tmp_path, force=False, prepare_only=False)
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert check_launch(FinetuneConfig(method="lora"), tmp_path, force=False, prepare_only=False) == 1
+
+
+@pytest.mark.slow
+def test_full_finetune_under_torchrun_fsdp(tmp_path, aix_base, package):
+    """--prepare-only in one process, then torchrun with 2 ranks (gloo, FSDP2): every rank starts from the
+    base's weights, rank 0 writes the checkpoints and the report."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "full"
+    assert main(["finetune", "--base", str(aix_base), "--corpus", str(package), "--out", str(out), "--method", "full",
+                 "--prepare-only", *TINY]) == 0
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+              "lightcoder", "finetune", "--out", str(out), "--train.parallel", "fsdp", "--eval.enabled", "false"]
+    proc = subprocess.run(launch, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    base = load_file(aix_base / "model.safetensors")
+    step0 = load_file(out / "ckpt" / "step_000000" / "model.safetensors")
+    final = load_file(out / "ckpt" / "step_000002" / "model.safetensors")
+    assert all(torch.equal(step0[k], base[k]) for k in base)
+    assert any(not torch.equal(final[k], base[k]) for k in base)
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["parallel"] == "fsdp" and (out / "report.md").is_file()

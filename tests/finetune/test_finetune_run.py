@@ -155,6 +155,33 @@ def test_full_finetune_starts_from_the_base_weights(tmp_path, aix_base, package)
     assert Completer.load(out).template.name == "aixcoder"
 
 
+def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(tmp_path, bpe_base, package, monkeypatch, capsys):
+    import os
+    import signal
+
+    from lightcoder.finetune import lora_loop
+
+    real, calls = lora_loop.lora_step, []
+
+    def step_then_ctrl_c(*args, **kwargs):
+        loss = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, taken by the loop's handler
+        return loss
+
+    out = tmp_path / "ctrl_c"
+    monkeypatch.setattr(lora_loop, "lora_step", step_then_ctrl_c)
+    argv = ["finetune", "--base", str(bpe_base), "--corpus", str(package), "--out", str(out), "--train.max_steps", "4",
+            "--eval.enabled", "false", *TINY]
+    assert main(argv) == 130
+    assert (out / "ckpt" / "step_000002" / "train_state.pt").is_file() and not (out / "adapter").exists()
+    monkeypatch.setattr(lora_loop, "lora_step", real)
+    assert main(["finetune", "--out", str(out)]) == 0
+    assert "resuming the adapter from" in capsys.readouterr().err
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 4 and (out / "adapter").is_dir()
+
+
 def test_bad_input_is_named(tmp_path, bpe_base, capsys):
     empty = tmp_path / "docs"
     empty.mkdir()
