@@ -106,7 +106,7 @@ def merged_checkpoint(path: str | Path) -> Path | None:
     meta = adapter_meta(adapter)
     base = check_base(adapter, meta)
     out = adapter.parent / MERGED_DIR if adapter.name == "adapter" else adapter.parent / f"{adapter.name}-merged"
-    stamp = {"adapter": str(adapter.resolve()), "adapter_bytes": (adapter / "adapter_model.safetensors").stat().st_mtime_ns}
+    stamp = {"adapter": str(adapter.resolve()), "adapter_mtime_ns": (adapter / "adapter_model.safetensors").stat().st_mtime_ns}
     if is_complete(out) and (out / "lightcoder.json").is_file() and \
             json.loads((out / "lightcoder.json").read_text()).get("merged_from") == stamp:
         return out
