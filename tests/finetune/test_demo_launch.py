@@ -26,7 +26,8 @@ def quickstart_run(tmp_path, bpe_base) -> Path:
     (run / "ckpt").mkdir(parents=True)
     (run / "ckpt" / "step_000007").symlink_to(bpe_base, target_is_directory=True)
     (run / "eval").mkdir()
-    rows = [{**TASK, "task_id": "single_line/0000"}, {**TASK, "task_type": "he_single_line", "task_id": "he/0"}]
+    rows = [{**TASK, "task_id": "single_line/0000"}, {**TASK, "task_id": "single_line/0001"},
+            {**TASK, "task_type": "he_single_line", "task_id": "he/0"}]
     (run / "eval" / "tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return run
 
@@ -34,9 +35,9 @@ def quickstart_run(tmp_path, bpe_base) -> Path:
 def test_demo_reports_before_after_on_the_package_and_the_stdlib_tasks(quickstart_run, package, tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["finetune", "demo", "--base", str(quickstart_run), "--package", str(package), "--out", str(out),
-                 "--minutes", "2", "--reserve", "1.5", *TINY]) == 0
+                 "--minutes", "2", "--reserve", "1.5", "--general-per-type", "1", *TINY]) == 0
     general = [json.loads(line) for line in (out / "general_tasks.jsonl").read_text().splitlines()]
-    assert [t["task_type"] for t in general] == ["single_line"]  # the HumanEval rows are left out
+    assert [t["task_id"] for t in general] == ["single_line/0000"]  # 1 per type; the HumanEval rows left out
     results = json.loads((out / "eval" / "results.json").read_text())
     assert results["general"]["n"] == 1 and results["heldout"]["n"] >= 1
     record = json.loads((out / "finetune.json").read_text())

@@ -8,7 +8,8 @@ The issue's demonstration, as one command:
 - corpus: one package of this virtual environment's site-packages (not in the stdlib corpus), its
   files split into train / valid / held-out (finetune/data.py);
 - forgetting: the quickstart's own held-out stdlib tasks (RUN/eval/tasks.jsonl, the test
-  repositories' FIM tasks; the HumanEval rows are left out), else a stdlib sample;
+  repositories' FIM tasks, --general-per-type of each type; the HumanEval rows are left out), else a
+  stdlib sample;
 - budget: --minutes of wall clock for the whole command; training gets what the other stages leave
   (--reserve minutes for curation, packing and both evaluations).
 
@@ -24,6 +25,7 @@ import importlib.util
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from lightcoder.config import ConfigError
@@ -43,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minutes of the budget kept for curation, packing and evaluation (default 3)")
     p.add_argument("--out", default="run/finetune-demo", help="run directory (default run/finetune-demo)")
     p.add_argument("--method", choices=("lora", "full"), default="lora")
+    p.add_argument("--general-per-type", type=int, default=12,
+                   help="stdlib tasks kept per task type for the forgetting check (default 12)")
     return p
 
 
@@ -71,16 +75,20 @@ def base_checkpoint(base: str) -> Path:
                           "or pass a checkpoint dir") from None
 
 
-def general_tasks(base: str, ckpt: Path, out: Path) -> str:
-    """A tasks.jsonl of the quickstart's held-out stdlib tasks (HumanEval rows dropped) written to out,
-    or "stdlib" (a sample of the stdlib) when the run has none."""
+def general_tasks(base: str, ckpt: Path, out: Path, per_type: int) -> str:
+    """A tasks.jsonl of the quickstart's held-out stdlib tasks (HumanEval rows dropped, the first
+    per_type of each type kept) written to out, or "stdlib" (a sample of the stdlib) when the run has none."""
     run = Path(base)
     candidates = [run / "eval" / "tasks.jsonl", ckpt.parent.parent / "eval" / "tasks.jsonl"]
     source = next((p for p in candidates if p.is_file()), None)
     if source is None:
         return "stdlib"
-    rows = [line for line in source.read_text().splitlines()
-            if line.strip() and not json.loads(line)["task_type"].startswith("he_")]
+    rows, seen = [], Counter()
+    for line in filter(str.strip, source.read_text().splitlines()):
+        task_type = json.loads(line)["task_type"]
+        seen[task_type] += 1
+        if not task_type.startswith("he_") and seen[task_type] <= per_type:
+            rows.append(line)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(rows) + "\n")
     return str(out)
@@ -116,7 +124,7 @@ def main(argv: list[str]) -> int:
     if train_minutes <= 0:
         raise ConfigError(f"--minutes {args.minutes} leaves no training time after --reserve {args.reserve}")
     ckpt, corpus = base_checkpoint(args.base), package_dir(args.package)
-    general = general_tasks(args.base, ckpt, Path(args.out) / "general_tasks.jsonl")
+    general = general_tasks(args.base, ckpt, Path(args.out) / "general_tasks.jsonl", args.general_per_type)
     print(f"demo: base {ckpt}, package {corpus}, forgetting on {general}, training {train_minutes:g} min",
           file=sys.stderr)
     ft_args, ft_rest = finetune_parser().parse_known_args(demo_argv(args, ckpt, corpus, general, train_minutes))
