@@ -4,7 +4,9 @@
     lightcoder data|tokenizer|pack|train|eval|report [--out DIR]          one stage over a run dir
     lightcoder complete RUN_OR_CKPT --prefix-file F [--suffix-file F]     one completion
     lightcoder config [--out DIR]                                         the resolved config
-    lightcoder data report | eval report|run|list|... | serve | export | ablate  see MODULE_COMMANDS
+    lightcoder data report | eval report|run|list|... | serve | export | ablate    see MODULE_COMMANDS
+    lightcoder finetune --base HF_DIR --corpus PATH ... --out RUN        adapt a released model
+    lightcoder finetune demo [--minutes 10]                               the quickstart model on a new package
 
 Every stage command also takes config overrides `--section.field VALUE` (e.g. `--train.lr 3e-4`,
 `--pack.mix.ntp_rate 0.4`) and `--model-preset NAME`; unknown keys are errors. A run directory's
@@ -35,12 +37,16 @@ MODULE_COMMANDS = {
     ("serve",): ("lightcoder.serve.command", 1),
     ("export",): ("lightcoder.serve.export_command", 1),
     ("ablate",): ("lightcoder.ablate", 1),
+    ("finetune",): ("lightcoder.finetune.command", 1),
+    ("finetune", "demo"): ("lightcoder.finetune.demo", 2),
 }
 # `lightcoder --help` lists these too (each parses its own arguments: `lightcoder serve --help`)
 MODULE_HELP = {
     "serve": "serve completions over HTTP: OpenAI, llama.cpp (/infill) and Ollama APIs, continuous batching",
     "export": "export a checkpoint as a Hugging Face directory or a GGUF file (llama.cpp, Ollama)",
     "ablate": "the paper's ablation: NTP / FIM / full recipe and file orderings at equal tokens over seeds",
+    "finetune": "adapt a released code model to your repositories (LoRA, QLoRA, full), scored before/after; "
+                "also: finetune demo",
 }
 STAGE_SUBCOMMANDS = {"data": "data report", "eval": "eval " + "|".join(("report",) + _EVAL_STEPS)}
 

@@ -30,7 +30,9 @@ from tqdm import tqdm
 
 from lightcoder.artifacts import AtomicFile
 from lightcoder.data.records import SourceFile
-from lightcoder.fim.context import Example, LineIndex, build_example, choose_kind, draw_span, examples_for_file
+from lightcoder.fim.context import (
+    Example, ExampleFormat, LineIndex, build_example, choose_kind, draw_span, examples_for_file,
+)
 from lightcoder.fim.spans import RULES, ParsedSource, node_buckets, parse_source
 from lightcoder.fim.transforms import ntp_document
 from lightcoder.packing import PackConfig, cleanup_on_error, file_rng
@@ -69,8 +71,10 @@ class _FileSpans:
 
 
 def file_examples(f: SourceFile, ntp_tokens: int, tokenizer, cfg: PackConfig, rng: random.Random,
-                  counts: Counter) -> list[Example]:
-    """The FIM examples of one file (count from its NTP length), drawing from rng; counts bad input."""
+                  counts: Counter, fmt: ExampleFormat | None = None) -> list[Example]:
+    """The FIM examples of one file (count from its NTP length), drawing from rng; counts bad input.
+    fmt: another base model's layout (lightcoder finetune); modes it lacks fall back to its default."""
+    modes = fmt.template.modes if fmt is not None and fmt.template is not None else ("spm", "psm")
     mix, limit = cfg.mix, cfg.middle_token_limit
     max_chars = min(mix.max_middle_chars, int(limit * CHARS_PER_TOKEN_BOUND))
     spans = _FileSpans(f, mix.sfim_partial_parse)
@@ -80,6 +84,7 @@ def file_examples(f: SourceFile, ntp_tokens: int, tokenizer, cfg: PackConfig, rn
     for _ in range(examples_for_file(ntp_tokens, cfg.seq_len, mix.ntp_rate, rng, mean_budget(shortest, longest))):
         kind = choose_kind(mix.span_weights, rng)
         mode = "spm" if rng.random() < mix.spm_rate else "psm"
+        mode = mode if mode in modes else modes[0]
         sticky = SERVER_STICKY_LINES if rng.random() < mix.sticky_rate else 0
         prompt_tokens = round(math.exp(rng.uniform(math.log(shortest), math.log(longest))))  # log-uniform
         example = None
@@ -95,7 +100,7 @@ def file_examples(f: SourceFile, ntp_tokens: int, tokenizer, cfg: PackConfig, rn
             try:
                 example = build_example(tokenizer, f.content, f.path, span, seq_len=cfg.seq_len, mode=mode,
                                         sticky_lines=sticky, max_middle_tokens=limit, node_type=node_type,
-                                        prompt_tokens=prompt_tokens)
+                                        prompt_tokens=prompt_tokens, fmt=fmt)
             except ValueError:  # the budget cannot hold the special tokens and this path's header
                 if prompt_tokens >= longest:  # nor can the whole window: no example fits this file
                     counts["dropped:no_room"] += 1

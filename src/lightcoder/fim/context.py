@@ -21,6 +21,10 @@ Span kinds, shaped like what editors ask for (a single line is most requests):
 
 Example: build_example(tok, "a = 1\\nb = 2\\n", "m.py", Span(6, 11, "line"), seq_len=64)
     -> ids of `<s> PRE POST "\\n" MIDDLE H "a = 1\\n"` + ids of "b = 2" + [</s>] (SPM), loss on the last part
+
+Other base models (`lightcoder finetune`): an `ExampleFormat` gives the family's FIM template
+(infer/templates.py), the token that ends a middle, and ids put before each prompt (a document
+start for families whose prompts have no BOS), so the example is still that model's server prompt.
 """
 
 from __future__ import annotations
@@ -30,11 +34,25 @@ from dataclasses import dataclass
 
 from lightcoder.fim.spans import ParsedSource, Span, sample_parsed_span
 from lightcoder.infer.prompts import PromptConfig, build_prompt
+from lightcoder.infer.templates import FimTemplate
 
 SPAN_KINDS: tuple[str, ...] = ("line", "partial_line", "multi_line", "sfim", "random")
 MAX_MULTI_LINES = 8
 WHOLE_LINE_RATE = 0.4  # line / multi_line: the whole line(s) with indentation and newline
 LINE_END_RATE = 0.7  # partial_line: the middle runs to the end of the line
+
+
+@dataclass(frozen=True)
+class ExampleFormat:
+    """A base model's example layout; the defaults are aiXcoder's (our own tokenizers).
+
+    Example: ExampleFormat(get_template("starcoder"), end_id=eot, lead_ids=(eot,)) ->
+        [<|endoftext|>] + <fim_prefix> P <fim_suffix> S <fim_middle> + M + [<|endoftext|>]
+    """
+
+    template: FimTemplate | None = None  # None: aiXcoder's layouts
+    end_id: int | None = None  # the token after the middle; None: the tokenizer's eos
+    lead_ids: tuple[int, ...] = ()  # ids before the prompt (part of it: no loss)
 
 
 @dataclass
@@ -135,21 +153,25 @@ def draw_span(kind: str, text: str, lines: LineIndex, parsed: ParsedSource | Non
 
 def build_example(tokenizer, text: str, path: str, span: Span, *, seq_len: int, mode: str = "spm",
                   sticky_lines: int = 0, max_middle_tokens: int | None = None, node_type: str = "",
-                  prompt_tokens: int | None = None) -> Example | None:
+                  prompt_tokens: int | None = None, fmt: ExampleFormat | None = None) -> Example | None:
     """The example for one span, or None when its middle needs more than max_middle_tokens tokens.
 
     prompt_tokens: the prompt's budget (None or more than fits: all the window leaves after the middle).
+    fmt: another base model's layout (default: aiXcoder's).
     """
+    fmt = fmt or ExampleFormat()
     middle = text[span.start : span.end]
     middle_ids = tokenizer.encode(middle)
     limit = max_middle_tokens if max_middle_tokens is not None else seq_len // 4
     if len(middle_ids) > limit:
         return None
-    budget = seq_len - len(middle_ids) - 1  # the prompt + middle + </s> fill at most one window
+    budget = seq_len - len(middle_ids) - 1 - len(fmt.lead_ids)  # lead + prompt + middle + end fit one window
     budget = min(budget, prompt_tokens) if prompt_tokens else budget
     cfg = PromptConfig(mode=mode, max_prompt_tokens=budget, sticky_lines=sticky_lines)
-    prompt = build_prompt(tokenizer, prefix=text[: span.start], suffix=text[span.end :], path=path, cfg=cfg)
-    return Example(prompt + middle_ids + [tokenizer.eos_id], len(prompt), span.kind, mode, node_type,
+    prompt = list(fmt.lead_ids) + build_prompt(tokenizer, prefix=text[: span.start], suffix=text[span.end :],
+                                               path=path, cfg=cfg, template=fmt.template)
+    end_id = tokenizer.eos_id if fmt.end_id is None else fmt.end_id
+    return Example(prompt + middle_ids + [end_id], len(prompt), span.kind, mode, node_type,
                    span.start, span.end, budget)
 
 

@@ -78,12 +78,19 @@ class Completer:
     @classmethod
     def load(cls, run_or_ckpt: str | Path, *, device: str | torch.device = "cpu",
              dtype: torch.dtype | None = None, **kwargs) -> Completer:
-        """From a checkpoint dir, a ckpt dir or a run dir (its newest complete checkpoint).
+        """From a checkpoint dir, a ckpt dir or a run dir (its newest complete checkpoint), or a
+        `lightcoder finetune` run / LoRA adapter dir (base + adapter merged in memory).
 
         The tokenizer (tokenizer.json, ours or another family's, or aiXcoder's SentencePiece
         tokenizer.model) comes from the checkpoint dir, else from RUN/tokenizer. dtype None keeps the
         stored dtype (fp32 for our checkpoints).
         """
+        from lightcoder.finetune.deploy import load_finetuned
+
+        tuned = load_finetuned(run_or_ckpt, device=device, dtype=dtype)  # `lightcoder finetune` run or adapter
+        if tuned is not None:
+            kwargs["template"] = kwargs.get("template") or tuned.template
+            return cls(tuned.model, tuned.tokenizer, tuned.cfg, **kwargs)
         ckpt = resolve_checkpoint(run_or_ckpt)
         model, cfg = load_checkpoint(ckpt, device=device, dtype=dtype)
         candidates = [ckpt, Path(run_or_ckpt) / "tokenizer", ckpt.parent.parent / "tokenizer"]

@@ -132,12 +132,14 @@ def export_gguf(ckpt: Path, out: Path, *, dtype: str = "f32") -> Path:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="lightcoder export", description="Export a checkpoint for other engines.")
-    p.add_argument("checkpoint", help="run dir, ckpt dir or checkpoint dir")
+    p.add_argument("checkpoint", help="run dir, ckpt dir, checkpoint dir, or a `lightcoder finetune` run")
     p.add_argument("--format", choices=("hf", "gguf"), required=True)
     p.add_argument("--out", required=True, help="output dir (hf) or file (gguf)")
     p.add_argument("--dtype", choices=("f32", "f16"), default="f32", help="GGUF weight type")
     args = p.parse_args(argv)
-    ckpt = resolve_checkpoint(args.checkpoint)
+    from lightcoder.finetune.deploy import merged_checkpoint
+
+    ckpt = merged_checkpoint(args.checkpoint) or resolve_checkpoint(args.checkpoint)  # LoRA run: merged weights
     out = Path(args.out)
     if args.format == "hf":
         export_hf(ckpt, out)

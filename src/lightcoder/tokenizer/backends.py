@@ -84,6 +84,9 @@ class SentencePieceTokenizer:
                 ids.extend(self.encode(p))
         return ids
 
+    def encode_pieces_batch(self, docs: Sequence[Sequence[str]]) -> list[list[int]]:
+        return [self.encode_pieces(d) for d in docs]
+
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ids as a continuation (no dummy-prefix space removed from its start)."""
         if not ids:
@@ -149,6 +152,9 @@ class ForeignTokenizer:
                 raise ValueError(f"special token {p!r} is not in this tokenizer's vocabulary; wrong --template?")
             ids.extend([special] if special is not None else self.encode(p))
         return ids
+
+    def encode_pieces_batch(self, docs: Sequence[Sequence[str]]) -> list[list[int]]:
+        return [self.encode_pieces(d) for d in docs]
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=False)

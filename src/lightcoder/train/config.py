@@ -75,6 +75,9 @@ class TrainConfig:
     tensorboard: bool = True  # also write TensorBoard event files to RUN/tensorboard
     peak_tflops: float = 0.0  # per-device peak for MFU; 0 = measure the matmul peak at start
     export_hf: str = "all"  # HF weights in "all" checkpoints, or only step 0 and the "final" one
+    # fine-tuning (`lightcoder finetune --method full`): an HF Llama dir whose weights replace the seeded
+    # init at step 0 (the model config must match it); "" = train from scratch
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # JSON round trips give a list

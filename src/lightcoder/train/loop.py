@@ -354,9 +354,9 @@ def tokenizer_vocab_size(tokenizer_dir: str | Path) -> int | None:
     """The vocabulary size of a `lightcoder tokenizer` dir (None when there is no tokenizer to read)."""
     if not (Path(tokenizer_dir) / "tokenizer.json").is_file() and not (Path(tokenizer_dir) / "tokenizer.model").is_file():
         return None
-    from lightcoder.tokenizer.tokenizer import Tokenizer
+    from lightcoder.tokenizer.backends import load_tokenizer
 
-    return Tokenizer.load(tokenizer_dir).vocab_size
+    return load_tokenizer(tokenizer_dir).vocab_size  # ours, aiXcoder's tokenizer.model or another family's
 
 
 # ----------------------------------------------------------------------------- eval, state, logging

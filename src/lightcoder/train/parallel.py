@@ -19,8 +19,9 @@ the same one):
    - `ddp`: DistributedDataParallel, a full fp32 replica per rank, gradients all-reduced (averaged);
    - one process: nothing;
 5. materialize on the device and initialize: every rank draws the same full tensor per parameter
-   (`Transformer.initial_weights`, a seeded CPU generator) and keeps its own shard, so the weights are
-   identical to a one-process run with the same seed, whatever the number of ranks.
+   (`Transformer.initial_weights`, a seeded CPU generator; or, with `train.init_from`, the weights of a
+   released model to fine-tune) and keeps its own shard, so the weights are identical to a one-process
+   run with the same seed, whatever the number of ranks.
 
 Example:
     model = build_parallel_model(model_cfg, train_cfg, dist_env)   # ready to train
@@ -56,7 +57,7 @@ def build_parallel_model(model_cfg, train_cfg, env: Dist) -> nn.Module:
     if mode == "fsdp":
         apply_fsdp(model, env, bf16=train_cfg.dtype == "bf16")
     model.to_empty(device=env.device)
-    init_weights_sharded(model, train_cfg.seed)
+    init_weights_sharded(model, train_cfg.seed, train_cfg.init_from)
     model.train()
     if mode == "ddp":
         model = apply_ddp(model, env)
@@ -101,13 +102,14 @@ def apply_ddp(model: nn.Module, env: Dist) -> nn.Module:
 
 
 @torch.no_grad()
-def init_weights_sharded(model: Transformer, seed: int) -> None:
+def init_weights_sharded(model: Transformer, seed: int, init_from: str = "") -> None:
     """`Transformer.init_weights(seed)` for a model whose parameters may be FSDP2 DTensors: each rank
-    draws the same full tensor (one at a time, on CPU) and copies in its local shard."""
+    draws the same full tensor (one at a time, on CPU) and copies in its local shard. init_from: take
+    the full tensors from that checkpoint dir instead (fine-tuning)."""
     from torch.distributed.tensor import DTensor, distribute_tensor
 
     params = dict(model.named_parameters())
-    for name, full in model.initial_weights(seed):
+    for name, full in (model.initial_weights(seed) if not init_from else _checkpoint_weights(init_from, model)):
         param = params[name]
         if isinstance(param, DTensor):
             # src_data_rank=None: every rank holds the same full tensor, so no communication is needed.
@@ -117,6 +119,18 @@ def init_weights_sharded(model: Transformer, seed: int) -> None:
         else:
             param.copy_(full)
     model.init_rope()
+
+
+def _checkpoint_weights(path: str, model: Transformer):
+    """(name, fp32 CPU tensor) of a checkpoint dir, checked against the model being trained."""
+    from lightcoder.model.hf import load_checkpoint
+
+    loaded, cfg = load_checkpoint(path, dtype=torch.float32)
+    if any(getattr(cfg, k) != getattr(model.cfg, k) for k in ("dim", "n_layers", "n_heads", "n_kv_heads",
+                                                               "ffn_dim", "vocab_size")):
+        raise ValueError(f"train.init_from {path} holds a model of another shape than model.* describes; "
+                         "take the model config from that checkpoint")
+    yield from loaded.state_dict().items()
 
 
 def unwrap(model: nn.Module) -> Transformer:

@@ -1,0 +1,96 @@
+"""Before / after: the base and the fine-tuned model on the same FIM tasks, in the base's own format.
+
+Two task sets (eval/builders.build_fim_tasks, FIM-Eval's task types plus random spans):
+- heldout: the held-out files of the user's repositories (finetune/data.py), what the fine-tune is for;
+- general: code the fine-tune did not target (default: this interpreter's standard library, a fixed
+  sample of its files; or a tasks.jsonl, e.g. a quickstart run's RUN/eval/tasks.jsonl), so that
+  forgetting shows.
+Each model completes every task greedily through a `Completer` (the server's prompt path) and the
+harness scores EM, edit similarity, stop rate and lengths (eval/harness.py). The base model is scored,
+then the adapter is merged into the same weights in place (one copy of a 7B model in memory) and the
+tuned model scored. Outputs: RUN/eval/<set>_tasks.jsonl, RUN/eval/<set>/<base|tuned>/ (harness files).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import sysconfig
+from pathlib import Path
+
+from lightcoder.data.pipeline import read_corpus
+from lightcoder.data.records import SourceFile
+from lightcoder.eval.builders import build_fim_tasks, read_tasks, write_tasks
+from lightcoder.eval.harness import run_fim_eval
+from lightcoder.finetune.base import Base
+from lightcoder.finetune.config import FinetuneEvalSettings
+
+STDLIB_SAMPLE_FILES = 300  # stdlib files parsed for the general set (a fixed sample: parsing all is slow)
+
+
+def stdlib_files(seed: int, exclude: set[str] = frozenset()) -> list[SourceFile]:
+    """A fixed sample of the interpreter's stdlib .py files (no tests, no site-packages), as SourceFiles."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    paths = sorted(p for p in root.rglob("*.py") if not {"site-packages", "test", "tests", "idlelib"} & set(
+        p.relative_to(root).parts) and str(p.resolve()) not in exclude)
+    random.Random(f"{seed}:stdlib").shuffle(paths)
+    out = []
+    for p in paths[:STDLIB_SAMPLE_FILES]:
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        rel = p.relative_to(root).as_posix()
+        out.append(SourceFile(repo=rel.split("/")[0].removesuffix(".py"), path=rel, language="Python", content=text))
+    return out
+
+
+def task_sets(settings: FinetuneEvalSettings, split_dir: Path, eval_dir: Path) -> dict[str, list]:
+    """{"heldout": tasks, "general": tasks} (general absent for eval.general none), cached as JSONL."""
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    sets = {}
+    specs = {"heldout": lambda: build_fim_tasks(read_corpus(split_dir, "test"), per_type=settings.per_type,
+                                                seed=settings.seed, max_context_chars=settings.max_context_chars)}
+    if settings.general == "stdlib":
+        specs["general"] = lambda: build_fim_tasks(stdlib_files(settings.seed), per_type=settings.general_per_type,
+                                                   seed=settings.seed, max_context_chars=settings.max_context_chars)
+    elif settings.general != "none":
+        general = Path(settings.general).expanduser()
+        if not general.is_file():
+            raise ValueError(f"--eval.general {general}: no such tasks file (a tasks.jsonl from `lightcoder eval`, "
+                             "'stdlib' or 'none')")
+        specs["general"] = lambda: read_tasks(general)
+    for name, build in specs.items():
+        path = eval_dir / f"{name}_tasks.jsonl"
+        if not path.exists():
+            write_tasks(build(), path)
+        sets[name] = read_tasks(path)
+    return sets
+
+
+def evaluate_models(base: Base, tune, settings: FinetuneEvalSettings, split_dir: Path, eval_dir: Path, *,
+                    tuned_id: str) -> dict:
+    """Score the base, then `tune(model) -> tuned model` (merges in place), on every task set.
+
+    Returns {set: {"base": summary, "tuned": summary, "n": tasks}} with the harness's per-type summaries.
+    """
+    from lightcoder.infer.completer import Completer
+    from lightcoder.model.hf import load_checkpoint
+
+    sets = {k: v for k, v in task_sets(settings, split_dir, eval_dir).items() if v}
+    if not sets:
+        print("finetune eval: no tasks (no held-out files, eval.general none): nothing to compare", file=sys.stderr)
+        return {}
+    model, cfg = load_checkpoint(base.path)
+    results: dict[str, dict] = {name: {"n": len(tasks)} for name, tasks in sets.items()}
+    for who, model_id in (("base", f"base:{base.fingerprint()}"), ("tuned", tuned_id)):
+        if who == "tuned":
+            model = tune(model)
+        completer = Completer(model, base.tokenizer, cfg, template=base.template)
+        for name, tasks in sets.items():
+            print(f"-- eval {who} on {name} ({len(tasks)} tasks)", file=sys.stderr, flush=True)
+            scores = run_fim_eval(completer, tasks, eval_dir / name / who, name=who,
+                                  max_new_tokens=settings.max_new_tokens, mode=settings.mode,
+                                  model_id=model_id, restart_stale=True)
+            results[name][who] = scores["summary"]
+    return results

@@ -1,0 +1,78 @@
+"""RUN/report.md of a fine-tune: data, training, and the before/after table a user decides on.
+
+Example row: | heldout | 112 | 3.6 / 18.2 / 21 % / 140:44 | 8.9 / 27.5 / 64 % / 52:44 | +51 % |
+(EM % / edit similarity / stop rate / mean characters predicted:reference; the last column is the
+relative change of edit similarity, the demo's target metric).
+"""
+
+from __future__ import annotations
+
+from lightcoder.eval.metrics import TOTAL
+
+
+def cell(summary: dict) -> str:
+    s = summary[TOTAL]
+    stop = "-" if s.get("stop_rate") is None else f"{s['stop_rate']:.0f} %"
+    return f"{s['em']:.1f} / {s['es']:.1f} / {stop} / {s['pred_len']:.0f}:{s['ref_len']:.0f}"
+
+
+def relative_es(results: dict, name: str) -> float | None:
+    """(tuned ES - base ES) / base ES for one task set, in percent."""
+    row = results.get(name, {})
+    if "base" not in row or "tuned" not in row or not row["base"][TOTAL]["es"]:
+        return None
+    base, tuned = row["base"][TOTAL]["es"], row["tuned"][TOTAL]["es"]
+    return 100.0 * (tuned - base) / base
+
+
+def eval_table(results: dict) -> list[str]:
+    lines = ["| task set | tasks | base: EM / ES / stop / len | tuned: EM / ES / stop / len | ES change |",
+             "|---|---:|---|---|---:|"]
+    for name, row in results.items():
+        if "base" not in row or "tuned" not in row:
+            continue
+        change = relative_es(results, name)
+        lines.append(f"| {name} | {row['n']} | {cell(row['base'])} | {cell(row['tuned'])} | "
+                     f"{'-' if change is None else f'{change:+.1f} %'} |")
+    return lines
+
+
+def per_type_table(results: dict, name: str) -> list[str]:
+    row = results.get(name, {})
+    if "base" not in row or "tuned" not in row:
+        return []
+    lines = [f"Per task type ({name}), ES base -> tuned:", "", "| type | n | base ES | tuned ES |", "|---|---:|---:|---:|"]
+    for task_type, s in row["base"].items():
+        if task_type == TOTAL:
+            continue
+        t = row["tuned"].get(task_type, {})
+        lines.append(f"| {task_type} | {s['n']} | {s['es']:.1f} | {t.get('es', 0.0):.1f} |")
+    return lines
+
+
+def build_report(record: dict, split: dict, train: dict, results: dict, run_dir) -> str:
+    cfg = record["config"]
+    lines = [f"# Fine-tune: {record['base']}", "",
+             f"- method **{cfg['method']}**, template **{record['template']}**, corpus {', '.join(cfg['corpus'])}",
+             f"- files: train {split['train']['files']}, valid {split['valid']['files']}, held out "
+             f"{split['test']['files']} ({split['repos']} repositories; held-out files are never trained on)"]
+    if train:
+        minutes = train.get("elapsed_s", 0) / 60
+        lines.append(f"- training: {train.get('steps')} steps, {train.get('tokens', 0):,} tokens, {minutes:.1f} min "
+                     f"on {train.get('device', '?')}, stop: {train.get('stop_reason')}")
+        if train.get("trainable_params"):
+            lines.append(f"- trainable parameters: {train['trainable_params']:,} of {train['total_params']:,} "
+                         f"({100 * train['trainable_params'] / train['total_params']:.2f} %)")
+        if train.get("val_loss") is not None and train.get("initial_val_loss") is not None:
+            lines.append(f"- validation loss (held-in files of the same repositories): "
+                         f"{train['initial_val_loss']:.3f} -> {train['val_loss']:.3f}")
+    lines += ["", "## Before / after", "",
+              "EM % / edit similarity / stop rate (the completion ended with the stop token) / mean characters "
+              "predicted:reference; greedy, the server's prompt format for this base.", ""]
+    lines += eval_table(results) if results else ["(no evaluation: see eval.enabled / held-out files)"]
+    lines += ["", *per_type_table(results, "heldout")]
+    lines += ["", "## Use it", "", "```bash",
+              f"lightcoder serve {run_dir}                       # base + adapter (merged in memory)",
+              f"lightcoder export {run_dir} --format hf --out merged-hf   # merged weights",
+              f"lightcoder complete {run_dir} --prefix-file a.py --suffix-file b.py", "```", ""]
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""`lightcoder finetune demo` end to end on a tiny "quickstart run", `--prepare-only`, and the refusals of
+a torchrun launch that cannot work."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lightcoder.cli import main
+from lightcoder.config import ConfigError
+from lightcoder.finetune.command import check_launch
+from lightcoder.finetune.config import FinetuneConfig
+from lightcoder.finetune.demo import package_dir, verdict
+
+TINY = ["--pack.seq_len", "128", "--train.batch_size", "2", "--train.log_every", "1", "--train.max_steps", "2",
+        "--train.dtype", "fp32", "--train.tensorboard", "false", "--eval.per_type", "1",
+        "--eval.max_new_tokens", "8", "--split.heldout_fraction", "0.25", "--data.workers", "1"]
+TASK = {"task_type": "single_line", "path": "colorsys.py", "language": "Python", "prefix": "def f(x):\n    ",
+        "middle": "return x + 1", "suffix": "\n"}
+
+
+@pytest.fixture
+def quickstart_run(tmp_path, bpe_base) -> Path:
+    """A run dir laid out as `lightcoder quickstart` leaves it: ckpt/step_N and eval/tasks.jsonl."""
+    run = tmp_path / "quickstart"
+    (run / "ckpt").mkdir(parents=True)
+    (run / "ckpt" / "step_000007").symlink_to(bpe_base, target_is_directory=True)
+    (run / "eval").mkdir()
+    rows = [{**TASK, "task_id": "single_line/0000"}, {**TASK, "task_id": "single_line/0001"},
+            {**TASK, "task_type": "he_single_line", "task_id": "he/0"}]
+    (run / "eval" / "tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+def test_demo_reports_before_after_on_the_package_and_the_stdlib_tasks(quickstart_run, package, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["finetune", "demo", "--base", str(quickstart_run), "--package", str(package), "--out", str(out),
+                 "--minutes", "2", "--reserve", "1.5", "--general-per-type", "1", *TINY]) == 0
+    general = [json.loads(line) for line in (out / "general_tasks.jsonl").read_text().splitlines()]
+    assert [t["task_id"] for t in general] == ["single_line/0000"]  # 1 per type; the HumanEval rows left out
+    results = json.loads((out / "eval" / "results.json").read_text())
+    assert results["general"]["n"] == 1 and results["heldout"]["n"] >= 1
+    record = json.loads((out / "finetune.json").read_text())
+    assert record["config"]["train"]["max_minutes"] == 0.5
+    printed = capsys.readouterr().out
+    assert "adapted package, held-out files: ES" in printed and "forgetting" in printed and "demo wall time" in printed
+
+
+def test_demo_names_a_missing_base_and_package(tmp_path):
+    assert main(["finetune", "demo", "--base", str(tmp_path / "nowhere"), "--out", str(tmp_path / "d")]) == 2
+    with pytest.raises(ConfigError, match="pick one from site-packages"):
+        package_dir("no_such_package_xyz")
+    assert package_dir("json") == Path(json.__file__).parent.resolve()
+
+
+def test_verdict_compares_relative_edit_similarity_with_the_targets():
+    def row(base_es, tuned_es):
+        return {"n": 5, "base": {"total": {"es": base_es}}, "tuned": {"total": {"es": tuned_es}}}
+
+    lines = verdict({"heldout": row(20.0, 27.0), "general": row(50.0, 48.0)})
+    assert "ES +35.0 % (target >= +30 %: met)" in lines[0]
+    assert "ES -4.0 % (target >= -5 %: met)" in lines[1]
+    assert "NOT met" in verdict({"heldout": row(20.0, 22.0)})[0]
+
+
+def test_prepare_only_stops_after_packing(tmp_path, bpe_base, package):
+    out = tmp_path / "prep"
+    assert main(["finetune", "--base", str(bpe_base), "--corpus", str(package), "--out", str(out), "--method", "full",
+                 "--prepare-only", *TINY]) == 0
+    assert (out / "shards" / "DONE").exists() and not (out / "ckpt").exists() and not (out / "report.md").exists()
+
+
+def test_a_torchrun_launch_needs_full_and_prepared_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="without torchrun"):
+        check_launch(FinetuneConfig(method="lora"), tmp_path, force=False, prepare_only=False)
+    with pytest.raises(ConfigError, match="--prepare-only"):
+        check_launch(FinetuneConfig(method="full"), tmp_path, force=False, prepare_only=False)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert check_launch(FinetuneConfig(method="lora"), tmp_path, force=False, prepare_only=False) == 1
+
+
+@pytest.mark.slow
+def test_full_finetune_under_torchrun_fsdp(tmp_path, aix_base, package):
+    """--prepare-only in one process, then torchrun with 2 ranks (gloo, FSDP2): every rank starts from the
+    base's weights, rank 0 writes the checkpoints and the report."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "full"
+    assert main(["finetune", "--base", str(aix_base), "--corpus", str(package), "--out", str(out), "--method", "full",
+                 "--prepare-only", *TINY]) == 0
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+              "lightcoder", "finetune", "--out", str(out), "--train.parallel", "fsdp", "--eval.enabled", "false"]
+    proc = subprocess.run(launch, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    base = load_file(aix_base / "model.safetensors")
+    step0 = load_file(out / "ckpt" / "step_000000" / "model.safetensors")
+    final = load_file(out / "ckpt" / "step_000002" / "model.safetensors")
+    assert all(torch.equal(step0[k], base[k]) for k in base)
+    assert any(not torch.equal(final[k], base[k]) for k in base)
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["parallel"] == "fsdp" and (out / "report.md").is_file()
