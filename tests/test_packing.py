@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightcoder.data.pipeline import DataConfig, read_corpus, run_data
+from lightcoder.data.pipeline import DataConfig, run_data
+from lightcoder.data.records import read_corpus
 from lightcoder.fim.mix import FALLBACK_REASONS, MixConfig
-from lightcoder.packing import (
-    PackConfig, _pack_split, file_document, open_shard, order_split, run_pack,
-)
 from lightcoder.pack_stats import format_stats
+from lightcoder.packing import PackConfig, _pack_split, file_document, order_split, run_pack
+from lightcoder.shards import open_shard
 from lightcoder.tokenizer import special_tokens as st
 from lightcoder.tokenizer.header import file_header
 from lightcoder.tokenizer.tokenizer import Tokenizer

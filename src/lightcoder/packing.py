@@ -56,17 +56,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lightcoder.artifacts import AtomicFile, clear_done, is_done, mark_done, read_done, write_json_atomic
-from lightcoder.data.pipeline import read_corpus
-from lightcoder.data.records import SPLITS, SourceFile
+from lightcoder.artifacts import AtomicFile, clear_done, mark_done, read_done, write_json_atomic
+from lightcoder.data.records import SPLITS, SourceFile, read_corpus
 from lightcoder.fim.mix import Document, MixConfig, make_document
 from lightcoder.repo_balance import balance_repo, file_bytes, repo_multipliers, share_summary
 from lightcoder.sampling import DEFAULT_WEIGHTS, STRATEGIES, choose_strategy, order_files
+from lightcoder.shards import INDEX_FILE
 from lightcoder.tokenizer.special_tokens import SPECIAL_TOKENS, is_special
 from lightcoder.tokenizer.tokenizer import Tokenizer
 from lightcoder.windows import StreamWindowWriter
 
-INDEX_FILE = "index.json"
 MIX = "mix"  # pack.sampling value: draw a strategy per repository from pack.sampling_weights
 _SPECIAL_RE = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
 
@@ -321,45 +320,3 @@ def cleanup_on_error(writer, exporter: AtomicFile | None) -> Iterator[None]:
         if exporter is not None:
             exporter.abort()
         raise
-
-
-def read_index(shards_dir: str | Path) -> dict:
-    """index.json of a finished pack stage; ValueError if the stage is not DONE."""
-    d = Path(shards_dir)
-    if not is_done(d):
-        raise ValueError(f"pack stage not finished in {d} (no DONE file): run `lightcoder pack` first")
-    return json.loads((d / INDEX_FILE).read_text())
-
-
-def open_shard(shards_dir: str | Path, split: str) -> np.ndarray:
-    """The windows of one split as a read-only memmap of shape (num_windows, seq_len)."""
-    index = read_index(shards_dir)
-    info = index["splits"].get(split)
-    if info is None:
-        raise ValueError(f"split {split!r} was not packed in {shards_dir}: packed splits are "
-                         f"{sorted(index['splits'])}; rerun `lightcoder pack` with it in pack.splits")
-    seq_len, dtype = index["seq_len"], np.dtype(index["dtype"])
-    path = Path(shards_dir) / info["file"]
-    expected = info["num_windows"] * seq_len * dtype.itemsize
-    if not path.exists() or path.stat().st_size != expected:
-        size = path.stat().st_size if path.exists() else "missing"
-        raise ValueError(f"{path} is {size} bytes, index.json says {expected}: rerun `lightcoder pack --force`")
-    if info["num_windows"] == 0:
-        return np.zeros((0, seq_len), dtype=dtype)  # np.memmap cannot map an empty file
-    return np.memmap(path, dtype=dtype, mode="r", shape=(info["num_windows"], seq_len))
-
-
-def open_mask(shards_dir: str | Path, split: str) -> np.ndarray | None:
-    """The target roles (windows.py NO_LOSS / PROMPT / TARGET) of a context-level split's windows as a
-    read-only uint8 memmap shaped like its windows; None for a document-level pack (every token a target)."""
-    index = read_index(shards_dir)
-    info = index["splits"].get(split, {})
-    if not info.get("mask_file"):
-        return None
-    shape = (info["num_windows"], index["seq_len"])
-    path = Path(shards_dir) / info["mask_file"]
-    if not path.exists() or path.stat().st_size != shape[0] * shape[1]:
-        raise ValueError(f"{path} does not hold {shape[0]} x {shape[1]} mask bytes: rerun `lightcoder pack --force`")
-    if shape[0] == 0:
-        return np.zeros(shape, dtype=np.uint8)
-    return np.memmap(path, dtype=np.uint8, mode="r", shape=shape)

@@ -184,7 +184,7 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
     redone when its checkpoint (path + training build) or the generation settings change, and
     resumed otherwise.
     """
-    from lightcoder.data.pipeline import read_corpus
+    from lightcoder.data.records import read_corpus
     from lightcoder.eval.baselines import MostCommonLinePredictor
     from lightcoder.eval.builders import build_fim_tasks, read_tasks, write_tasks
     from lightcoder.eval.harness import run_fim_eval

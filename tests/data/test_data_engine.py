@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lightcoder.data.pipeline import DataConfig, read_corpus, run_data
+from lightcoder.data.pipeline import DataConfig, run_data
+from lightcoder.data.records import read_corpus
 from lightcoder.data.report_command import main as report_main
 
 JSON_DIR = Path(json.__file__).parent

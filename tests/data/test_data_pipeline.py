@@ -11,7 +11,8 @@ import pytest
 
 from lightcoder.data import pipeline, steps
 from lightcoder.data.assemble import assign_splits
-from lightcoder.data.pipeline import DataConfig, read_corpus, run_data
+from lightcoder.data.pipeline import DataConfig, run_data
+from lightcoder.data.records import read_corpus
 from lightcoder.data.report import format_funnel
 
 JSON_DIR = Path(json.__file__).parent

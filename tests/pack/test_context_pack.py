@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightcoder.data.pipeline import DataConfig, read_corpus, run_data
+from lightcoder.data.pipeline import DataConfig, run_data
+from lightcoder.data.records import read_corpus
 from lightcoder.data.records import SourceFile
 from lightcoder.fim.context import SPAN_KINDS, LineIndex, build_example, examples_for_file
 from lightcoder.fim.mix import MixConfig
@@ -28,7 +29,8 @@ from lightcoder.model.config import get_preset
 from lightcoder.model.llama import Transformer
 from lightcoder.pack_context import SERVER_STICKY_LINES, file_examples
 from lightcoder.pack_stats import format_stats, summary_line
-from lightcoder.packing import PackConfig, file_rng, open_mask, open_shard, run_pack
+from lightcoder.packing import PackConfig, file_rng, run_pack
+from lightcoder.shards import open_mask, open_shard
 from lightcoder.tokenizer import special_tokens as st
 from lightcoder.tokenizer.tokenizer import Tokenizer
 from lightcoder.tokenizer.train import TokenizerConfig, run_tokenizer

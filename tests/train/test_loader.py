@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightcoder.packing import open_shard
+from lightcoder.shards import open_shard
 from lightcoder.train.loader import WindowLoader, epoch_order, eval_batches
 
 

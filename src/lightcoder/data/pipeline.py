@@ -39,7 +39,6 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -59,7 +58,6 @@ from lightcoder.data.map_steps import MAP_STEPS
 from lightcoder.data.pii import PiiConfig
 from lightcoder.data.quality import SyntaxConfig
 from lightcoder.data.ranking import LicenseConfig, RankingConfig, select_repos
-from lightcoder.data.records import SPLITS, SourceFile, iter_parquet
 from lightcoder.data.sources import (apply_manifest, list_source, read_manifest, resolve_sources,
                                      source_names)
 from lightcoder.languages import get_language
@@ -338,17 +336,6 @@ def run_data(cfg: DataConfig, out_dir: str | Path, *, force: bool = False) -> di
     replace_dir(tmp, out)
     shutil.rmtree(work, ignore_errors=True)
     return {**stats, "skipped": False}
-
-
-def read_corpus(data_dir: str | Path, split: str) -> Iterator[SourceFile]:
-    """Stream the SourceFiles of one split ("train"/"valid"/"test") of a finished corpus stage."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
-    d = Path(data_dir)
-    if not is_done(d):
-        raise ValueError(f"corpus stage not finished in {d}: run `lightcoder data`")
-    for shard in sorted(d.glob(f"{split}-*.parquet")):
-        yield from iter_parquet(shard)
 
 
 def _check_replaceable(out: Path) -> None:

@@ -1,7 +1,7 @@
 """The one record type of the corpus stage, and its Parquet form.
 
 `SourceFile` is what every corpus step reads and yields, and what later stages (tokenizer,
-packing, eval builders) read back with `lightcoder.data.pipeline.read_corpus`. On disk a corpus
+packing, eval builders) read back with `read_corpus` below. On disk a corpus
 is Parquet shards with `PARQUET_SCHEMA`: one row per file; `meta` is stored as a JSON string so
 the schema stays fixed while meta keys evolve.
 
@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from lightcoder.artifacts import is_done
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
@@ -105,3 +107,14 @@ def iter_parquet(path: str | Path, *, batch_size: int = 256) -> Iterator[SourceF
     for batch in pf.iter_batches(batch_size=batch_size):
         for row in batch.to_pylist():
             yield from_row(row)
+
+
+def read_corpus(data_dir: str | Path, split: str) -> Iterator[SourceFile]:
+    """Stream the SourceFiles of one split ("train"/"valid"/"test") of a finished corpus stage."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+    d = Path(data_dir)
+    if not is_done(d):
+        raise ValueError(f"corpus stage not finished in {d}: run `lightcoder data`")
+    for shard in sorted(d.glob(f"{split}-*.parquet")):
+        yield from iter_parquet(shard)

@@ -82,7 +82,7 @@ class MostCommonLinePredictor:
     @classmethod
     def fit_from_corpus(cls, data_dir: str | Path, *, split: str = "train") -> MostCommonLinePredictor:
         """Counted over one split of a corpus stage dir (RUN/data), each file with its own comment syntax."""
-        from lightcoder.data.pipeline import read_corpus
+        from lightcoder.data.records import read_corpus
 
         predictor = cls()
         for file in read_corpus(data_dir, split):

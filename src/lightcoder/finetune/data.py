@@ -20,7 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from lightcoder.artifacts import clear_done, is_done, mark_done, read_done
-from lightcoder.data.pipeline import read_corpus, run_data
+from lightcoder.data.pipeline import run_data
+from lightcoder.data.records import read_corpus
 from lightcoder.data.records import SPLITS, SourceFile, write_parquet
 from lightcoder.finetune.config import FinetuneConfig, SplitSettings
 

@@ -18,7 +18,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from lightcoder.data.pipeline import read_corpus
+from lightcoder.data.records import read_corpus
 from lightcoder.data.records import SourceFile
 from lightcoder.eval.builders import build_fim_tasks, read_tasks, write_tasks
 from lightcoder.eval.harness import run_fim_eval

@@ -29,7 +29,7 @@ from lightcoder.finetune.config import FinetuneConfig
 from lightcoder.finetune.lora import add_lora, quantize_4bit, save_adapter, trainable_parameters
 from lightcoder.model.hf import load_checkpoint
 from lightcoder.model.llama import document_ids_from_tokens
-from lightcoder.packing import open_mask, open_shard, read_index
+from lightcoder.shards import open_mask, open_shard, read_index
 from lightcoder.train.budget import TimePlanner, budget_steps, schedule_steps, stop_reason, total_steps
 from lightcoder.train.loader import WindowLoader, eval_batches
 from lightcoder.train.loop import interrupt_guard, truncate_metrics

@@ -7,7 +7,7 @@ server's prompt for that base model + middle + end token, loss roles in <split>.
 What changes is the format (finetune/base.py): the base's own tokenizer (our BPE, aiXcoder's
 SentencePiece tokenizer.model with the ☺ rule, or another family's tokenizer.json) and template.
 
-Out: RUN/shards/{index.json, <split>.bin, <split>.mask.bin, DONE}, readable by packing.open_shard.
+Out: RUN/shards/{index.json, <split>.bin, <split>.mask.bin, DONE}, readable by shards.open_shard.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ import numpy as np
 from tqdm import tqdm
 
 from lightcoder.artifacts import clear_done, mark_done, read_done, write_json_atomic
-from lightcoder.data.pipeline import read_corpus
+from lightcoder.data.records import read_corpus
 from lightcoder.data.records import SourceFile
 from lightcoder.finetune.base import Base
 from lightcoder.pack_context import _SplitStats, file_examples, token_roles
-from lightcoder.packing import INDEX_FILE, PackConfig, _order_split, cleanup_on_error, file_rng
+from lightcoder.packing import PackConfig, _order_split, cleanup_on_error, file_rng
+from lightcoder.shards import INDEX_FILE
 from lightcoder.windows import ExampleWindowWriter
 
 

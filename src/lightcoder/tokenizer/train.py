@@ -103,7 +103,7 @@ def run_tokenizer(cfg: TokenizerConfig, data_dir: str | Path, out_dir: str | Pat
 
     Skips the work and returns the old summary when out_dir/DONE exists, unless force.
     """
-    from lightcoder.data.pipeline import read_corpus  # the data stage is only needed here
+    from lightcoder.data.records import read_corpus  # pyarrow is only needed here
 
     out = Path(out_dir)
     previous = read_done(out)
@@ -139,7 +139,7 @@ def verify_round_trip(tokenizer: Tokenizer, data_dir: str | Path, *, batch: int 
 
     Raises ValueError naming the first files that do not survive the round trip.
     """
-    from lightcoder.data.pipeline import read_corpus
+    from lightcoder.data.records import read_corpus
     from lightcoder.data.records import SPLITS
 
     checked, train_tokens, failures = 0, 0, []

@@ -82,7 +82,7 @@ def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenize
     if cfg.batch_size % (cfg.grad_accum * env.world_size):
         raise ValueError(f"train.batch_size={cfg.batch_size} must be divisible by grad_accum x ranks = "
                          f"{cfg.grad_accum} x {env.world_size}; pick a multiple of {cfg.grad_accum * env.world_size}")
-    from lightcoder.packing import open_mask
+    from lightcoder.shards import open_mask
 
     loss_from = PROMPT if cfg.fim_prompt_loss else TARGET  # context-level FIM: which tokens get a loss
     loader = WindowLoader(train_windows, cfg.batch_size, seed=cfg.seed, device=device, rank=env.rank,
@@ -311,7 +311,7 @@ def open_splits(shards_dir: str | Path, model_cfg, tokenizer_dir: str | Path | N
                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(train windows, valid windows or None) of a finished `lightcoder pack` dir, checked against the
     model and, when given, the tokenizer the run uses."""
-    from lightcoder.packing import open_shard, read_index
+    from lightcoder.shards import open_shard, read_index
 
     index = read_index(shards_dir)  # ValueError when the pack stage is not finished
     if tokenizer_dir is not None and index.get("vocab_size") is not None:
@@ -339,7 +339,7 @@ def open_splits(shards_dir: str | Path, model_cfg, tokenizer_dir: str | Path | N
 def train_streams(shards_dir: str | Path) -> list | None:
     """The train split's `streams` (runs of consecutive windows of one repository) from index.json, or
     None with a warning when the packer did not record them (windows are then shuffled one by one)."""
-    from lightcoder.packing import read_index
+    from lightcoder.shards import read_index
 
     streams = read_index(shards_dir)["splits"]["train"].get("streams")
     if not streams:

@@ -20,7 +20,7 @@ def measure_tokens_per_s(cfg, run_dir: Path) -> float:
     import torch
 
     from lightcoder.model.llama import Transformer
-    from lightcoder.packing import open_shard
+    from lightcoder.shards import open_shard
     from lightcoder.stages import model_config_for_run
     from lightcoder.train.loader import WindowLoader
     from lightcoder.train.loop import optimizer_step, setup_runtime
