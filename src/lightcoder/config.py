@@ -24,7 +24,7 @@ from typing import Any
 
 from lightcoder.artifacts import write_json_atomic  # also re-exported: stages.py imports it from here
 from lightcoder.data.pipeline import DataConfig
-from lightcoder.eval.harness import EvalConfig
+from lightcoder.eval.config import EvalConfig
 from lightcoder.model.config import ModelConfig, get_preset
 from lightcoder.packing import PackConfig
 from lightcoder.tokenizer.train import TokenizerConfig

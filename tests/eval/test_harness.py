@@ -5,12 +5,8 @@ import pytest
 
 from lightcoder.eval.baselines import OraclePredictor
 from lightcoder.eval.builders import FimTask
-from lightcoder.eval.harness import (
-    EvalConfig,
-    load_samples,
-    run_fim_eval,
-    score_samples,
-)
+from lightcoder.eval.config import EvalConfig
+from lightcoder.eval.harness import load_samples, run_fim_eval, score_samples
 from lightcoder.eval.metrics import TOTAL
 from lightcoder.eval.report import (
     CURSOR_CLOSE, CURSOR_OPEN, format_behaviour_table, format_eval_table, format_samples,

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -38,6 +37,7 @@ from tqdm import tqdm
 
 from lightcoder import __version__
 from lightcoder.artifacts import append_jsonl, read_jsonl, trim_torn_tail, write_json_atomic, write_text_atomic
+from lightcoder.eval.config import MODES
 from lightcoder.eval.metrics import score_one, summarize, syntax_valid
 
 if TYPE_CHECKING:
@@ -45,43 +45,10 @@ if TYPE_CHECKING:
     from lightcoder.infer.completer import Completion
 
 EVAL_VERSION = 2  # bump when a metric or an output field changes meaning (2: stop, syntax, bits)
-MODES = ("psm", "spm")
 SAMPLES_FILE = "samples.jsonl"
 RESULTS_FILE = "results.jsonl"
 SCORES_FILE = "scores.json"
 GENERATION_FILE = "generation.json"
-
-
-@dataclass(kw_only=True)
-class EvalConfig:
-    """FIM benchmark settings: task building (per_type, max_context_chars, seed) and generation."""
-
-    per_type: int = 24  # tasks per task type built from the test split (7 types: 168 tasks)
-    max_context_chars: int = 4096  # prefix/suffix kept around each task's middle (build_fim_tasks)
-    max_new_tokens: int = 128  # FIM-Eval used 512; our middles are <= 400 chars (~120 tokens)
-    mode: str = "spm"  # "spm" (aiXcoder's inference default) or "psm" (what FIM-Eval ran)
-    max_prompt_tokens: int = 0  # Completer(max_prompt_tokens=... or None); 0 = model context - max_new_tokens
-    seed: int = 0
-    # benchmark subsets the run's eval stage adds for the trained model (eval/runner.py; 0 = skip;
-    # skipped too when HumanEval.jsonl.gz is not on the machine)
-    humaneval_limit: int = 8  # first N HumanEval problems, executed in the sandbox -> pass@1
-    humaneval_max_new_tokens: int = 64
-    santacoder_fim_limit: int = 8  # SantaCoder-FIM-style single lines from HumanEval -> EM (16 new tokens)
-    humaneval_fim_per_type: int = 24  # HumanEval-infilling single/multi-line/random-span rows of the FIM table
-
-    def __post_init__(self) -> None:
-        for field in ("humaneval_limit", "humaneval_max_new_tokens", "santacoder_fim_limit", "humaneval_fim_per_type"):
-            if getattr(self, field) < 0:
-                raise ValueError(f"eval.{field} must be >= 0, got {getattr(self, field)}")
-        for field in ("per_type", "max_context_chars", "max_new_tokens"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"eval.{field} must be >= 1, got {getattr(self, field)}")
-        if self.mode not in MODES:
-            raise ValueError(f"eval.mode must be one of {MODES}, got {self.mode!r}")
-        if self.max_prompt_tokens < 0:
-            raise ValueError(
-                f"eval.max_prompt_tokens must be >= 0 (0 = fit the model context), got {self.max_prompt_tokens}"
-            )
 
 
 class Predictor(Protocol):
