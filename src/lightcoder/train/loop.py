@@ -267,23 +267,6 @@ def optimizer_step(model, optimizer: torch.optim.Optimizer, inputs: torch.Tensor
     return total / grad_accum, norm.detach()
 
 
-def train_step(forward, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor, *,
-               autocast, grad_clip: float) -> torch.Tensor:
-    """One single-process optimizer step on one batch; returns the loss as a device tensor.
-
-    `forward(inputs, targets) -> (logits, loss)` (any callable, e.g. a HF model in benchmarks).
-    """
-    with autocast:
-        _, loss = forward(inputs, targets)
-    loss.backward()
-    if grad_clip > 0:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss.detach()
-
-
 # ----------------------------------------------------------------------------- setup
 
 
