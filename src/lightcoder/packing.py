@@ -61,7 +61,7 @@ from lightcoder.data.pipeline import read_corpus
 from lightcoder.data.records import SPLITS, SourceFile
 from lightcoder.fim.mix import Document, MixConfig, make_document
 from lightcoder.repo_balance import balance_repo, file_bytes, repo_multipliers, share_summary
-from lightcoder.sampling import DEFAULT_WEIGHTS, STRATEGIES, choose_strategy, order_files
+from lightcoder.repo_order.strategies import DEFAULT_WEIGHTS, STRATEGIES, choose_strategy, order_files
 from lightcoder.tokenizer.special_tokens import SPECIAL_TOKENS, is_special
 from lightcoder.tokenizer.tokenizer import Tokenizer
 from lightcoder.windows import StreamWindowWriter
