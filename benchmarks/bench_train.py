@@ -116,7 +116,7 @@ def make_batches(args, vocab_size: int) -> list[tuple[torch.Tensor, torch.Tensor
 
     n = args.warmup + args.steps
     if args.shards:
-        from lightcoder.packing import open_shard
+        from lightcoder.shards import open_shard
 
         windows = open_shard(args.shards, "train")
         if windows.shape[1] != args.seq_len:

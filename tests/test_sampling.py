@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from lightcoder.data.records import SourceFile
-from lightcoder.sampling import STRATEGIES, choose_strategy, order_files
+from lightcoder.repo_order.strategies import STRATEGIES, choose_strategy, order_files
 
 PATHS = ["pkg/__init__.py", "pkg/a.py", "pkg/sub/x.py", "pkg/b.py", "pkg/sub/y.py", "pkg/other/z.py",
          "pkg/sub/deep/w.py", "pkg/c.py"]

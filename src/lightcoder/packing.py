@@ -60,7 +60,7 @@ from lightcoder.artifacts import AtomicFile, clear_done, mark_done, read_done, w
 from lightcoder.data.records import SPLITS, SourceFile, read_corpus
 from lightcoder.fim.mix import Document, MixConfig, make_document
 from lightcoder.repo_balance import balance_repo, file_bytes, repo_multipliers, share_summary
-from lightcoder.sampling import DEFAULT_WEIGHTS, STRATEGIES, choose_strategy, order_files
+from lightcoder.repo_order.strategies import DEFAULT_WEIGHTS, STRATEGIES, choose_strategy, order_files
 from lightcoder.shards import INDEX_FILE
 from lightcoder.tokenizer.special_tokens import SPECIAL_TOKENS, is_special
 from lightcoder.tokenizer.tokenizer import Tokenizer

@@ -5,7 +5,8 @@ import pytest
 from lightcoder.fim.transforms import psm_prompt, spm_prompt
 from lightcoder.infer.prompts import PromptConfig, _sticky_head, _sticky_tail, build_prompt
 from lightcoder.infer.retrieval import ChunkIndex, code_tokens, query_text
-from lightcoder.infer.templates import TEMPLATES, Special, detect_template, get_template
+from lightcoder.infer.templates import TEMPLATES, detect_template, get_template
+from lightcoder.tokenizer.special_tokens import Special
 from lightcoder.infer.truncation import StructureStop, trim_to_parse
 
 

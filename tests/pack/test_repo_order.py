@@ -17,7 +17,7 @@ from lightcoder.repo_order.content import order_by_content, tfidf_matrix
 from lightcoder.repo_order.dependency import dependency_graph, dependency_order, order_by_dependency
 from lightcoder.repo_order.imports import Import, extract_imports
 from lightcoder.fim.sample_corpora import CACHE_ROOT
-from lightcoder.sampling import DEFAULT_WEIGHTS, STRATEGIES, choose_strategy, order_files
+from lightcoder.repo_order.strategies import DEFAULT_WEIGHTS, STRATEGIES, choose_strategy, order_files
 
 
 def repo(files: dict[str, str], language: str | None = None) -> list[SourceFile]:

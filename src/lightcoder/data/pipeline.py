@@ -304,7 +304,7 @@ def run_data(cfg: DataConfig, out_dir: str | Path, *, force: bool = False) -> di
     t_plan = time.perf_counter()
     count = len(plan["shards"])
     if cfg.engine == "datatrove":
-        from lightcoder.data.engine import run_with_datatrove
+        from lightcoder.data.executors import run_with_datatrove
 
         run_with_datatrove(cfg, plan, work)
     else:

@@ -1,7 +1,7 @@
 """Pack the fine-tuning files the way pretraining packs them, in the base model's tokenizer and format.
 
 Same path as `lightcoder pack` at context level (pack_context.py): repositories and their file
-orderings (sampling.py), every file's NTP document in the stream, `examples_for_file` FIM examples
+orderings (repo_order/strategies.py), every file's NTP document in the stream, `examples_for_file` FIM examples
 per file (line / partial-line / multi-line / SFIM / random spans, SPM and PSM), each example the
 server's prompt for that base model + middle + end token, loss roles in <split>.mask.bin.
 What changes is the format (finetune/base.py): the base's own tokenizer (our BPE, aiXcoder's

@@ -29,10 +29,7 @@ from dataclasses import dataclass
 
 from lightcoder.fim.transforms import ntp_prompt, psm_prompt, spm_prompt
 from lightcoder.tokenizer import special_tokens as aix
-
-
-class Special(str):
-    """A piece that is one special token (a str, so our Tokenizer.encode_pieces accepts it as is)."""
+from lightcoder.tokenizer.special_tokens import Special
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from lightcoder.tokenizer.special_tokens import BOS, EOS, SENTENCEPIECE_SPELLING, STOP_TOKENS, UNK
+from lightcoder.tokenizer.special_tokens import BOS, EOS, SENTENCEPIECE_SPELLING, STOP_TOKENS, UNK, Special
 
 JOIN_MARK = "☺"  # aiXcoder's pad_token argument of input_wrapper
 
@@ -107,8 +107,8 @@ class SentencePieceTokenizer:
 class ForeignTokenizer:
     """A `tokenizer.json` of another family (StarCoder, DeepSeek-Coder, Qwen2.5-Coder, CodeLlama...).
 
-    Special tokens come from the template (lightcoder.infer.templates); text pieces are encoded
-    without parsing special-token strings inside them.
+    Special tokens come from the template (lightcoder.infer.templates, as `Special` pieces); text pieces
+    are encoded without parsing special-token strings inside them.
     """
 
     def __init__(self, path: str | Path, stop_tokens: Sequence[str] = ()):
@@ -143,8 +143,6 @@ class ForeignTokenizer:
         return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
 
     def encode_pieces(self, pieces: Sequence[str]) -> list[int]:
-        from lightcoder.infer.templates import Special
-
         ids: list[int] = []
         for p in pieces:
             special = self._id(p) if isinstance(p, Special) else None

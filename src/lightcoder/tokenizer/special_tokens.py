@@ -9,6 +9,11 @@ to one of these strings is that special token; any other piece is literal text a
 for special tokens, so source code that happens to contain "<s>" stays text.
 """
 
+class Special(str):
+    """A piece that is one special token (a str, so Tokenizer.encode_pieces accepts it as is); FIM
+    templates of other families (infer/templates.py) build their prompts from these."""
+
+
 UNK = "<unk>"
 BOS = "<s>"  # starts every document / prompt
 EOS = "</s>"  # ends every document; the model emits it when a completion is done

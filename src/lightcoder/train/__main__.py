@@ -32,7 +32,7 @@ class _Sections:  # the two config areas `--model.X` / `--train.X` address
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lightcoder.config import apply_overrides, parse_override_args
+    from lightcoder.overrides import apply_overrides, parse_override_args
     from lightcoder.shards import read_index
     from lightcoder.train.distributed import env_rank, shutdown_distributed
     from lightcoder.train.loop import tokenizer_vocab_size, train

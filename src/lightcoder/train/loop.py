@@ -5,6 +5,8 @@ shuffled train windows, fixed valid batches) -> check the checkpoint to resume a
 (before any compute) -> model (train/parallel.py: activation checkpointing, compile, FSDP2/DDP, seeded
 init) -> AdamW -> restore the newest checkpoint, or evaluate and save the untrained step_000000 -> the
 loop -> final eval, checkpoint and loss plot.
+`train` reads as that loop; `Session` holds the run's objects and state with one method per line
+(step, log, validate, save), and telemetry.Interval the sums between two log lines.
 
 One step: lr_at(step) -> grad_accum micro-batches of forward + loss under bf16 autocast (fp32 master
 weights and optimizer state; block-causal document masking) + backward (gradients averaged over ranks on
@@ -55,14 +57,14 @@ from lightcoder.train import checkpoint as ckpt
 from lightcoder.train.budget import TimePlanner, budget_steps, schedule_steps, stop_reason, total_steps
 from lightcoder.train.config import RESUME_SENSITIVE, TrainConfig
 from lightcoder.train.distributed import (
-    Dist, all_reduce_mean, all_reduce_sum, any_rank, barrier, broadcast_object, init_distributed,
+    Dist, all_reduce_sum, any_rank, barrier, broadcast_object, init_distributed,
 )
 from lightcoder.train.loader import WindowLoader, eval_batches
 from lightcoder.train.optim import build_optimizer, lr_at, set_lr
 from lightcoder.train.parallel import build_parallel_model, no_grad_sync
 from lightcoder.train.plot import plot_losses
 from lightcoder.windows import PROMPT, TARGET
-from lightcoder.train.telemetry import LossWatch, MetricsLog, flops_per_token, measure_matmul_peak
+from lightcoder.train.telemetry import Interval, LossWatch, MetricsLog, flops_per_token, measure_matmul_peak
 
 
 class ResumeMismatchError(ValueError):
@@ -72,172 +74,202 @@ class ResumeMismatchError(ValueError):
 def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenizer_dir: str | Path | None,
           out_dir: str | Path) -> dict:
     """Train (or resume training) a Transformer on the packed shards; returns a summary dict."""
-    cfg = train_cfg
-    out_dir, ckpt_dir = Path(out_dir), Path(out_dir) / "ckpt"
-    env = setup_runtime(cfg)
-    device = env.device
-
-    # ---- data: every rank reads its own rows of each global batch
-    train_windows, valid_windows = open_splits(shards_dir, model_cfg, tokenizer_dir)
-    if cfg.batch_size % (cfg.grad_accum * env.world_size):
-        raise ValueError(f"train.batch_size={cfg.batch_size} must be divisible by grad_accum x ranks = "
-                         f"{cfg.grad_accum} x {env.world_size}; pick a multiple of {cfg.grad_accum * env.world_size}")
-    from lightcoder.shards import open_mask
-
-    loss_from = PROMPT if cfg.fim_prompt_loss else TARGET  # context-level FIM: which tokens get a loss
-    loader = WindowLoader(train_windows, cfg.batch_size, seed=cfg.seed, device=device, rank=env.rank,
-                          world_size=env.world_size, streams=train_streams(shards_dir) if cfg.stream_order else None,
-                          masks=open_mask(shards_dir, "train"), loss_from=loss_from)
-    val_batches = eval_batches(valid_windows, cfg.batch_size, cfg.eval_batches, device,
-                               open_mask(shards_dir, "valid"), loss_from) if valid_windows is not None else []
-    tokens_per_step = cfg.batch_size * (loader.seq_len - 1)  # positions with a loss, all ranks
-    budget = budget_steps(cfg, tokens_per_step, loader.batches_per_epoch)
-    resume_path = check_resume(ckpt_dir, cfg, model_cfg)  # before any compute: a clear error on mismatch
-
-    # ---- model and optimizer (parallel.py: AC -> compile -> FSDP2/DDP -> materialize + seeded init)
-    model = build_parallel_model(model_cfg, cfg, env)
-    optimizer = build_optimizer(model, cfg)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bf16")
-    flops = flops_per_token(model_cfg, loader.seq_len - 1)
-    peak = cfg.peak_tflops * 1e12 or broadcast_object(
-        matmul_peak(device, torch.bfloat16 if cfg.dtype == "bf16" else torch.float32), env)
-
-    # ---- restore the newest checkpoint, or start from the untrained model
-    state = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "planned_steps": None, "decay_start": None,
-             "timing": {"eval_s": 0.0, "ckpt_s": 0.0}}
-    resumed_from = restore(resume_path, model, optimizer, loader, state, cfg, env)
-    metrics_path = out_dir / "metrics.jsonl"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if env.is_main:
-        truncate_metrics(metrics_path, state["step"] if resumed_from is not None else -1)
-    barrier(env)
-
-    def save(step: int, final: bool = False) -> float:  # -> seconds spent
-        t0 = time.perf_counter()
-        snapshot = train_state(state, loader, cfg, model_cfg)
-        ckpt.save_train_checkpoint(ckpt_dir, step, model, optimizer, model_cfg, snapshot, env=env,
-                                   tokenizer_dir=tokenizer_dir,
-                                   export_hf=cfg.export_hf == "all" or final or step == 0)
-        if env.is_main:
-            ckpt.prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
-        return time.perf_counter() - t0
-
-    def validate(step: int) -> tuple[float | None, float]:  # -> (val loss, seconds spent)
-        t0 = time.perf_counter()
-        val_loss = evaluate(model, val_batches, autocast, env=env, document_mask=cfg.document_mask)
-        if val_loss is not None:
-            metrics.log({"step": step, "val_loss": val_loss, "tokens": state["tokens"]})
-        return val_loss, time.perf_counter() - t0
-
-    # ---- the loop (elapsed_s counts wall time across resumes, evals and checkpoints included)
-    start_step, start_tokens, elapsed_before = state["step"], state["tokens"], state["elapsed_s"]
-    planner = TimePlanner(cfg, start_step) if cfg.max_minutes else None  # budget.py: when the run's length is fixed
-    t_session = t_interval = time.perf_counter()
-    paused_s = interval_paused_s = 0.0  # eval + checkpoint seconds, left out of tokens/s
-    interval_tokens, loss_sum, norm_sum, loss_count = 0, torch.zeros((), device=device), \
-        torch.zeros((), device=device), 0
-    watch = LossWatch(device, cfg.spike_factor)
-    val_loss = initial_val_loss = last_loss = None
-    with MetricsLog(out_dir, enabled=env.is_main, tensorboard=cfg.tensorboard) as metrics, \
+    env = setup_runtime(train_cfg)
+    run = Session.open(train_cfg, model_cfg, env, shards_dir=shards_dir, tokenizer_dir=tokenizer_dir,
+                       out_dir=Path(out_dir))
+    cfg, state = train_cfg, run.state
+    with MetricsLog(run.out_dir, enabled=env.is_main, tensorboard=cfg.tensorboard) as run.metrics, \
             interrupt_guard() as interrupted, \
-            tqdm(total=total_steps(state, budget), initial=state["step"], unit="step", dynamic_ncols=True,
-                 disable=None if env.is_main else True, file=sys.stderr) as bar:
-        if resumed_from is None:  # the untrained baseline: its val loss and checkpoint step_000000
-            val_loss, state["timing"]["eval_s"] = validate(0)
-            initial_val_loss = val_loss
-            state["timing"]["ckpt_s"] = save(0)
-            paused_s = sum(state["timing"].values())
-            t_interval = time.perf_counter()
-        last_saved = state["step"]
-        stop = stop_reason(state, cfg, budget)
+            tqdm(total=total_steps(state, run.budget), initial=state["step"], unit="step", dynamic_ncols=True,
+                 disable=None if env.is_main else True, file=sys.stderr) as run.bar:
+        if run.resumed_from is None:
+            run.start_fresh()  # the untrained baseline: its val loss and checkpoint step_000000
+        stop = stop_reason(state, cfg, run.budget)
         while stop is None:
-            step = state["step"]
-            set_lr(optimizer, lr_at(step, cfg, schedule_steps(state, cfg, budget),
-                                    None if cfg.schedule_steps else state["decay_start"]))
-            inputs, targets = loader.next_batch()  # (B_rank, T-1) each: this rank's rows
-            loss, grad_norm = optimizer_step(model, optimizer, inputs, targets, autocast=autocast,
-                                             grad_clip=cfg.grad_clip, grad_accum=cfg.grad_accum,
-                                             document_mask=cfg.document_mask)
-            state["step"] = step = step + 1
-            state["tokens"] += tokens_per_step
-            watch.observe(step, loss)
-            loss_sum += loss
-            norm_sum += grad_norm
-            loss_count += 1
-            interval_tokens += tokens_per_step
-            bar.update(1)
-
+            step = run.step()
             log_step = step % cfg.log_every == 0
-            clock = elapsed_before + time.perf_counter() - t_session
-            if not env.enabled or log_step:  # ranks agree on rank 0's clock (wall-clock decisions match)
-                state["elapsed_s"] = broadcast_object(clock, env)
-            stop = stop_reason(state, cfg, budget)
-
+            stop = run.check_budget(log_step)
             if log_step or stop is not None:
-                # the only host syncs of a training step: the mean loss over steps and ranks
-                last_loss = all_reduce_mean(loss_sum / loss_count, env).item()
-                mean_norm = all_reduce_mean(norm_sum / loss_count, env).item()
-                spike = watch.check(last_loss)  # raises on NaN/inf, naming the first bad step
-                if spike is not None:
-                    warnings.warn(f"loss spike at step {spike['step']}: {spike['spike_loss']:.3f} > "
-                                  f"{cfg.spike_factor} x running mean {spike['loss_ema']:.3f}", stacklevel=2)
-                    metrics.log(spike)
-                loss_sum.zero_()
-                norm_sum.zero_()
-                loss_count = 0
-                now = time.perf_counter()
-                interval_s = max(1e-9, now - t_interval - interval_paused_s)  # evals and checkpoints left out
-                tokens_per_s = interval_tokens / interval_s
-                if planner is not None and state["planned_steps"] is None and stop is None:
-                    plan = broadcast_object(planner.observe(step, state["elapsed_s"],
-                                                            interval_s * tokens_per_step / max(1, interval_tokens),
-                                                            state["timing"]), env)
-                    if plan is not None:
-                        state.update(plan)
-                        bar.total = total_steps(state, budget)
-                        bar.refresh()
-                mfu = tokens_per_s * flops / (peak * env.world_size)
-                metrics.log({"step": step, "loss": last_loss, "lr": optimizer.param_groups[0]["lr"],
-                             "grad_norm": round(mean_norm, 4), "tokens": state["tokens"],
-                             "tokens_per_s": round(tokens_per_s, 1), "mfu": round(mfu, 4),
-                             "elapsed_s": round(state["elapsed_s"], 3)})
-                bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", mfu=f"{100 * mfu:.1f}%",
-                                refresh=False)
-                t_interval, interval_tokens, interval_paused_s = now, 0, 0.0
+                run.log(step, stop)
             if (cfg.eval_every and step % cfg.eval_every == 0) or stop is not None:
-                val_loss, spent = validate(step)
-                paused_s, interval_paused_s = paused_s + spent, interval_paused_s + spent
+                run.pause(run.validate(step))
             if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or stop is not None:
-                spent = save(step, final=stop is not None)
-                last_saved = step
-                paused_s, interval_paused_s = paused_s + spent, interval_paused_s + spent
+                run.pause(run.save(step, final=stop is not None))
             # Ctrl-C: keep this step's state, then re-raise (ranks agree at log steps)
             if stop is None and (not env.enabled or log_step) and any_rank(interrupted["hit"], env):
                 stop = "interrupted"
-                if last_saved != step:
-                    save(step, final=True)
-
+                if run.last_saved != step:
+                    run.save(step, final=True)
     if env.is_main:
-        plot_losses(metrics_path, out_dir / "loss.png")
+        plot_losses(run.out_dir / "metrics.jsonl", run.out_dir / "loss.png")
     if stop == "interrupted":
         raise KeyboardInterrupt(f"training interrupted; checkpoint saved at step {state['step']}")
-    if val_loss is None:  # resumed with the budget already reached: report the final val loss anyway
-        val_loss = evaluate(model, val_batches, autocast, env=env, document_mask=cfg.document_mask)
-    session_s = time.perf_counter() - t_session
-    tokens_per_s = (state["tokens"] - start_tokens) / max(1e-9, session_s - paused_s)
-    return {
-        "steps": state["step"], "tokens": state["tokens"], "stop_reason": stop,
-        "train_loss": last_loss, "val_loss": val_loss, "initial_val_loss": initial_val_loss,
-        "tokens_per_s": round(tokens_per_s, 1), "mfu": round(tokens_per_s * flops / (peak * env.world_size), 4),
-        "peak_tflops_per_device": round(peak / 1e12, 3),
-        "elapsed_s": round(state["elapsed_s"], 3), "planned_steps": state["planned_steps"],
-        "decay_start": state["decay_start"], "schedule": cfg.schedule,
-        "total_steps": total_steps(state, budget), "resumed_from": resumed_from,
-        "checkpoint": str(ckpt.step_dir(ckpt_dir, state["step"])),
-        "params": num_params(model_cfg, non_embedding=False), "device": str(device), "dtype": cfg.dtype,
-        "world_size": env.world_size, "parallel": cfg.parallel if env.enabled else "none",
-        "global_batch": cfg.batch_size, "grad_accum": cfg.grad_accum,
-    }
+    return run.summary(stop)
+
+
+class Session:
+    """One process's training run between `train`'s lines: the model, optimizer, data and run state, with
+    the steps that change them. `state` is what train_state.pt keeps; the rest is this session's clock."""
+
+    def __init__(self, cfg: TrainConfig, model_cfg, env: Dist, *, model, optimizer, loader: WindowLoader,
+                 val_batches: list, state: dict, resumed_from: int | None, peak: float, out_dir: Path,
+                 tokenizer_dir: str | Path | None):
+        self.cfg, self.model_cfg, self.env = cfg, model_cfg, env
+        self.model, self.optimizer, self.loader, self.val_batches = model, optimizer, loader, val_batches
+        self.state, self.resumed_from, self.last_saved = state, resumed_from, state["step"]
+        self.out_dir, self.ckpt_dir, self.tokenizer_dir = out_dir, out_dir / "ckpt", tokenizer_dir
+        self.autocast = torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bf16")
+        self.tokens_per_step = cfg.batch_size * (loader.seq_len - 1)  # positions with a loss, all ranks
+        self.budget = budget_steps(cfg, self.tokens_per_step, loader.batches_per_epoch)
+        self.flops = flops_per_token(model_cfg, loader.seq_len - 1)
+        self.peak = peak  # FLOP/s of one device
+        # the clock: elapsed_s counts wall time across resumes, evals and checkpoints included
+        self.start_step, self.start_tokens, self.elapsed_before = state["step"], state["tokens"], state["elapsed_s"]
+        self.planner = TimePlanner(cfg, state["step"]) if cfg.max_minutes else None  # budget.py: fixes the length
+        self.t_session, self.paused_s = time.perf_counter(), 0.0  # eval + checkpoint seconds, left out of tokens/s
+        self.interval = Interval(env.device)
+        self.watch = LossWatch(env.device, cfg.spike_factor)
+        self.val_loss = self.initial_val_loss = self.last_loss = None
+        self.metrics = self.bar = None  # set by `train` for the loop's duration
+
+    @classmethod
+    def open(cls, cfg: TrainConfig, model_cfg, env: Dist, *, shards_dir: str | Path,
+             tokenizer_dir: str | Path | None, out_dir: Path) -> Session:
+        """Data (this rank's rows of each global batch), the resume check (before any compute), model and
+        optimizer (parallel.py: AC -> compile -> FSDP2/DDP -> seeded init), then the newest checkpoint."""
+        from lightcoder.shards import open_mask
+
+        train_windows, valid_windows = open_splits(shards_dir, model_cfg, tokenizer_dir)
+        if cfg.batch_size % (cfg.grad_accum * env.world_size):
+            raise ValueError(f"train.batch_size={cfg.batch_size} must be divisible by grad_accum x ranks = "
+                             f"{cfg.grad_accum} x {env.world_size}; pick a multiple of {cfg.grad_accum * env.world_size}")
+        loss_from = PROMPT if cfg.fim_prompt_loss else TARGET  # context-level FIM: which tokens get a loss
+        loader = WindowLoader(train_windows, cfg.batch_size, seed=cfg.seed, device=env.device, rank=env.rank,
+                              world_size=env.world_size, streams=train_streams(shards_dir) if cfg.stream_order else None,
+                              masks=open_mask(shards_dir, "train"), loss_from=loss_from)
+        val_batches = eval_batches(valid_windows, cfg.batch_size, cfg.eval_batches, env.device,
+                                   open_mask(shards_dir, "valid"), loss_from) if valid_windows is not None else []
+        resume_path = check_resume(out_dir / "ckpt", cfg, model_cfg)
+        model = build_parallel_model(model_cfg, cfg, env)
+        optimizer = build_optimizer(model, cfg)
+        peak = cfg.peak_tflops * 1e12 or broadcast_object(  # measured before the restore sets the RNGs
+            matmul_peak(env.device, torch.bfloat16 if cfg.dtype == "bf16" else torch.float32), env)
+        state = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "planned_steps": None, "decay_start": None,
+                 "timing": {"eval_s": 0.0, "ckpt_s": 0.0}}
+        resumed_from = restore(resume_path, model, optimizer, loader, state, cfg, env)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if env.is_main:  # metrics.jsonl up to the checkpoint's step (a fresh run drops all of it)
+            truncate_metrics(out_dir / "metrics.jsonl", state["step"] if resumed_from is not None else -1)
+        barrier(env)
+        return cls(cfg, model_cfg, env, model=model, optimizer=optimizer, loader=loader, val_batches=val_batches,
+                   state=state, resumed_from=resumed_from, peak=peak, out_dir=out_dir, tokenizer_dir=tokenizer_dir)
+
+    def start_fresh(self) -> None:
+        """The untrained model's val loss and checkpoint step_000000, timed into state["timing"]."""
+        self.state["timing"]["eval_s"] = self.validate(0)
+        self.initial_val_loss = self.val_loss
+        self.state["timing"]["ckpt_s"] = self.save(0)
+        self.paused_s = sum(self.state["timing"].values())
+        self.interval.restart()
+
+    def step(self) -> int:
+        """One optimizer step at this step's learning rate on this rank's rows (B_rank, T-1); the new step."""
+        cfg, state = self.cfg, self.state
+        set_lr(self.optimizer, lr_at(state["step"], cfg, schedule_steps(state, cfg, self.budget),
+                                     None if cfg.schedule_steps else state["decay_start"]))
+        inputs, targets = self.loader.next_batch()
+        loss, grad_norm = optimizer_step(self.model, self.optimizer, inputs, targets, autocast=self.autocast,
+                                         grad_clip=cfg.grad_clip, grad_accum=cfg.grad_accum,
+                                         document_mask=cfg.document_mask)
+        state["step"] += 1
+        state["tokens"] += self.tokens_per_step
+        self.watch.observe(state["step"], loss)
+        self.interval.add(loss, grad_norm, self.tokens_per_step)
+        self.bar.update(1)
+        return state["step"]
+
+    def check_budget(self, log_step: bool) -> str | None:
+        """Advance elapsed_s (ranks agree on rank 0's clock at log steps, so wall-clock stops match) and
+        return why the run stops now, or None."""
+        if not self.env.enabled or log_step:
+            clock = self.elapsed_before + time.perf_counter() - self.t_session
+            self.state["elapsed_s"] = broadcast_object(clock, self.env)
+        return stop_reason(self.state, self.cfg, self.budget)
+
+    def log(self, step: int, stop: str | None) -> None:
+        """Close the log interval: mean loss (NaN/inf raise, spikes warn), the time plan, one metrics row."""
+        cfg, state, env = self.cfg, self.state, self.env
+        self.last_loss, mean_norm, seconds, tokens = self.interval.close(env)
+        spike = self.watch.check(self.last_loss)  # raises on NaN/inf, naming the first bad step
+        if spike is not None:
+            warnings.warn(f"loss spike at step {spike['step']}: {spike['spike_loss']:.3f} > "
+                          f"{cfg.spike_factor} x running mean {spike['loss_ema']:.3f}", stacklevel=3)
+            self.metrics.log(spike)
+        tokens_per_s = tokens / seconds
+        if self.planner is not None and state["planned_steps"] is None and stop is None:
+            plan = broadcast_object(self.planner.observe(step, state["elapsed_s"],
+                                                         seconds * self.tokens_per_step / max(1, tokens),
+                                                         state["timing"]), env)
+            if plan is not None:
+                state.update(plan)
+                self.bar.total = total_steps(state, self.budget)
+                self.bar.refresh()
+        mfu = tokens_per_s * self.flops / (self.peak * env.world_size)
+        self.metrics.log({"step": step, "loss": self.last_loss, "lr": self.optimizer.param_groups[0]["lr"],
+                          "grad_norm": round(mean_norm, 4), "tokens": state["tokens"],
+                          "tokens_per_s": round(tokens_per_s, 1), "mfu": round(mfu, 4),
+                          "elapsed_s": round(state["elapsed_s"], 3)})
+        self.bar.set_postfix(loss=f"{self.last_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", mfu=f"{100 * mfu:.1f}%",
+                             refresh=False)
+
+    def validate(self, step: int) -> float:
+        """Val loss on the fixed batches into self.val_loss and metrics.jsonl; the seconds spent."""
+        t0 = time.perf_counter()
+        self.val_loss = evaluate(self.model, self.val_batches, self.autocast, env=self.env,
+                                 document_mask=self.cfg.document_mask)
+        if self.val_loss is not None:
+            self.metrics.log({"step": step, "val_loss": self.val_loss, "tokens": self.state["tokens"]})
+        return time.perf_counter() - t0
+
+    def save(self, step: int, final: bool = False) -> float:
+        """Checkpoint `step` (HF export per train.export_hf, always for step 0 and the last); the seconds spent."""
+        t0 = time.perf_counter()
+        snapshot = train_state(self.state, self.loader, self.cfg, self.model_cfg)
+        ckpt.save_train_checkpoint(self.ckpt_dir, step, self.model, self.optimizer, self.model_cfg, snapshot,
+                                   env=self.env, tokenizer_dir=self.tokenizer_dir,
+                                   export_hf=self.cfg.export_hf == "all" or final or step == 0)
+        if self.env.is_main:
+            ckpt.prune_checkpoints(self.ckpt_dir, self.cfg.keep_checkpoints)
+        self.last_saved = step
+        return time.perf_counter() - t0
+
+    def pause(self, seconds: float) -> None:
+        """Leave `seconds` of eval or checkpoint out of tokens/s."""
+        self.paused_s += seconds
+        self.interval.paused_s += seconds
+
+    def summary(self, stop: str | None) -> dict:
+        """What `train` returns: steps, losses, throughput, the plan, the checkpoint and the setup."""
+        cfg, state, env = self.cfg, self.state, self.env
+        if self.val_loss is None:  # resumed with the budget already reached: report the final val loss anyway
+            self.val_loss = evaluate(self.model, self.val_batches, self.autocast, env=env,
+                                     document_mask=cfg.document_mask)
+        session_s = time.perf_counter() - self.t_session
+        tokens_per_s = (state["tokens"] - self.start_tokens) / max(1e-9, session_s - self.paused_s)
+        return {
+            "steps": state["step"], "tokens": state["tokens"], "stop_reason": stop,
+            "train_loss": self.last_loss, "val_loss": self.val_loss, "initial_val_loss": self.initial_val_loss,
+            "tokens_per_s": round(tokens_per_s, 1),
+            "mfu": round(tokens_per_s * self.flops / (self.peak * env.world_size), 4),
+            "peak_tflops_per_device": round(self.peak / 1e12, 3),
+            "elapsed_s": round(state["elapsed_s"], 3), "planned_steps": state["planned_steps"],
+            "decay_start": state["decay_start"], "schedule": cfg.schedule,
+            "total_steps": total_steps(state, self.budget), "resumed_from": self.resumed_from,
+            "checkpoint": str(ckpt.step_dir(self.ckpt_dir, state["step"])),
+            "params": num_params(self.model_cfg, non_embedding=False), "device": str(env.device),
+            "dtype": cfg.dtype, "world_size": env.world_size, "parallel": cfg.parallel if env.enabled else "none",
+            "global_batch": cfg.batch_size, "grad_accum": cfg.grad_accum,
+        }
 
 
 def optimizer_step(model, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor, *,
@@ -265,23 +297,6 @@ def optimizer_step(model, optimizer: torch.optim.Optimizer, inputs: torch.Tensor
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return total / grad_accum, norm.detach()
-
-
-def train_step(forward, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor, *,
-               autocast, grad_clip: float) -> torch.Tensor:
-    """One single-process optimizer step on one batch; returns the loss as a device tensor.
-
-    `forward(inputs, targets) -> (logits, loss)` (any callable, e.g. a HF model in benchmarks).
-    """
-    with autocast:
-        _, loss = forward(inputs, targets)
-    loss.backward()
-    if grad_clip > 0:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss.detach()
 
 
 # ----------------------------------------------------------------------------- setup

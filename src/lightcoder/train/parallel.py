@@ -133,11 +133,6 @@ def _checkpoint_weights(path: str, model: Transformer):
     yield from loaded.state_dict().items()
 
 
-def unwrap(model: nn.Module) -> Transformer:
-    """The Transformer under a DDP wrapper (FSDP2 and compile-in-place keep the module itself)."""
-    return model.module if hasattr(model, "module") and isinstance(model.module, Transformer) else model
-
-
 def no_grad_sync(model: nn.Module, *, last_micro_step: bool):
     """Context for one micro-step's backward: gradients are synchronized across ranks only on the last
     micro-step of an optimizer step (gradient accumulation without redundant communication)."""

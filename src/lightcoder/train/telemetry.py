@@ -12,6 +12,8 @@
   with "event": "loss_spike" and "spike_loss", no "loss" key, so loss curves skip it) when an
   interval's largest step loss exceeds `spike_factor` x that average; a NaN/inf loss stops the run with
   the first bad step (tracked on the device without a host sync).
+- `Interval` sums loss and grad norm on the device between two log lines, with the tokens and the
+  eval/checkpoint seconds that tokens/s leaves out.
 
 Example: flops_per_token(get_preset("lc-quickstart", vocab_size=8192), seq_len=511) -> ~4.3e7
 """
@@ -26,6 +28,7 @@ import torch
 
 from lightcoder.artifacts import append_jsonl
 from lightcoder.model.config import num_params
+from lightcoder.train.distributed import all_reduce_mean
 
 
 def flops_per_token(model_cfg, seq_len: int) -> float:
@@ -132,3 +135,36 @@ class LossWatch:
         self.ema = mean_loss if self.ema is None else self.ema_decay * self.ema + (1 - self.ema_decay) * mean_loss
         self.max_loss.fill_(-math.inf)
         return spike
+
+
+class Interval:
+    """The steps since the last log line: loss and grad-norm sums stay on the device (the host waits for
+    them only in `close`), with the tokens trained and the eval/checkpoint seconds that tokens/s leaves out."""
+
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.norm_sum = torch.zeros((), device=device)
+        self.steps, self.tokens, self.paused_s = 0, 0, 0.0
+        self.start = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, grad_norm: torch.Tensor, tokens: int) -> None:
+        self.loss_sum += loss
+        self.norm_sum += grad_norm
+        self.steps += 1
+        self.tokens += tokens
+
+    def restart(self) -> None:
+        """Start timing afresh (after the untrained model's eval and checkpoint)."""
+        self.start, self.tokens, self.paused_s = time.perf_counter(), 0, 0.0
+
+    def close(self, env) -> tuple[float, float, float, int]:
+        """(mean loss, mean grad norm over the steps and ranks, seconds without pauses, tokens); the next
+        interval starts now. The only host syncs of training."""
+        loss = all_reduce_mean(self.loss_sum / self.steps, env).item()
+        norm = all_reduce_mean(self.norm_sum / self.steps, env).item()
+        self.loss_sum.zero_()
+        self.norm_sum.zero_()
+        now, tokens = time.perf_counter(), self.tokens
+        seconds = max(1e-9, now - self.start - self.paused_s)
+        self.steps, self.tokens, self.paused_s, self.start = 0, 0, 0.0, now
+        return loss, norm, seconds, tokens
