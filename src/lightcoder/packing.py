@@ -13,7 +13,7 @@ In: a finished corpus stage (data/) and tokenizer (tokenizer/). Out, in shards/:
     DONE          the same summary plus timings, written last
 
 Per split: repositories in a seeded random order; the files of a repository ordered by one
-strategy drawn per repository from pack.sampling_weights (sampling.py: content / path / dependency
+strategy drawn per repository from pack.sampling_weights (repo_order/strategies.py: content / path / dependency
 / random; "globally random, locally related"); each file -> `make_document` (NTP / FIM / SFIM,
 PSM / SPM; fim/mix.py) -> `encode_pieces`; all documents concatenated into one stream
 `<s>..</s><s>..</s>..` and cut into windows of exactly seq_len (the last partial window is

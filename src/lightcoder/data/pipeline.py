@@ -26,7 +26,7 @@ rerun after a crash or Ctrl-C resumes where it stopped (the plan is reused while
 unchanged). Memory is bounded by the shard size, plus a few hundred bytes per file in the
 global dedup (path, hash, 25 LSH band keys).
 Execution: a local process pool (`data.workers`, 0 = all cores) or datatrove's executors
-(`data.engine = "datatrove"`, engine.py). Splits are by repository: whole repos, visited in the
+(`data.engine = "datatrove"`, executors.py). Splits are by repository: whole repos, visited in the
 order of a hash of (seed, repo name), fill the test and valid byte budgets (assign_splits).
 """
 
