@@ -156,7 +156,8 @@ def stage_train(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
 
     env = init_distributed(cfg.train.device)  # no-op outside torchrun
     if env.is_main:
-        heading("4/6 train: LLaMA-style decoder, AdamW + cosine, bf16 autocast")
+        schedule = "warmup-stable-decay" if cfg.train.schedule == "wsd" else cfg.train.schedule
+        heading(f"4/6 train: LLaMA-style decoder, AdamW + {schedule}, bf16 autocast")
     check_stage(cfg, run_dir, "ckpt", force=force)
     model_cfg = model_config_for_run(cfg, run_dir)
     if env.is_main:
