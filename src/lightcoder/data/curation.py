@@ -121,6 +121,7 @@ class Step:
     name: ClassVar[str]
     drops: ClassVar[bool] = True  # False: never drops a file (so it is no funnel stage)
     counter_group: ClassVar[str] = ""  # group of its counters in stats.json; "" = name
+    section: ClassVar[str] = ""  # the DataConfig section it reads ("pii"); "" = the top-level keys
 
     def __init__(self, cfg, log: ShardLog, scratch: Scratch, **shard_inputs) -> None:
         # shard_inputs: what some steps need from the shard's runner (see steps.py); a step
@@ -131,10 +132,11 @@ class Step:
     @property
     def config(self):
         """The part of DataConfig this step reads (its section, or the top-level keys)."""
-        return self.cfg
+        return getattr(self.cfg, self.section) if self.section else self.cfg
 
     def enabled(self) -> bool:
-        return True
+        """A step with a section runs when the section's `enabled` says so (True without one)."""
+        return bool(getattr(self.config, "enabled", True)) if self.section else True
 
     def run(self, files: Iterator[SourceFile]) -> Iterator[SourceFile]:
         raise NotImplementedError

@@ -63,13 +63,7 @@ class Redact(Step):
 
     name = "pii"
     drops = False
-
-    @property
-    def config(self):
-        return self.cfg.pii
-
-    def enabled(self) -> bool:
-        return self.config.enabled
+    section = "pii"
 
     def run(self, files: Iterator[SourceFile]) -> Iterator[SourceFile]:
         types = tuple(self.config.secret_types)
@@ -87,13 +81,7 @@ class Comments(Step):
 
     name = "comments"
     drops = False
-
-    @property
-    def config(self):
-        return self.cfg.comments
-
-    def enabled(self) -> bool:
-        return self.config.enabled
+    section = "comments"
 
     def run(self, files: Iterator[SourceFile]) -> Iterator[SourceFile]:
         for f in files:
@@ -113,10 +101,7 @@ class Lint(Step):
     name = "lint"
     drops = False
     counter_group = "analysis"
-
-    @property
-    def config(self):
-        return self.cfg.analysis
+    section = "analysis"
 
     def enabled(self) -> bool:
         return self.config.enabled or ruff_parses(self.cfg)
@@ -156,10 +141,7 @@ class Syntax(Step):
     Analysis when only that is on, leaving the tree in the Scratch."""
 
     name = "syntax"
-
-    @property
-    def config(self):
-        return self.cfg.syntax
+    section = "syntax"
 
     def enabled(self) -> bool:
         return syntax_on(self.cfg) or self.cfg.analysis.enabled
@@ -194,13 +176,7 @@ class Analysis(Step):
     query rules; every hit is counted per rule."""
 
     name = "analysis"
-
-    @property
-    def config(self):
-        return self.cfg.analysis
-
-    def enabled(self) -> bool:
-        return self.config.enabled
+    section = "analysis"
 
     def run(self, files: Iterator[SourceFile]) -> Iterator[SourceFile]:
         for f in files:

@@ -103,10 +103,7 @@ class Header(Filter):
     """Drops a file whose header declares a copyleft licence (SPDX line or licence text)."""
 
     name = "license"
-
-    @property
-    def config(self):
-        return self.cfg.license
+    section = "license"
 
     def enabled(self) -> bool:
         return self.cfg.license.check_headers
@@ -158,10 +155,7 @@ class Decontam(Filter):
     def __init__(self, cfg, log, scratch, *, decontaminator=None, **shard_inputs) -> None:
         super().__init__(cfg, log, scratch)
         self.decontaminator = decontaminator  # built once per process (steps.decontaminator)
-
-    @property
-    def config(self):
-        return self.cfg.decontam
+    section = "decontam"
 
     def enabled(self) -> bool:
         return self.decontaminator is not None
