@@ -3,7 +3,7 @@
 In: a finished corpus stage (data/) and tokenizer (tokenizer/). Out, in shards/:
 
     <split>.bin   flat uint16 (uint32 if vocab > 65535) array of num_windows * seq_len token ids
-    index.json    {"seq_len", "dtype", "vocab_size", "splits": {split: {"file", "num_windows",
+    index.json    {"seq_len", "dtype", "vocab_size", "stop_id" (the id ending FIM middles), "splits": {split: {"file", "num_windows",
                   "num_tokens", "num_documents", "streams", "objectives", "languages",
                   "node_types", "strategies", ...}}, "objectives": counts, "sfim_fallbacks": n,
                   "sfim_fallback_reasons": {reason: n} (fim/mix.py FALLBACK_REASONS), "languages",
@@ -185,7 +185,7 @@ def run_pack(cfg: PackConfig, data_dir: str | Path, tokenizer_dir: str | Path, o
     tokenizer = Tokenizer.load(tokenizer_dir)
     dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 65535 else np.uint32)
     index: dict = {"seq_len": cfg.seq_len, "dtype": dtype.name, "vocab_size": tokenizer.vocab_size,
-                   "splits": {}, "objectives": {}, "sfim_fallbacks": 0, "sfim_fallback_reasons": {},
+                   "stop_id": tokenizer.eos_id, "splits": {}, "objectives": {}, "sfim_fallbacks": 0, "sfim_fallback_reasons": {},
                    "config": json.loads(json.dumps(asdict(cfg)))}  # as read back from JSON
     totals: Counter = Counter()
     reasons: Counter = Counter()

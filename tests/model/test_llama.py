@@ -205,6 +205,43 @@ def test_fused_loss_matches_logits_loss_and_gradients(autocast):
         assert (grad - ref_grads[name]).abs().max().item() <= tol * scale + 1e-9, name
 
 
+def test_weighted_loss_fused_equals_plain_and_matches_a_weighted_mean():
+    """Weights scale each target's loss and gradient in both paths; the mean divides by valid targets."""
+    model = tiny_model().train()
+    tokens = torch.randint(0, model.cfg.vocab_size, (3, 20))
+    targets = torch.randint(0, model.cfg.vocab_size, (3, 20))
+    targets[1, :4] = -100
+    weights = torch.where(targets % 3 == 0, 4.0, 1.0)  # (3, 20): some targets weigh 4
+    results = []
+    for fused in (False, True):
+        model.zero_grad()
+        _, loss = model(tokens, targets, fused_loss=fused, target_weights=weights)
+        loss.backward()
+        results.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (ref_loss, ref_grads), (loss, grads) = results
+    with torch.no_grad():
+        rows = torch.nn.functional.cross_entropy(model(tokens).flatten(0, 1), targets.flatten(), reduction="none",
+                                                 ignore_index=-100)
+    valid = targets.flatten() != -100
+    expected = (rows * weights.flatten())[valid].sum() / valid.sum()
+    assert ref_loss == pytest.approx(expected.item(), rel=1e-5)
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    assert loss > model(tokens, targets)[1].item()  # weights above 1 on some targets raise the mean
+    for name, grad in grads.items():
+        scale = ref_grads[name].abs().max().item()
+        assert (grad - ref_grads[name]).abs().max().item() <= 1e-5 * scale + 1e-9, name
+
+
+def test_unit_weights_give_the_unweighted_loss():
+    model = tiny_model()
+    tokens = torch.randint(0, model.cfg.vocab_size, (2, 16))
+    ones = torch.ones(2, 16)
+    with torch.no_grad():
+        for fused in (False, True):
+            weighted = model(tokens, tokens, fused_loss=fused, target_weights=ones)[1].item()
+            assert weighted == pytest.approx(model(tokens, tokens, fused_loss=fused)[1].item(), rel=1e-6)
+
+
 def test_fused_loss_without_grad_gives_the_same_loss():
     model = tiny_model()
     tokens = torch.randint(0, model.cfg.vocab_size, (2, 16))

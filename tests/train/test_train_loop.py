@@ -326,3 +326,28 @@ def test_flex_attention_on_cpu_is_refused_before_training(tmp_path, shards):
         run(tmp_path, shards, max_steps=1, attention="flex", device="cpu")
     with pytest.raises(ValueError, match="train.attention must be one of"):
         TrainConfig(attention="xformers")
+
+
+def with_stop_id(tmp_path: Path, stop_id: int) -> Path:
+    shards = write_shards(tmp_path / f"shards_{stop_id}")
+    index = json.loads((shards / "index.json").read_text())
+    (shards / "index.json").write_text(json.dumps({**index, "stop_id": stop_id}))
+    return shards
+
+
+def test_stop_loss_weight_changes_only_the_stop_tokens_loss(tmp_path, straight):
+    """A weight on a token the data never holds trains exactly like no weight; on a token it holds, not."""
+    absent = run(tmp_path / "absent", with_stop_id(tmp_path, ALPHABET + 1), max_steps=N, stop_loss_weight=4.0)
+    assert_same_weights(straight[0] / "ckpt" / f"step_{N:06d}", tmp_path / "absent" / "ckpt" / f"step_{N:06d}")
+    assert absent["val_loss"] == straight[1]["val_loss"]
+    present = with_stop_id(tmp_path, 5)  # id 5 is in most windows
+    run(tmp_path / "present", present, max_steps=N, stop_loss_weight=4.0)
+    first_weighted, first_plain = train_losses(tmp_path / "present")[0][1], train_losses(straight[0])[0][1]
+    assert first_weighted > first_plain  # step 1: same weights, the stop targets count 4 times
+
+
+def test_stop_loss_weight_without_a_stop_id_is_a_clear_error(tmp_path, shards):
+    with pytest.raises(ValueError, match="needs the stop token id.*stop_loss_weight=1"):
+        run(tmp_path, shards, max_steps=1, stop_loss_weight=3.0)
+    with pytest.raises(ValueError, match="train.stop_loss_weight must be > 0"):
+        TrainConfig(stop_loss_weight=0)

@@ -44,6 +44,7 @@ def run_finetune_pack(base: Base, cfg: PackConfig, data_dir: Path, out: Path, *,
     dtype = np.dtype(np.uint16 if vocab <= 65535 else np.uint32)
     index: dict = {"seq_len": cfg.seq_len, "dtype": dtype.name, "vocab_size": vocab, "splits": {},
                    "template": base.template.name, "doc_start_id": base.doc_start_id,
+                   "stop_id": base.tokenizer.eos_id if base.fmt.end_id is None else base.fmt.end_id,
                    "config": _plain(asdict(cfg))}
     for split in cfg.splits:
         pairs, strategies, balance = _order_split(read_corpus(data_dir, split), cfg, split)

@@ -147,11 +147,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
     the gradient of the summed loss w.r.t. the logits (softmax - one-hot) -> grad of h and weight, kept
     for backward, which only scales them by grad_output / n_valid. One pass over the logits instead of
     forward + log_softmax + backward, and peak memory of one chunk instead of B*T*V fp32 values.
+    Optional row weights scale each row's loss and gradient; the mean still divides by the number of
+    valid rows, so weights of 1 give the plain mean.
     """
 
     @staticmethod
-    def forward(ctx, h, weight, targets, compute_dtype, chunk_rows, needs_grad):
-        # h (N, D), weight (V, D), targets (N,) long with -100 = ignore
+    def forward(ctx, h, weight, targets, compute_dtype, chunk_rows, needs_grad, row_weights=None):
+        # h (N, D), weight (V, D), targets (N,) long with -100 = ignore, row_weights (N,) fp32 or None
         with torch.autocast(h.device.type, enabled=False):
             hc, wc = h.to(compute_dtype), weight.to(compute_dtype)
             N, V = h.shape[0], weight.shape[0]
@@ -167,6 +169,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 rows = slice(start, start + chunk_rows)
                 n = min(chunk_rows, N - start)
                 ok, tgt = valid[rows], safe_targets[rows]
+                w = None if row_weights is None else torch.where(ok, row_weights[rows], 0.0)  # (n,)
                 if buf is not None:  # reuse the scratch (out= writes into its first n rows)
                     logits = torch.mm(hc[rows], wc.t(), out=buf.logits[:n])  # (n, V)
                     e = buf.exp[:n].copy_(logits)  # (n, V) fp32
@@ -178,14 +181,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 e.sub_(row_max).exp_()  # (n, V)
                 e_sum = e.sum(dim=-1)  # (n,)
                 lse = row_max[:, 0] + e_sum.log()  # (n,)
-                loss_sum += torch.where(ok, lse - target_logit, 0.0).sum()
+                row_loss = torch.where(ok, lse - target_logit, 0.0)  # (n,)
+                loss_sum += (row_loss if w is None else row_loss * w).sum()
                 if not needs_grad:  # evaluation: the loss alone
                     continue
                 e.mul_(e_sum.reciprocal()[:, None])  # softmax in fp32, in place: (n, V)
                 # in the matmul dtype (a separate copy: a mixed-dtype mul/div with out= takes a slow path)
                 grad = buf.grad[:n].copy_(e) if buf is not None else e.to(compute_dtype)
                 grad.scatter_add_(1, tgt[:, None], -ok[:, None].to(grad.dtype))  # - one-hot of valid rows
-                if not all_valid:
+                if w is not None:
+                    grad.mul_(w[:, None].to(grad.dtype))  # weighted rows; ignored rows have weight 0
+                elif not all_valid:
                     grad.mul_(ok[:, None])  # ignored rows get no gradient
                 torch.mm(grad, wc, out=grad_h[rows])  # (n, D)
                 if buf is not None:
@@ -201,20 +207,38 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss):
         grad_h, grad_w, n_valid = ctx.saved_tensors
         scale = grad_loss / n_valid
-        return (grad_h * scale).to(ctx.dtypes[0]), (grad_w * scale).to(ctx.dtypes[1]), None, None, None, None
+        return (grad_h * scale).to(ctx.dtypes[0]), (grad_w * scale).to(ctx.dtypes[1]), None, None, None, None, None
 
 
-def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                         target_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean fp32 cross-entropy of logits `h @ weight.T` (h (..., D), weight (V, D), targets (...),
     -100 = ignore), in the autocast dtype when autocast is on; equal to
-    F.cross_entropy(F.linear(h, weight).float(), targets) up to matmul rounding."""
+    F.cross_entropy(F.linear(h, weight).float(), targets) up to matmul rounding.
+    target_weights (...): each position's loss weight (see weighted_cross_entropy)."""
     device = h.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
     # Chunks of about 4M logits (16 MB fp32) on CPU, 32M on GPUs.
     chunk_rows = max(64, (2**25 if device == "cuda" else 2**22) // weight.shape[0])
     needs_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
+    row_weights = None if target_weights is None else target_weights.reshape(-1).float()
     return _LinearCrossEntropy.apply(h.reshape(-1, h.shape[-1]), weight, targets.reshape(-1), dtype, chunk_rows,
-                                     needs_grad)
+                                     needs_grad, row_weights)
+
+
+def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                           target_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """fp32 cross-entropy of logits (..., V) and targets (...) (-100 = ignore): the mean over valid
+    positions, each position's loss times its weight when target_weights (...) is given.
+
+    Example: weights 4 on `</s>` targets and 1 elsewhere make stopping count four times a code token,
+    and the loss of a batch without `</s>` is the plain mean."""
+    flat_logits, flat_targets = logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1)
+    if target_weights is None:
+        return F.cross_entropy(flat_logits, flat_targets, ignore_index=-100)
+    rows = F.cross_entropy(flat_logits, flat_targets, ignore_index=-100, reduction="none")  # (N,), 0 where ignored
+    n_valid = (flat_targets != -100).sum().clamp(min=1)
+    return (rows * target_weights.reshape(-1).float()).sum() / n_valid
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,12 +424,14 @@ class Transformer(nn.Module):
         last_logits_only: bool = False,
         document_ids: torch.Tensor | None = None,
         fused_loss: bool = False,
+        target_weights: torch.Tensor | None = None,
     ):
         """tokens (B, T) long at positions start_pos..start_pos+T-1 -> logits (B, T, V), or (B, 1, V)
         with last_logits_only (alias last_only: prefill without materializing (B, T, V));
         with targets (B, T) (-100 = ignore) -> (logits, mean cross-entropy in fp32).
         document_ids (B, T): block-causal attention within documents (training on packed windows).
-        fused_loss with targets: (None, loss) through linear_cross_entropy, never building (B, T, V)."""
+        fused_loss with targets: (None, loss) through linear_cross_entropy, never building (B, T, V).
+        target_weights (B, T): each target's loss weight (weighted_cross_entropy); None = all 1."""
         B, T = tokens.shape
         last_only = last_only or last_logits_only
         if start_pos + T > self.cfg.max_seq_len:
@@ -442,13 +468,10 @@ class Transformer(nn.Module):
         if last_only:
             h = h[:, -1:, :]  # (B, 1, D)
         if fused_loss and targets is not None and not last_only:
-            return None, linear_cross_entropy(self.norm(h), self.output.weight, targets)
+            return None, linear_cross_entropy(self.norm(h), self.output.weight, targets, target_weights)
         logits = self.output(self.norm(h))  # (B, T|1, V)
         if targets is None:
             return logits
         if last_only:
             raise ValueError("targets need logits at every position; do not pass last_only=True with targets")
-        loss = F.cross_entropy(
-            logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100
-        )
-        return logits, loss
+        return logits, weighted_cross_entropy(logits, targets, target_weights)

@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     from lightcoder.overrides import apply_overrides, parse_override_args
     from lightcoder.shards import read_index
     from lightcoder.train.distributed import env_rank, shutdown_distributed
-    from lightcoder.train.loop import tokenizer_vocab_size, train
+    from lightcoder.train.inputs import tokenizer_vocab_size
+    from lightcoder.train.loop import train
 
     parser = argparse.ArgumentParser(prog="python -m lightcoder.train", description=__doc__.split("\n")[0])
     parser.add_argument("--shards", required=True, help="a `lightcoder pack` output dir")

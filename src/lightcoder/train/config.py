@@ -66,6 +66,11 @@ class TrainConfig:
     # context-level FIM windows (pack.mix.level "context"): False = loss on the middle and </s> only (the
     # prompt conditions, as at inference); True = also on the prompt's tokens, as document-level FIM does
     fim_prompt_loss: bool = False
+    # loss weight of every `</s>` target (the end of a FIM middle or a document) against 1 for other
+    # tokens; the mean still divides by the number of targets. A weight w moves the converged p(</s>) odds
+    # by a factor w, and gives the stop decision w times the gradient (docs/training.md: chosen by
+    # measurement). Validation loss stays unweighted.
+    stop_loss_weight: float = 1.0
     # attention kernel: "auto" (CPU: our block-causal matmul kernel for windows whose saved probabilities
     # fit 256 MB per layer, else SDPA; GPU: SDPA), "sdpa", "blocks" (force the CPU kernel), "flex"
     # (FlexAttention BlockMasks, CUDA)
@@ -97,6 +102,8 @@ class TrainConfig:
             raise ValueError(f"train.decay_fraction must be in (0, 1], got {self.decay_fraction}")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if self.stop_loss_weight <= 0:
+            raise ValueError(f"train.stop_loss_weight must be > 0 (1 = unweighted), got {self.stop_loss_weight}")
         if self.min_lr > self.lr:
             raise ValueError(f"train.min_lr ({self.min_lr}) must be <= train.lr ({self.lr}); lower min_lr")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
@@ -124,6 +131,6 @@ class TrainConfig:
 # Fields that change the numbers a resumed run computes; a resume with a different value warns.
 RESUME_SENSITIVE = ("batch_size", "lr", "min_lr", "warmup_steps", "weight_decay", "betas", "eps",
                     "grad_clip", "schedule_steps", "seed", "dtype", "document_mask", "stream_order",
-                    "fim_prompt_loss", "schedule", "decay_fraction")
+                    "fim_prompt_loss", "schedule", "decay_fraction", "stop_loss_weight")
 
 __all__ = ["TrainConfig", "DTYPES", "SCHEDULES", "DEVICES", "PARALLEL_MODES", "EXPORT_HF", "RESUME_SENSITIVE"]

@@ -56,6 +56,7 @@ from lightcoder.model.llama import document_ids_from_tokens
 from lightcoder.train import checkpoint as ckpt
 from lightcoder.train.budget import TimePlanner, budget_steps, schedule_steps, stop_reason, total_steps
 from lightcoder.train.config import RESUME_SENSITIVE, TrainConfig
+from lightcoder.train.inputs import open_splits, stop_weight_of, train_streams
 from lightcoder.train.distributed import (
     Dist, all_reduce_sum, any_rank, barrier, broadcast_object, init_distributed,
 )
@@ -113,8 +114,9 @@ class Session:
 
     def __init__(self, cfg: TrainConfig, model_cfg, env: Dist, *, model, optimizer, loader: WindowLoader,
                  val_batches: list, state: dict, resumed_from: int | None, peak: float, out_dir: Path,
-                 tokenizer_dir: str | Path | None):
+                 tokenizer_dir: str | Path | None, stop_weight: tuple[int, float] | None = None):
         self.cfg, self.model_cfg, self.env = cfg, model_cfg, env
+        self.stop_weight = stop_weight  # (</s> id, weight) for the loss, None = unweighted
         self.model, self.optimizer, self.loader, self.val_batches = model, optimizer, loader, val_batches
         self.state, self.resumed_from, self.last_saved = state, resumed_from, state["step"]
         self.out_dir, self.ckpt_dir, self.tokenizer_dir = out_dir, out_dir / "ckpt", tokenizer_dir
@@ -149,6 +151,7 @@ class Session:
                               masks=open_mask(shards_dir, "train"), loss_from=loss_from)
         val_batches = eval_batches(valid_windows, cfg.batch_size, cfg.eval_batches, env.device,
                                    open_mask(shards_dir, "valid"), loss_from) if valid_windows is not None else []
+        stop_weight = stop_weight_of(cfg, shards_dir, tokenizer_dir)
         resume_path = check_resume(out_dir / "ckpt", cfg, model_cfg)
         model = build_parallel_model(model_cfg, cfg, env)
         optimizer = build_optimizer(model, cfg)
@@ -162,7 +165,8 @@ class Session:
             truncate_metrics(out_dir / "metrics.jsonl", state["step"] if resumed_from is not None else -1)
         barrier(env)
         return cls(cfg, model_cfg, env, model=model, optimizer=optimizer, loader=loader, val_batches=val_batches,
-                   state=state, resumed_from=resumed_from, peak=peak, out_dir=out_dir, tokenizer_dir=tokenizer_dir)
+                   state=state, resumed_from=resumed_from, peak=peak, out_dir=out_dir, tokenizer_dir=tokenizer_dir,
+                   stop_weight=stop_weight)
 
     def start_fresh(self) -> None:
         """The untrained model's val loss and checkpoint step_000000, timed into state["timing"]."""
@@ -180,7 +184,7 @@ class Session:
         inputs, targets = self.loader.next_batch()
         loss, grad_norm = optimizer_step(self.model, self.optimizer, inputs, targets, autocast=self.autocast,
                                          grad_clip=cfg.grad_clip, grad_accum=cfg.grad_accum,
-                                         document_mask=cfg.document_mask)
+                                         document_mask=cfg.document_mask, stop_weight=self.stop_weight)
         state["step"] += 1
         state["tokens"] += self.tokens_per_step
         self.watch.observe(state["step"], loss)
@@ -273,10 +277,11 @@ class Session:
 
 
 def optimizer_step(model, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor, *,
-                   autocast, grad_clip: float, grad_accum: int = 1,
-                   document_mask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                   autocast, grad_clip: float, grad_accum: int = 1, document_mask: bool = False,
+                   stop_weight: tuple[int, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step on this rank's rows (B, T) in `grad_accum` micro-batches; returns (mean loss,
-    total grad norm before clipping) as device tensors (no host sync).
+    total grad norm before clipping) as device tensors (no host sync). stop_weight (token id, w): that
+    token's targets weigh w in the loss (train.stop_loss_weight on `</s>`).
 
     Each micro-batch loss is a mean over its tokens, scaled by 1/grad_accum; DDP/FSDP average the
     gradients over ranks. Every position of a packed window has a target, so all micro-batches hold the
@@ -285,9 +290,10 @@ def optimizer_step(model, optimizer: torch.optim.Optimizer, inputs: torch.Tensor
     total = torch.zeros((), device=inputs.device)
     for i, (x, y) in enumerate(zip(inputs.chunk(grad_accum), targets.chunk(grad_accum))):
         doc = document_ids_from_tokens(x) if document_mask else None  # (b, T) block-causal attention
+        weights = None if stop_weight is None else torch.where(y == stop_weight[0], stop_weight[1], 1.0)  # (b, T)
         with no_grad_sync(model, last_micro_step=i == grad_accum - 1):
             with autocast:
-                _, loss = model(x, y, document_ids=doc, fused_loss=True)  # no (b, T, V) logits
+                _, loss = model(x, y, document_ids=doc, fused_loss=True, target_weights=weights)  # no (b, T, V) logits
             (loss / grad_accum).backward()
         total += loss.detach()
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -320,58 +326,6 @@ def setup_runtime(cfg: TrainConfig) -> Dist:
 def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
     """The measured matmul FLOP/s of this device (once per process)."""
     return measure_matmul_peak(device, dtype, seconds=0.25 if device.type == "cpu" else 1.0)
-
-
-def open_splits(shards_dir: str | Path, model_cfg, tokenizer_dir: str | Path | None = None
-                ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(train windows, valid windows or None) of a finished `lightcoder pack` dir, checked against the
-    model and, when given, the tokenizer the run uses."""
-    from lightcoder.shards import open_shard, read_index
-
-    index = read_index(shards_dir)  # ValueError when the pack stage is not finished
-    if tokenizer_dir is not None and index.get("vocab_size") is not None:
-        vocab = tokenizer_vocab_size(tokenizer_dir)
-        if vocab is not None and vocab != index["vocab_size"]:
-            raise ValueError(f"{shards_dir} was packed with a vocabulary of {index['vocab_size']} tokens but the "
-                             f"tokenizer in {tokenizer_dir} has {vocab}: the shards belong to another tokenizer; "
-                             "re-run `lightcoder pack` (or pass the tokenizer the shards were made with)")
-    if index.get("vocab_size", 0) > model_cfg.vocab_size:
-        raise ValueError(f"the shards use a vocabulary of {index['vocab_size']} tokens but model.vocab_size is "
-                         f"{model_cfg.vocab_size}; set model.vocab_size to the tokenizer's vocab size")
-    if index["seq_len"] - 1 > model_cfg.max_seq_len:
-        raise ValueError(f"shard windows of {index['seq_len']} tokens need model.max_seq_len >= "
-                         f"{index['seq_len'] - 1}, got {model_cfg.max_seq_len}")
-    if "train" not in index.get("splits", {}):
-        raise ValueError(f"{shards_dir}/index.json has no train split; re-run `lightcoder pack`")
-    train_windows = open_shard(shards_dir, "train")
-    valid = index["splits"].get("valid", {})
-    valid_windows = open_shard(shards_dir, "valid") if valid.get("num_windows", 0) > 0 else None
-    if valid_windows is None:
-        warnings.warn(f"{shards_dir} has no valid windows: no validation loss will be reported", stacklevel=2)
-    return train_windows, valid_windows
-
-
-def train_streams(shards_dir: str | Path) -> list | None:
-    """The train split's `streams` (runs of consecutive windows of one repository) from index.json, or
-    None with a warning when the packer did not record them (windows are then shuffled one by one)."""
-    from lightcoder.shards import read_index
-
-    streams = read_index(shards_dir)["splits"]["train"].get("streams")
-    if not streams:
-        warnings.warn(f"train.stream_order is set but {shards_dir}/index.json has no train streams; "
-                      "shuffling windows independently (re-pack with a lightcoder that records streams)",
-                      stacklevel=2)
-        return None
-    return streams
-
-
-def tokenizer_vocab_size(tokenizer_dir: str | Path) -> int | None:
-    """The vocabulary size of a `lightcoder tokenizer` dir (None when there is no tokenizer to read)."""
-    if not (Path(tokenizer_dir) / "tokenizer.json").is_file() and not (Path(tokenizer_dir) / "tokenizer.model").is_file():
-        return None
-    from lightcoder.tokenizer.backends import load_tokenizer
-
-    return load_tokenizer(tokenizer_dir).vocab_size  # ours, aiXcoder's tokenizer.model or another family's
 
 
 # ----------------------------------------------------------------------------- eval, state, logging
