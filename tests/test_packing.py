@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightcoder.data.pipeline import DataConfig, run_data
+from lightcoder.data.config import DataConfig
+from lightcoder.data.pipeline import run_data
 from lightcoder.data.records import read_corpus
 from lightcoder.fim.mix import FALLBACK_REASONS, MixConfig
 from lightcoder.pack_stats import format_stats

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lightcoder.artifacts import write_json_atomic  # also re-exported: stages.py imports it from here
-from lightcoder.data.pipeline import DataConfig
+from lightcoder.data.config import DataConfig
 from lightcoder.eval.config import EvalConfig
 from lightcoder.model.config import ModelConfig, get_preset
 from lightcoder.overrides import (  # noqa: F401  re-exported: the CLI, stages and tests import them from here

@@ -57,7 +57,8 @@ import numpy as np
 from tqdm import tqdm
 
 from lightcoder.artifacts import AtomicFile, clear_done, mark_done, read_done, write_json_atomic
-from lightcoder.data.records import SPLITS, SourceFile, read_corpus
+from lightcoder.data.config import SPLITS
+from lightcoder.data.records import SourceFile, read_corpus
 from lightcoder.fim.mix import Document, MixConfig, make_document
 from lightcoder.repo_balance import balance_repo, file_bytes, repo_multipliers, share_summary
 from lightcoder.repo_order.strategies import DEFAULT_WEIGHTS, STRATEGIES, choose_strategy, order_files

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightcoder.data.pipeline import DataConfig, run_data
-from lightcoder.data.records import read_corpus
-from lightcoder.data.records import SourceFile
+from lightcoder.data.config import DataConfig
+from lightcoder.data.pipeline import run_data
+from lightcoder.data.records import SourceFile, read_corpus
 from lightcoder.fim.context import SPAN_KINDS, LineIndex, build_example, examples_for_file
 from lightcoder.fim.mix import MixConfig
 from lightcoder.fim.spans import Span

@@ -153,7 +153,8 @@ def test_autotokenizer_parity(tok, tmp_path):
 
 
 def test_run_tokenizer(tmp_path):
-    from lightcoder.data.pipeline import DataConfig, run_data
+    from lightcoder.data.config import DataConfig
+    from lightcoder.data.pipeline import run_data
 
     src = tmp_path / "src"
     shutil.copytree(STDLIB / "json", src / "json", ignore=shutil.ignore_patterns("__pycache__"))

@@ -139,8 +139,8 @@ def verify_round_trip(tokenizer: Tokenizer, data_dir: str | Path, *, batch: int 
 
     Raises ValueError naming the first files that do not survive the round trip.
     """
+    from lightcoder.data.config import SPLITS
     from lightcoder.data.records import read_corpus
-    from lightcoder.data.records import SPLITS
 
     checked, train_tokens, failures = 0, 0, []
     for split in SPLITS:
