@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from lightcoder.tokenizer import special_tokens as st
+from lightcoder.tokenizer.config import TokenizerConfig
 from lightcoder.tokenizer.tokenizer import Tokenizer, split_special
-from lightcoder.tokenizer.train import TokenizerConfig, build_backend, run_tokenizer, train_tokenizer
+from lightcoder.tokenizer.train import build_backend, run_tokenizer, train_tokenizer
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 VOCAB = 700

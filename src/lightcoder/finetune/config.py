@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from lightcoder.data.config import DataConfig
-from lightcoder.packing import PackConfig
+from lightcoder.pack_config import PackConfig
 from lightcoder.train.config import TrainConfig
 
 METHODS = ("lora", "qlora", "full")
