@@ -18,6 +18,7 @@ import zipfile
 from collections import defaultdict
 
 from lightcoder.data.analysis_rules import TS_RULES, rule_matches
+from lightcoder.data.config import CPPCHECK_RULES, ESLINT_RULES
 from lightcoder.languages import tree_sitter_parser
 
 CPP_HINT = re.compile(r"^\s*(template\s*<|namespace\s+\w+\s*\{|class\s+\w+[^;]*\{)", re.MULTILINE)
@@ -97,9 +98,9 @@ def run_backend(name: str, roots: list[str], samples: int, limit_mb: float) -> N
         part = chosen[start:start + 400]
         if name == "cppcheck":
             found = analysis.cppcheck_hits({p: (t, lang) for p, lang, t in part},
-                                           list(analysis.CPPCHECK_RULES))
+                                           list(CPPCHECK_RULES))
         else:
-            found = analysis.eslint_hits({p: t for p, _, t in part}, list(analysis.ESLINT_RULES))
+            found = analysis.eslint_hits({p: t for p, _, t in part}, list(ESLINT_RULES))
         for path, per in found.items():
             for rule, n in per.items():
                 hits[rule] += n

@@ -27,7 +27,8 @@ from lightcoder.infer.prompts import build_prompt
 from lightcoder.model.config import get_preset
 from lightcoder.model.hf import resolve_checkpoint, save_checkpoint
 from lightcoder.model.llama import Transformer
-from lightcoder.tokenizer.train import TokenizerConfig, train_tokenizer
+from lightcoder.tokenizer.config import TokenizerConfig
+from lightcoder.tokenizer.train import train_tokenizer
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 

@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from lightcoder.data.pipeline import DataConfig, run_data
+from lightcoder.data.config import DataConfig
+from lightcoder.data.pipeline import run_data
 
 TARGET_MB_PER_CORE = 5.0
 

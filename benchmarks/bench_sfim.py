@@ -21,10 +21,12 @@ import argparse
 import random
 import time
 
-from lightcoder.fim.mix import MixConfig, make_document
+from lightcoder.fim.mix import make_document
 from lightcoder.fim.sample_corpora import sample_files
+from lightcoder.pack_config import MixConfig
+from lightcoder.tokenizer.config import TokenizerConfig
 from lightcoder.tokenizer.tokenizer import Tokenizer
-from lightcoder.tokenizer.train import TokenizerConfig, train_tokenizer
+from lightcoder.tokenizer.train import train_tokenizer
 
 LANGUAGES = ("Python", "Java", "JavaScript", "TypeScript", "C", "C++", "Go", "Rust")
 SFIM = MixConfig(ntp_rate=0.0, sfim_rate=1.0, sfim_partial_parse=True)

@@ -10,16 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightcoder.data.pipeline import DataConfig, run_data
+from lightcoder.data.config import DataConfig
+from lightcoder.data.pipeline import run_data
 from lightcoder.data.records import read_corpus
-from lightcoder.fim.mix import FALLBACK_REASONS, MixConfig
+from lightcoder.fim.mix import FALLBACK_REASONS
+from lightcoder.pack_config import MixConfig, PackConfig
 from lightcoder.pack_stats import format_stats
-from lightcoder.packing import PackConfig, _pack_split, file_document, order_split, run_pack
+from lightcoder.packing import _pack_split, file_document, order_split, run_pack
 from lightcoder.shards import open_shard
 from lightcoder.tokenizer import special_tokens as st
+from lightcoder.tokenizer.config import TokenizerConfig
 from lightcoder.tokenizer.header import file_header
 from lightcoder.tokenizer.tokenizer import Tokenizer
-from lightcoder.tokenizer.train import TokenizerConfig, run_tokenizer
+from lightcoder.tokenizer.train import run_tokenizer
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 MODULES = ("textwrap.py", "colorsys.py", "bisect.py", "shlex.py", "fnmatch.py", "glob.py", "keyword.py")

@@ -32,7 +32,7 @@ from pathlib import Path
 from lightcoder.config import RunConfig, apply_overrides, parse_override_args, write_json_atomic
 
 def _without_sfim() -> str:
-    from lightcoder.fim.mix import DEFAULT_SPAN_WEIGHTS
+    from lightcoder.pack_config import DEFAULT_SPAN_WEIGHTS
 
     return json.dumps({k: v for k, v in DEFAULT_SPAN_WEIGHTS.items() if k != "sfim"})
 

@@ -1,7 +1,10 @@
 """The run config: per-area config dataclasses composed into one `RunConfig`, dotted overrides, JSON dump.
 
-Each area owns its dataclass (DataConfig in data/pipeline.py, TrainConfig in train/config.py, ...);
-this module only composes them; the generic parts live in overrides.py:
+Each area owns its dataclass in a light config module (DataConfig in data/config.py, PackConfig in
+pack_config.py, TokenizerConfig in tokenizer/config.py, ModelConfig, TrainConfig and EvalConfig in
+model/, train/ and eval/config.py): pure dataclasses and validation, so importing this module loads
+no stage code and no heavy library (tests/test_light_imports.py). This module only composes them;
+the generic parts live in overrides.py:
 
     cfg = RunConfig()                                        # every area's defaults
     apply_overrides(cfg, {"train.lr": "3e-4", "model.dim": "128"})   # typed, unknown keys rejected
@@ -19,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lightcoder.artifacts import write_json_atomic  # also re-exported: stages.py imports it from here
-from lightcoder.data.pipeline import DataConfig
+from lightcoder.data.config import DataConfig
 from lightcoder.eval.config import EvalConfig
 from lightcoder.model.config import ModelConfig, get_preset
 from lightcoder.overrides import (  # noqa: F401  re-exported: the CLI, stages and tests import them from here
     ConfigError, apply_overrides, config_from_dict, config_to_dict, parse_override_args,
 )
-from lightcoder.packing import PackConfig
-from lightcoder.tokenizer.train import TokenizerConfig
+from lightcoder.pack_config import PackConfig
+from lightcoder.tokenizer.config import TokenizerConfig
 from lightcoder.train.config import TrainConfig
 
 DEFAULT_MODEL_PRESET = "lc-quickstart"

@@ -35,7 +35,8 @@ from lightcoder.fim.context import (
 )
 from lightcoder.fim.spans import RULES, ParsedSource, node_buckets, parse_source
 from lightcoder.fim.transforms import ntp_document
-from lightcoder.packing import PackConfig, cleanup_on_error, file_rng
+from lightcoder.pack_config import PackConfig
+from lightcoder.packing import cleanup_on_error, file_rng
 from lightcoder.tokenizer.header import file_header
 from lightcoder.windows import PROMPT, TARGET, ExampleWindowWriter
 

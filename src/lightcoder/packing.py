@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
 import time
@@ -50,80 +49,24 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from lightcoder.artifacts import AtomicFile, clear_done, mark_done, read_done, write_json_atomic
-from lightcoder.data.records import SPLITS, SourceFile, read_corpus
-from lightcoder.fim.mix import Document, MixConfig, make_document
+from lightcoder.data.records import SourceFile, read_corpus
+from lightcoder.fim.mix import Document, make_document
+from lightcoder.pack_config import MIX, PackConfig
 from lightcoder.repo_balance import balance_repo, file_bytes, repo_multipliers, share_summary
-from lightcoder.repo_order.strategies import DEFAULT_WEIGHTS, STRATEGIES, choose_strategy, order_files
+from lightcoder.repo_order.strategies import choose_strategy, order_files
 from lightcoder.shards import INDEX_FILE
 from lightcoder.tokenizer.special_tokens import SPECIAL_TOKENS, is_special
 from lightcoder.tokenizer.tokenizer import Tokenizer
 from lightcoder.windows import StreamWindowWriter
 
-MIX = "mix"  # pack.sampling value: draw a strategy per repository from pack.sampling_weights
 _SPECIAL_RE = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
-
-
-@dataclass(kw_only=True)
-class PackConfig:
-    seq_len: int = 512  # tokens per window; the model sees seq_len - 1 inputs per example
-    seed: int = 0
-    sampling: str = MIX  # file order within a repository: "mix" or a key of sampling.STRATEGIES
-    sampling_weights: dict = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))  # for "mix"
-    mix: MixConfig = field(default_factory=MixConfig)
-    splits: tuple[str, ...] = ("train", "valid")
-    batch_files: int = 256  # files per batched tokenizer call
-    export_jsonl: bool = False  # also write <split>.documents.jsonl (documents as text)
-    # repository balance (repo_balance.py): shares of bytes ~ size ** temperature (1 = as found, 0 = equal)
-    workers: int = 0  # processes cutting context-level FIM examples; 0 = all cores
-    repo_temperature: float = 0.3
-    max_repo_repeats: float = 4.0  # a small repository appears at most this many times per split
-
-    def __post_init__(self) -> None:
-        self.splits = tuple(self.splits)
-        if self.seq_len < 2:
-            raise ValueError(f"pack.seq_len must be >= 2 (inputs and targets), got {self.seq_len}")
-        if self.sampling != MIX and self.sampling not in STRATEGIES:
-            raise ValueError(f"pack.sampling {self.sampling!r} is unknown: use {MIX!r} (a per-repository draw "
-                             f"from pack.sampling_weights) or one of {', '.join(STRATEGIES)}")
-        try:
-            choose_strategy(self.sampling_weights, random.Random(0))
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise ValueError(f"pack.sampling_weights: {exc} (e.g. --pack.sampling_weights "
-                             f"'{json.dumps(DEFAULT_WEIGHTS)}')") from None
-        bad = [s for s in self.splits if s not in SPLITS]
-        if bad or not self.splits or len(set(self.splits)) != len(self.splits):
-            raise ValueError(f"pack.splits must be distinct names from {SPLITS}, got {self.splits}")
-        if self.batch_files < 1:
-            raise ValueError(f"pack.batch_files must be >= 1, got {self.batch_files}")
-        if self.workers < 0:
-            raise ValueError(f"pack.workers must be >= 0 (0 = all cores), got {self.workers}")
-        if not 0.0 <= self.repo_temperature <= 1.0:
-            raise ValueError(f"pack.repo_temperature must be in [0, 1] (1 = repositories as found, 0 = "
-                             f"equal shares), got {self.repo_temperature}")
-        if self.max_repo_repeats < 1.0:
-            raise ValueError(f"pack.max_repo_repeats must be >= 1, got {self.max_repo_repeats}")
-        if self.mix.level == "context" and self.mix.ntp_rate <= 0:
-            raise ValueError("pack.mix.ntp_rate must be > 0 at level 'context' (FIM examples are drawn in "
-                             "proportion to each file's NTP tokens); use pack.mix.level document for FIM-only files")
-        if self.mix.max_middle_tokens >= self.seq_len - 2:
-            raise ValueError(f"pack.mix.max_middle_tokens ({self.mix.max_middle_tokens}) must leave room for a "
-                             f"prompt in pack.seq_len ({self.seq_len}); e.g. {self.seq_len // 4}")
-
-    @property
-    def num_workers(self) -> int:
-        return self.workers or os.cpu_count() or 1
-
-    @property
-    def middle_token_limit(self) -> int:
-        """The longest context-level FIM middle in tokens (mix.max_middle_tokens, 0 = a quarter window)."""
-        return self.mix.max_middle_tokens or self.seq_len // 4
 
 
 def file_rng(seed: int, f: SourceFile, repeat: int = 0) -> random.Random:

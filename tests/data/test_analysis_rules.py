@@ -2,17 +2,9 @@
 
 import pytest
 
-from lightcoder.data.analysis import (
-    CPPCHECK_RULES,
-    ESLINT_RULES,
-    AnalysisConfig,
-    cppcheck_hits,
-    cppcheck_path,
-    eslint_hits,
-    eslint_path,
-    ts_rule_hits,
-)
+from lightcoder.data.analysis import cppcheck_hits, cppcheck_path, eslint_hits, eslint_path, ts_rule_hits
 from lightcoder.data.analysis_rules import TS_RULES
+from lightcoder.data.config import CPPCHECK_RULES, ESLINT_RULES, TS_RULE_NAMES, AnalysisConfig
 
 
 def java(body: str) -> str:
@@ -166,6 +158,10 @@ def test_cppcheck_backend_names_and_counts_its_rules():
     assert hits == {"double_free": {"cppcheck:doubleFree": 1},
                     "delete": {"cppcheck:mismatchAllocDealloc": 1}}
     assert cppcheck_hits(files, ["zerodiv"]) == {}
+
+
+def test_the_config_lists_every_rule_in_order():
+    assert tuple(TS_RULES) == TS_RULE_NAMES  # data/config.py validates ts_rules without loading the rules
 
 
 def test_noisy_rules_are_opt_in():

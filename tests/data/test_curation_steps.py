@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 from lightcoder.data import analysis, pipeline
-from lightcoder.data.comments import CommentsConfig
+from lightcoder.data.config import CommentsConfig, DecontamConfig
 from lightcoder.data.curation import Scratch, ShardLog, Step, funnel_stages, run_steps
-from lightcoder.data.decontam import DecontamConfig, Decontaminator
+from lightcoder.data.decontam import Decontaminator
 from lightcoder.data.dedup import normalized_sha256
 from lightcoder.data.finish_steps import (FINISH_STEPS, Analysis, Comments, DropDuplicates, Lint,
                                           Measure, Redact, Syntax)
 from lightcoder.data.map_steps import (MAP_STEPS, Clean, Decontam, Generated, Hash, Header,
                                        Heuristics, read_refs)
-from lightcoder.data.pipeline import DataConfig
+from lightcoder.data.config import DataConfig
 from lightcoder.data.records import SourceFile
 
 needs_ruff = pytest.mark.skipif(analysis.ruff_path() is None, reason="ruff is not installed")

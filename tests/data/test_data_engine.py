@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lightcoder.data.pipeline import DataConfig, run_data
+from lightcoder.data.config import DataConfig
+from lightcoder.data.pipeline import run_data
 from lightcoder.data.records import read_corpus
 from lightcoder.data.report_command import main as report_main
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lightcoder.data import pipeline, steps
+from lightcoder.data import steps
 from lightcoder.data.assemble import assign_splits
-from lightcoder.data.pipeline import DataConfig, run_data
+from lightcoder.data.config import DataConfig
+from lightcoder.data.pipeline import run_data
 from lightcoder.data.records import read_corpus
 from lightcoder.data.report import format_funnel
 
@@ -288,4 +289,4 @@ def test_nested_step_configs_take_dotted_overrides():
     assert cfg.data.ranking.drop_fraction == 0.2 and cfg.data.license.unknown == "drop"
     with pytest.raises(ConfigError, match="probability"):
         apply_overrides(RunConfig(), {"data.comments.probability": "2"})
-    assert pipeline.DataConfig().fingerprint() == pipeline.DataConfig(workers=7).fingerprint()
+    assert DataConfig().fingerprint() == DataConfig(workers=7).fingerprint()

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lightcoder.data.pipeline import DataConfig, build_plan, run_data
+from lightcoder.data.config import DataConfig, RankingConfig
+from lightcoder.data.pipeline import build_plan, run_data
 from lightcoder.data.records import read_corpus
-from lightcoder.data.ranking import RankingConfig
 from lightcoder.data.sources import (apply_manifest, list_source, read_manifest, source_names)
 
 MIT = "MIT License\n\nPermission is hereby granted, free of charge, to any person\n"

@@ -10,17 +10,18 @@ import numpy as np
 import pytest
 
 from lightcoder.data import analysis
-from lightcoder.data.comments import CommentsConfig, find_code_blocks, remove_commented_code
-from lightcoder.data.decontam import DecontamConfig, Decontaminator
+from lightcoder.data.comments import find_code_blocks, remove_commented_code
+from lightcoder.data.config import PYTHON_RULES, CommentsConfig, DecontamConfig, LicenseConfig, RankingConfig
+from lightcoder.data.decontam import Decontaminator
 from lightcoder.data.dedup import cluster, normalized_sha256
 from lightcoder.data.filters import check_generated, check_language, check_size, decode_source
 from lightcoder.data.license import (detect_license_text, is_copyleft, license_check,
                                      license_of_header, normalize_spdx)
+from lightcoder.data.listing import FileRef, Repo
 from lightcoder.data.minhash import MinHasher, band_keys, estimated_jaccard, shingle_set
 from lightcoder.data.pii import redact
 from lightcoder.data.quality import alnum_fraction, check_heuristics, check_syntax
-from lightcoder.data.ranking import LicenseConfig, RankingConfig, score_repos, select_repos
-from lightcoder.data.listing import FileRef, Repo
+from lightcoder.data.ranking import score_repos, select_repos
 
 JSON_DECODER = Path(json.__file__).parent / "decoder.py"
 
@@ -250,7 +251,7 @@ def test_static_analysis_rules_are_named_and_counted():
         pytest.skip("ruff is not installed")
     hits = analysis.ruff_hits({"init": "class A:\n    def __init__(self):\n        return 1\n",
                                "ok": "x = 1\n", "is": "x = 'a'\nprint(x is 'a')\n"},
-                              list(analysis.PYTHON_RULES))
+                              list(PYTHON_RULES))
     assert hits == {"init": {"PLE0101": 1}, "is": {"F632": 1}}
 
 

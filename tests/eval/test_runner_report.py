@@ -109,7 +109,8 @@ def tiny_run(tmp_path_factory):
     from lightcoder.model.config import get_preset
     from lightcoder.model.hf import save_checkpoint
     from lightcoder.model.llama import Transformer
-    from lightcoder.tokenizer.train import TokenizerConfig, train_tokenizer
+    from lightcoder.tokenizer.config import TokenizerConfig
+    from lightcoder.tokenizer.train import train_tokenizer
 
     run = tmp_path_factory.mktemp("eval_run")
     tokenizer = train_tokenizer([inspect.getsource(textwrap), inspect.getsource(json)], TokenizerConfig(vocab_size=512))
@@ -149,7 +150,8 @@ def test_an_hf_llama_directory_is_a_model_too(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from lightcoder.eval.command import main
-    from lightcoder.tokenizer.train import TokenizerConfig, train_tokenizer
+    from lightcoder.tokenizer.config import TokenizerConfig
+    from lightcoder.tokenizer.train import train_tokenizer
 
     hf = tmp_path / "hf"
     train_tokenizer([inspect.getsource(textwrap)], TokenizerConfig(vocab_size=512)).save(hf)

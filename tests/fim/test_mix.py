@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from lightcoder.fim import mix
-from lightcoder.fim.mix import Document, MixConfig, make_document
+from lightcoder.fim.mix import Document, make_document
+from lightcoder.pack_config import MixConfig
 from lightcoder.tokenizer.header import file_header
 from lightcoder.tokenizer.special_tokens import BOS, EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 

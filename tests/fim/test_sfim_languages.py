@@ -16,14 +16,16 @@ from functools import cache
 
 import pytest
 
-from lightcoder.fim.mix import MixConfig, make_document
+from lightcoder.fim.mix import make_document
 from lightcoder.fim.rules import RULES
 from lightcoder.fim.sample_corpora import missing_reason, sample_files
 from lightcoder.fim.spans import parse_tree
 from lightcoder.languages import tree_sitter_language
+from lightcoder.pack_config import MixConfig
 from lightcoder.tokenizer import special_tokens as st
+from lightcoder.tokenizer.config import TokenizerConfig
 from lightcoder.tokenizer.header import file_header
-from lightcoder.tokenizer.train import TokenizerConfig, train_tokenizer
+from lightcoder.tokenizer.train import train_tokenizer
 
 LANGUAGES = ("Python", "Java", "JavaScript", "TypeScript", "C", "C++", "Go", "Rust")
 FILES_PER_LANGUAGE = 150

@@ -30,7 +30,8 @@ def tiny_model(vocab_size: int, seed: int = 0, **overrides) -> Transformer:
 @pytest.fixture(scope="session")
 def bpe_base(tmp_path_factory) -> Path:
     """An HF Llama dir with lightcoder's byte-level BPE (aiXcoder's special tokens at ids 0..10)."""
-    from lightcoder.tokenizer.train import TokenizerConfig, train_tokenizer
+    from lightcoder.tokenizer.config import TokenizerConfig
+    from lightcoder.tokenizer.train import train_tokenizer
 
     d = tmp_path_factory.mktemp("bpe_base")
     tok = train_tokenizer([inspect.getsource(textwrap), inspect.getsource(json)], TokenizerConfig(vocab_size=512))

@@ -12,7 +12,8 @@ from lightcoder.infer.engine import generate, sample_next
 from lightcoder.model.config import get_preset
 from lightcoder.model.hf import CheckpointError, save_checkpoint
 from lightcoder.model.llama import Transformer
-from lightcoder.tokenizer.train import TokenizerConfig, train_tokenizer
+from lightcoder.tokenizer.config import TokenizerConfig
+from lightcoder.tokenizer.train import train_tokenizer
 
 
 def tiny_model(seed: int = 0, **overrides) -> Transformer:

@@ -7,9 +7,10 @@ import pytest
 
 from lightcoder.fim.transforms import ntp_prompt, psm_prompt, spm_prompt
 from lightcoder.infer.prompts import PromptConfig, build_prompt, split_budget
+from lightcoder.tokenizer.config import TokenizerConfig
 from lightcoder.tokenizer.header import file_header
 from lightcoder.tokenizer.special_tokens import BOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
-from lightcoder.tokenizer.train import TokenizerConfig, train_tokenizer
+from lightcoder.tokenizer.train import train_tokenizer
 
 PREFIX = "def add(a, b):\n    return "
 SUFFIX = "\n\n\nprint(add(1, 2))\n"

@@ -6,8 +6,8 @@ from lightcoder.fim.transforms import psm_prompt, spm_prompt
 from lightcoder.infer.prompts import PromptConfig, _sticky_head, _sticky_tail, build_prompt
 from lightcoder.infer.retrieval import ChunkIndex, code_tokens, query_text
 from lightcoder.infer.templates import TEMPLATES, detect_template, get_template
-from lightcoder.tokenizer.special_tokens import Special
 from lightcoder.infer.truncation import StructureStop, trim_to_parse
+from lightcoder.tokenizer.special_tokens import Special
 
 
 def test_aixcoder_template_is_the_training_layout():
@@ -65,7 +65,8 @@ def test_sticky_cuts_move_only_at_line_anchors():
 
 def test_keystrokes_keep_the_cached_prompt_prefix():
     from lightcoder.infer.prefix_cache import common_prefix_len
-    from lightcoder.tokenizer.train import TokenizerConfig, train_tokenizer
+    from lightcoder.tokenizer.config import TokenizerConfig
+    from lightcoder.tokenizer.train import train_tokenizer
 
     code = "".join(f"value_{i} = compute(value_{i - 1}, {i})\n" for i in range(1, 400))
     tok = train_tokenizer([code], TokenizerConfig(vocab_size=300))

@@ -18,22 +18,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightcoder.data.pipeline import DataConfig, run_data
-from lightcoder.data.records import read_corpus
-from lightcoder.data.records import SourceFile
-from lightcoder.fim.context import SPAN_KINDS, LineIndex, build_example, examples_for_file
-from lightcoder.fim.mix import MixConfig
+from lightcoder.data.config import DataConfig
+from lightcoder.data.pipeline import run_data
+from lightcoder.data.records import SourceFile, read_corpus
+from lightcoder.fim.context import LineIndex, build_example, examples_for_file
 from lightcoder.fim.spans import Span
 from lightcoder.infer.completer import Completer
 from lightcoder.model.config import get_preset
 from lightcoder.model.llama import Transformer
+from lightcoder.pack_config import SPAN_KINDS, MixConfig, PackConfig
 from lightcoder.pack_context import SERVER_STICKY_LINES, file_examples
 from lightcoder.pack_stats import format_stats, summary_line
-from lightcoder.packing import PackConfig, file_rng, run_pack
+from lightcoder.packing import file_rng, run_pack
 from lightcoder.shards import open_mask, open_shard
 from lightcoder.tokenizer import special_tokens as st
+from lightcoder.tokenizer.config import TokenizerConfig
 from lightcoder.tokenizer.tokenizer import Tokenizer
-from lightcoder.tokenizer.train import TokenizerConfig, run_tokenizer
+from lightcoder.tokenizer.train import run_tokenizer
 from lightcoder.windows import NO_LOSS, PROMPT, TARGET
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])

@@ -8,7 +8,8 @@ import random
 import pytest
 
 from lightcoder.data.records import SourceFile
-from lightcoder.packing import PackConfig, order_split
+from lightcoder.pack_config import PackConfig
+from lightcoder.packing import order_split
 from lightcoder.repo_balance import balance_repo, file_bytes, repo_multipliers, share_summary
 
 

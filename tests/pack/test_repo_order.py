@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from lightcoder.data.records import SourceFile
+from lightcoder.fim.sample_corpora import CACHE_ROOT
 from lightcoder.languages import language_for_path
+from lightcoder.pack_config import DEFAULT_WEIGHTS, STRATEGY_NAMES
 from lightcoder.repo_order.content import order_by_content, tfidf_matrix
 from lightcoder.repo_order.dependency import dependency_graph, dependency_order, order_by_dependency
 from lightcoder.repo_order.imports import Import, extract_imports
-from lightcoder.fim.sample_corpora import CACHE_ROOT
-from lightcoder.repo_order.strategies import DEFAULT_WEIGHTS, STRATEGIES, choose_strategy, order_files
+from lightcoder.repo_order.strategies import STRATEGIES, choose_strategy, order_files
 
 
 def repo(files: dict[str, str], language: str | None = None) -> list[SourceFile]:
@@ -205,5 +206,6 @@ def test_mix_draws_each_strategy():
     for name, weight in DEFAULT_WEIGHTS.items():
         assert abs(counts[name] / 4000 - weight) < 0.03
     assert set(DEFAULT_WEIGHTS) == set(STRATEGIES)
+    assert tuple(STRATEGIES) == STRATEGY_NAMES  # pack_config validates pack.sampling without loading them
     fs = repo({"r/a.py": "import r.b\n", "r/b.py": "x = 1\n"})
     assert [f.path for f in order_files(fs, "dependency", rng)] == ["r/b.py", "r/a.py"]

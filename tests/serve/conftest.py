@@ -17,7 +17,8 @@ from lightcoder.model.hf import save_checkpoint
 from lightcoder.model.llama import Transformer
 from lightcoder.serve.app import ServerConfig, create_app
 from lightcoder.serve.schemas import Limits
-from lightcoder.tokenizer.train import TokenizerConfig, train_tokenizer
+from lightcoder.tokenizer.config import TokenizerConfig
+from lightcoder.tokenizer.train import train_tokenizer
 
 
 @pytest.fixture(scope="session")

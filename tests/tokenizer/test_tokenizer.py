@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from lightcoder.tokenizer import special_tokens as st
+from lightcoder.tokenizer.config import TokenizerConfig
 from lightcoder.tokenizer.tokenizer import Tokenizer, split_special
-from lightcoder.tokenizer.train import TokenizerConfig, build_backend, run_tokenizer, train_tokenizer
+from lightcoder.tokenizer.train import build_backend, run_tokenizer, train_tokenizer
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 VOCAB = 700
@@ -153,7 +154,8 @@ def test_autotokenizer_parity(tok, tmp_path):
 
 
 def test_run_tokenizer(tmp_path):
-    from lightcoder.data.pipeline import DataConfig, run_data
+    from lightcoder.data.config import DataConfig
+    from lightcoder.data.pipeline import run_data
 
     src = tmp_path / "src"
     shutil.copytree(STDLIB / "json", src / "json", ignore=shutil.ignore_patterns("__pycache__"))

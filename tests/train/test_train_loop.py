@@ -13,10 +13,10 @@ from safetensors.torch import load_file
 from lightcoder.model.config import get_preset
 from lightcoder.model.hf import CheckpointError, load_checkpoint
 from lightcoder.model.llama import Transformer
+from lightcoder.train.budget import TimePlanner, budget_steps, plan_steps, stop_reason
 from lightcoder.train.checkpoint import STATE_FILE, complete_checkpoints, load_train_state
 from lightcoder.train.config import TrainConfig
 from lightcoder.train.loader import WindowLoader
-from lightcoder.train.budget import TimePlanner, budget_steps, plan_steps, stop_reason
 from lightcoder.train.loop import ResumeMismatchError, train, truncate_metrics
 
 SEQ_LEN, VOCAB = 33, 512
@@ -274,7 +274,8 @@ def test_unfinished_shards_are_rejected(tmp_path):
 
 
 def test_shards_of_another_tokenizer_are_refused_before_training(tmp_path, shards):
-    from lightcoder.tokenizer.train import TokenizerConfig, train_tokenizer
+    from lightcoder.tokenizer.config import TokenizerConfig
+    from lightcoder.tokenizer.train import train_tokenizer
 
     train_tokenizer(["def f(x):\n    return x + 1\n"] * 20, TokenizerConfig(vocab_size=300)).save(tmp_path / "tok")
     with pytest.raises(ValueError, match=r"vocabulary of 512 tokens but the tokenizer .* has \d+: the shards belong"):

@@ -1,6 +1,6 @@
 """Static analysis (aiXcoder step 7): drop files with high-risk bugs, every rule named and counted.
 
-Python: ruff (pip install ruff), a batch of files per call, with the rules in PYTHON_RULES -
+Python: ruff (pip install ruff), a batch of files per call, with the rules in PYTHON_RULES (data/config.py) -
 the same run also reports syntax errors, which the syntax step uses for Python (quality.py) -
 bugs that raise or misbehave at run time (aiXcoder's own example, "__init__ should not return a
 value", is PLE0101). F821 (undefined name) is left out by default: on the stdlib it fires in
@@ -26,78 +26,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from lightcoder.data.analysis_rules import DEFAULT_TS_RULES, TS_RULES, rule_hits
+from lightcoder.data.analysis_rules import TS_RULES, rule_hits
 
-PYTHON_RULES: tuple[str, ...] = (
-    "F632",  # is-literal: `x is "a"` compares identity
-    "F701", "F702",  # break / continue outside a loop
-    "F704", "F706",  # yield / return outside a function
-    "F822",  # undefined name in __all__
-    "F631",  # assert on a non-empty tuple: always true
-    "F502", "F503", "F504", "F505", "F506", "F507", "F508", "F509",  # % format mismatches
-    "F521", "F522", "F523", "F524", "F525",  # str.format mismatches
-    "F601", "F602",  # dict literal repeats a key with different values
-    "F622", "F633",  # two starred targets; print >> file
-    "PLE0100", "PLE0101",  # yield / return value in __init__
-    "PLE0117", "PLE0118",  # nonlocal without binding; name used before `global`
-    "PLE1142",  # await outside async
-    "PLE0604", "PLE0605",  # invalid __all__
-    "PLE0302",  # special method with the wrong number of parameters
-    "PLE2502",  # bidirectional unicode control characters (trojan source)
-    "B002",  # ++x (no increment operator in Python)
-)
-
-# cppcheck ids (optional backend for C/C++) whose hits stay right without the file's includes
-# and macros. Left out: uninitvar, nullPointer, memleak, missingReturn (they misfire when
-# cppcheck cannot see a macro or a callee) and the C++ lifetime/move checks (accessMoved,
-# returnDanglingLifetime, returnReference, identicalConditionAfterEarlyExit: all 14 of their
-# hits in /usr/include were correct code). Counted as "cppcheck:<id>".
-CPPCHECK_RULES: tuple[str, ...] = (
-    "doubleFree", "deallocuse", "mismatchAllocDealloc", "deallocret", "invalidFree",
-    "arrayIndexOutOfBounds", "negativeIndex", "bufferAccessOutOfBounds", "zerodiv",
-    "shiftTooManyBits", "memsetZeroBytes", "memsetValueOutOfRange",
-    "sizeofwithsilentarraypointer", "pointerSize", "autoVariables", "wrongPrintfScanfArgNum",
-    "selfAssignment", "incorrectLogicOperator", "stringLiteralWrite", "sprintfOverlappingData",
-    "useClosedFile", "eraseDereference", "mismatchingContainers",
-)
-
-# ESLint core rules (optional backend for JavaScript; TypeScript needs typescript-eslint's
-# parser, which we do not install). Left out: no-cond-assign (42 hits in playwright's bundles;
-# those we read were deliberate, `else if (m = pattern.match(re))`), no-self-compare (`x !== x` is the NaN test) and
-# valid-typeof (flags old IE's "unknown"; the tree-sitter rule allows it). Counted as
-# "eslint:<rule>".
-ESLINT_RULES: tuple[str, ...] = (
-    "for-direction", "no-compare-neg-zero", "no-dupe-class-members", "no-dupe-else-if",
-    "no-dupe-keys", "no-duplicate-case", "no-self-assign", "no-unreachable",
-    "no-unsafe-negation", "use-isnan",
-)
 ESLINT_CONFIG = """export default [{{
   files: ["**/*.js"], languageOptions: {{ ecmaVersion: "latest", sourceType: "{kind}" }},
   linterOptions: {{ noInlineConfig: true, reportUnusedDisableDirectives: "off" }},
   rules: {rules},
 }}];
 """
-
-
-@dataclass(kw_only=True)
-class AnalysisConfig:
-    enabled: bool = True
-    python_rules: list[str] = field(default_factory=lambda: list(PYTHON_RULES))
-    ts_rules: list[str] = field(default_factory=lambda: list(DEFAULT_TS_RULES))
-    # external analysers (Debian cppcheck for C/C++, npm eslint for JavaScript) when installed; off
-    # by default: cppcheck reads ~4 MB/s, below the pipeline's per-core rate
-    external: bool = False
-    cppcheck_rules: list[str] = field(default_factory=lambda: list(CPPCHECK_RULES))
-    eslint_rules: list[str] = field(default_factory=lambda: list(ESLINT_RULES))
-
-    def __post_init__(self) -> None:
-        unknown = [r for r in self.ts_rules if r not in TS_RULES]
-        if unknown:
-            raise ValueError(f"ts_rules: unknown rules {unknown}; known: {sorted(TS_RULES)}")
 
 
 @cache

@@ -382,7 +382,6 @@ class Rule:
     query: str | dict[str, str]  # one query, or one per language
     why: str
     check: Callable | None = None
-    default: bool = True  # off: asked for by name in analysis.ts_rules only
 
     def query_for(self, language: str) -> str:
         return self.query if isinstance(self.query, str) else self.query[language]
@@ -397,6 +396,8 @@ _C_DECL_DIV = ("(declaration type: (primitive_type) @t declarator: (init_declara
                "right: (number_literal) @b)) (#match? @t \"^(float|double)$\") "
                "(#match? @a \"^[0-9]+$\") (#match? @b \"^[0-9]+$\")) @node")
 
+# The names, in this order, and which run by default live in data/config.py (TS_RULE_NAMES,
+# DEFAULT_TS_RULES), so the config validates without loading the rules; tests check they agree.
 TS_RULES: dict[str, Rule] = {
     "self-assignment": Rule(
         C_LIKE, "(assignment_expression left: (_) @l right: (_) @r (#eq? @l @r)) @node",
@@ -410,7 +411,7 @@ TS_RULES: dict[str, Rule] = {
         C_LIKE, "(if_statement consequence: (_) @a alternative: (_) @b) @node",
         "if and else do the same thing, so the condition is pointless or a branch is wrong "
         "(off by default: in the JDK the 7 hits are deliberate, commented placeholders)",
-        _identical_branches, default=False),
+        _identical_branches),
     "duplicate-condition": Rule(
         C_LIKE, "(if_statement alternative: (_)) @node",
         "`if (a) .. else if (a)`: the second branch can never run", _duplicate_condition),
@@ -441,7 +442,7 @@ TS_RULES: dict[str, Rule] = {
         ("Java",), '(binary_expression left: (_) @l operator: ["==" "!="]'
         " right: (string_literal) @r) @node",
         "`s == \"text\"` compares references, not text; equals() was meant (off by default: "
-        "the JDK's 326 hits are deliberate comparisons of interned strings)", default=False),
+        "the JDK's 326 hits are deliberate comparisons of interned strings)"),
     "split-on-regex-metachar": Rule(
         ("Java",), '(method_invocation name: (identifier) @m (#eq? @m "split") arguments: '
         '(argument_list . (string_literal) @a .) (#match? @a "^\\"[.|]\\"$")) @node',
@@ -499,9 +500,6 @@ TS_RULES: dict[str, Rule] = {
         "`if (c);` ends the if at the semicolon, so the next statement always runs",
         _empty_if_body),
 }
-
-
-DEFAULT_TS_RULES: tuple[str, ...] = tuple(name for name, r in TS_RULES.items() if r.default)
 
 
 @cache

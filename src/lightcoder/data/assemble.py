@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lightcoder.data import quality
+from lightcoder.data.config import SPLITS
 from lightcoder.data.curation import Tally
-from lightcoder.data.records import SPLITS, iter_parquet, write_parquet
+from lightcoder.data.records import iter_parquet, write_parquet
 
 STATS_VERSION = 2
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
 from functools import cache
 
+from lightcoder.data.config import CommentsConfig
 from lightcoder.languages import has_grammar, tree_sitter_parser
 
 HASH_COMMENT = frozenset({"Python", "Ruby", "Shell", "Perl", "R", "Julia", "YAML", "TOML",
@@ -28,20 +28,6 @@ CODE_LINE_RE = re.compile(
     r"[;{}):]\s*$|^\s*(def|class|if|elif|else|for|while|return|import|from|try|except|with|"
     r"public|private|static|int|void|var|let|const|function|struct|#include|print)\b"
     r"|^\s*[\w.\[\]]+\s*(=|\+=|-=)\s*\S|^\s*[\w.]+\(.*\)\s*;?\s*$")
-
-
-@dataclass(kw_only=True)
-class CommentsConfig:
-    enabled: bool = True
-    min_lines: int = 5
-    min_code_share: float = 0.6
-    probability: float = 0.5  # aiXcoder deletes "a proportion" of such blocks
-
-    def __post_init__(self) -> None:
-        if self.min_lines < 2:
-            raise ValueError(f"min_lines must be >= 2, got {self.min_lines}")
-        if not 0.0 <= self.probability <= 1.0:
-            raise ValueError(f"probability must be in [0, 1], got {self.probability}")
 
 
 def _prefix(language: str) -> str | None:

@@ -23,31 +23,18 @@ from __future__ import annotations
 import gzip
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from lightcoder.data import minhash
+from lightcoder.data.config import DecontamConfig
 from lightcoder.data.minhash import _MIX, token_hashes
 # Explicit and at the top: a broken eval.tasks must fail the import, never drop HumanEval quietly.
 # eval.tasks' package __init__ is light (dataclasses + pathlib); only humaneval_path is used.
 from lightcoder.eval.tasks import humaneval_path
 
 TEXT_FIELDS = ("prompt", "canonical_solution", "code", "content", "text", "solution")
-
-
-@dataclass(kw_only=True)
-class DecontamConfig:
-    enabled: bool = True
-    humaneval: bool = True  # include HumanEval when it is found
-    benchmarks: list[str] = field(default_factory=list)  # extra JSONL / text files
-    ngram: int = 20
-
-    def __post_init__(self) -> None:
-        if self.ngram < 5:
-            raise ValueError(f"ngram must be >= 5 (shorter n-grams match common idioms), got "
-                             f"{self.ngram}")
 
 
 def ngram_hashes(text: str, n: int, tokens: np.ndarray | None = None) -> np.ndarray:

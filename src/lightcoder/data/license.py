@@ -25,11 +25,6 @@ LICENSE_FILENAMES: tuple[str, ...] = (
 HEADER_CHARS = 3000  # how much of a file's start is searched for licence wording
 MAX_LICENSE_FILE_BYTES = 200_000
 
-# Prefixes of SPDX ids dropped by default: strong and weak copyleft (BigCode kept permissive only).
-COPYLEFT_PREFIXES: tuple[str, ...] = (
-    "GPL", "AGPL", "LGPL", "MPL", "EPL", "EUPL", "OSL", "CDDL", "CC-BY-SA", "CECILL",
-)
-
 # (SPDX id, phrases that must all appear, case-insensitive, whitespace collapsed). First match
 # wins, so specific licences come before the generic BSD/MIT wording other licences quote.
 _LICENSE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
+
+from lightcoder.data.config import DEFAULT_SECRET_TYPES
 
 PLACEHOLDERS = {"email": "<EMAIL>", "ip_address": "<IP_ADDRESS>", "key": "<KEY>",
                 "password": "<PASSWORD>"}
@@ -40,21 +41,7 @@ SECRET_WORDS: tuple[str, ...] = (
     "private key", "akia", "ghp_", "gho_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "sk_live",
     "eyj", "://")
 PASSWORD_TYPES = frozenset({"Secret Keyword", "Basic Auth Credentials"})
-DEFAULT_SECRET_TYPES: tuple[str, ...] = (
-    "AWS Access Key", "Artifactory Credentials", "Azure Storage Account access key",
-    "Basic Auth Credentials", "Cloudant Credentials", "Discord Bot Token", "GitHub Token",
-    "GitLab Token", "IBM Cloud IAM Key", "IBM COS HMAC Credentials", "JSON Web Token",
-    "Secret Keyword", "Mailchimp Access Key", "NPM tokens", "OpenAI Token", "Private Key",
-    "PyPI Token", "SendGrid API Key", "Slack Token", "SoftLayer Credentials",
-    "Square OAuth Secret", "Stripe Access Key", "Telegram Bot Token", "Twilio API Key",
-)
 MIN_SECRET_CHARS = 6  # shorter "secrets" (password = "x") are examples, not credentials
-
-
-@dataclass(kw_only=True)
-class PiiConfig:
-    enabled: bool = True
-    secret_types: list[str] = field(default_factory=lambda: list(DEFAULT_SECRET_TYPES))
 
 
 @cache

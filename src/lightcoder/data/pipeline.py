@@ -32,35 +32,26 @@ order of a hash of (seed, repo name), fill the test and valid byte budgets (assi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
-import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
-
 from lightcoder.artifacts import (DONE_FILE, is_done, mark_done, replace_dir, write_json_atomic,
                                   write_text_atomic)
-from lightcoder.data import quality, steps
-from lightcoder.data.analysis import AnalysisConfig
+from lightcoder.data import steps
 from lightcoder.data.assemble import assemble
-from lightcoder.data.comments import CommentsConfig
+from lightcoder.data.config import DataConfig
 from lightcoder.data.curation import funnel_stages
-from lightcoder.data.decontam import DecontamConfig
 from lightcoder.data.filters import check_language
 from lightcoder.data.finish_steps import FINISH_STEPS
 from lightcoder.data.map_steps import MAP_STEPS
-from lightcoder.data.pii import PiiConfig
-from lightcoder.data.quality import SyntaxConfig
-from lightcoder.data.ranking import LicenseConfig, RankingConfig, select_repos
+from lightcoder.data.ranking import select_repos
 from lightcoder.data.sources import (apply_manifest, list_source, read_manifest, resolve_sources,
                                      source_names)
-from lightcoder.languages import get_language
 
 # The funnel: the plan's repo-level stages, then every step that drops files, in step order.
 # (The plan drops files of other languages under "clean", the first step's stage.)
@@ -69,89 +60,6 @@ FUNNEL_STAGES: tuple[str, ...] = funnel_stages(PLAN_STAGES, MAP_STEPS, FINISH_ST
 # What a stage dir may contain; anything else in an existing out_dir means "not ours".
 _STAGE_ENTRIES = ("stats.json", "rejected", "repos.jsonl", "clusters.jsonl", "report.md",
                   "report.html", "plots", DONE_FILE)
-
-
-@dataclass(kw_only=True)
-class DataConfig:
-    sources: list[str] = field(default_factory=list)  # dirs, archives, JSONL/Parquet; [] = stdlib
-    languages: list[str] = field(default_factory=lambda: ["Python"])
-    manifest: str = ""  # JSONL of {"repo", "stars", "commits", "license"} per repository
-    repo_layout: str = "auto"  # "auto" (.git -> one repo), "root" (one repo), "children"
-    max_file_bytes: int = 1_000_000
-    valid_fraction: float = 0.05  # share of corpus bytes, whole repositories (see assign_splits)
-    test_fraction: float = 0.05
-    seed: int = 0
-    syntax_check: bool = True  # False skips the syntax step (shorthand for syntax.enabled)
-    use_heuristics: bool = True
-    max_line_length: int = quality.MAX_LINE_LENGTH
-    max_avg_line_length: float = quality.MAX_AVG_LINE_LENGTH
-    min_alnum_fraction: float = quality.MIN_ALNUM_FRACTION
-    near_dedup: bool = True
-    dedup_threshold: float = 0.7  # estimated Jaccard for near duplicates (BigCode: 0.7)
-    workers: int = 0  # processes; 0 = all cores
-    engine: str = "local"  # "local" process pool or "datatrove" executors
-    shard_bytes: int = 8_000_000  # input bytes per shard (whole repositories)
-    max_rejected_per_reason: int = 200  # samples kept per reason and shard (stats has the counts)
-    exclude_dirs: list[str] = field(default_factory=lambda: [
-        "site-packages", "dist-packages", "__pycache__", ".git", ".hg", ".svn", "node_modules",
-    ])
-    exclude_suffixes: list[str] = field(default_factory=lambda: [".pyc", ".pyo"])
-    license: LicenseConfig = field(default_factory=LicenseConfig)
-    ranking: RankingConfig = field(default_factory=RankingConfig)
-    pii: PiiConfig = field(default_factory=PiiConfig)
-    comments: CommentsConfig = field(default_factory=CommentsConfig)
-    syntax: SyntaxConfig = field(default_factory=SyntaxConfig)
-    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
-    decontam: DecontamConfig = field(default_factory=DecontamConfig)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.sources, str) or not all(isinstance(s, str) for s in self.sources):
-            raise ValueError(
-                f"data.sources must be a list of paths, got {self.sources!r}")
-        if not self.languages:
-            raise ValueError("data.languages is empty: name at least one language, e.g. ['Python']")
-        for lang in self.languages:
-            try:
-                get_language(lang)
-            except ValueError as e:
-                raise ValueError(f"data.languages: {e}") from None
-        for name in ("max_file_bytes", "shard_bytes"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"data.{name} must be > 0, got {getattr(self, name)}")
-        if self.workers < 0:
-            raise ValueError(f"data.workers must be >= 0 (0 = all cores), got {self.workers}")
-        if self.max_rejected_per_reason < 0:
-            raise ValueError(
-                "data.max_rejected_per_reason must be >= 0 (0 writes no rejected/ lines)")
-        if self.engine not in ("local", "datatrove"):
-            raise ValueError(f"data.engine must be 'local' or 'datatrove', got {self.engine!r}")
-        if self.repo_layout not in ("auto", "root", "children"):
-            raise ValueError(f"data.repo_layout must be auto, root or children, got "
-                             f"{self.repo_layout!r}")
-        if not 0.0 < self.dedup_threshold <= 1.0:
-            raise ValueError(f"data.dedup_threshold must be in (0, 1], got {self.dedup_threshold}")
-        for name in ("valid_fraction", "test_fraction"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"data.{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.valid_fraction + self.test_fraction >= 1.0:
-            raise ValueError(
-                f"data.valid_fraction + data.test_fraction = "
-                f"{self.valid_fraction + self.test_fraction} leaves no training repos: keep it < 1"
-            )
-
-    def heuristics(self) -> dict:
-        """Keyword arguments for quality.check_heuristics."""
-        return {"max_line_length": self.max_line_length,
-                "max_avg_line_length": self.max_avg_line_length,
-                "min_alnum_fraction": self.min_alnum_fraction}
-
-    def num_workers(self) -> int:
-        return self.workers or os.cpu_count() or 1
-
-    def fingerprint(self) -> str:
-        """Hash of everything that changes the output (not workers/engine)."""
-        values = {k: v for k, v in asdict(self).items() if k not in ("workers", "engine")}
-        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- plan

@@ -15,47 +15,19 @@ lightcoder.fim.spans, so the corpus stage does not depend on the FIM code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 
+from lightcoder.data.config import MAX_AVG_LINE_LENGTH, MAX_LINE_LENGTH, MIN_ALNUM_FRACTION
 from lightcoder.data.filters import Check
 from lightcoder.languages import has_grammar, tree_sitter_parser
-
-MAX_LINE_LENGTH = 1000  # chars; longer lines are usually data or minified code
-MAX_AVG_LINE_LENGTH = 100.0  # chars per line
-MIN_ALNUM_FRACTION = 0.25  # share of letters and digits among all characters
 
 
 @cache
 def can_check_syntax(language: str) -> bool:
     """True when a tree-sitter grammar for the language is installed."""
     return has_grammar(language)
-
-
-@dataclass(kw_only=True)
-class SyntaxConfig:
-    enabled: bool = True
-    max_error_ratio: float = 0.0  # any ERROR/MISSING node drops the file ...
-    # ... except in C/C++, where headers and macro-heavy code trip the grammar: a share of the
-    # file's bytes inside ERROR nodes up to this is tolerated (glibc/Linux headers: ~0.1-2 %).
-    max_error_ratio_c: float = 0.02
-    # Python is parsed by ruff's parser (the exact Python 3 grammar; it runs anyway for static
-    # analysis, so the check is free) when ruff is installed, else by tree-sitter. tree-sitter
-    # parsing is 40 % of the pipeline's CPU on the stdlib and accepts Python 2 print statements.
-    python_parser: str = "ruff"
-
-    def __post_init__(self) -> None:
-        if self.python_parser not in ("ruff", "tree-sitter"):
-            raise ValueError(f"python_parser must be 'ruff' or 'tree-sitter', got "
-                             f"{self.python_parser!r}")
-        for name in ("max_error_ratio", "max_error_ratio_c"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-
-    def limit(self, language: str) -> float:
-        return self.max_error_ratio_c if language in ("C", "C++") else self.max_error_ratio
 
 
 def error_ratio(root) -> float:

@@ -18,37 +18,14 @@ Example: score_repos with stars [0, 10, 1000] and nothing else -> [-1.2, -0.04, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
-from lightcoder.data.license import COPYLEFT_PREFIXES, license_check
+from lightcoder.data.config import LicenseConfig, RankingConfig
+from lightcoder.data.license import license_check
 from lightcoder.data.listing import Repo
-
 
 # Listing fingerprints (paths + sizes) identify copies of a project only when there is enough of
 # it: tiny repositories collide by chance, and file-level dedup catches their copies anyway.
 MIN_FINGERPRINT_FILES = 5
-
-
-@dataclass(kw_only=True)
-class RankingConfig:
-    drop_fraction: float = 0.10  # aiXcoder drops the lowest-scoring 10 % of projects
-    dedup_repos: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.drop_fraction < 1.0:
-            raise ValueError(f"drop_fraction must be in [0, 1), got {self.drop_fraction}")
-
-
-@dataclass(kw_only=True)
-class LicenseConfig:
-    copyleft: list[str] = field(default_factory=lambda: list(COPYLEFT_PREFIXES))  # id prefixes
-    allow: list[str] = field(default_factory=list)  # exact ids kept despite a copyleft prefix
-    unknown: str = "keep"  # repos without a recognised licence: "keep" or "drop"
-    check_headers: bool = True  # a file whose header declares a copyleft licence is dropped
-
-    def __post_init__(self) -> None:
-        if self.unknown not in ("keep", "drop"):
-            raise ValueError(f"unknown must be 'keep' or 'drop', got {self.unknown!r}")
 
 
 def score_repos(repos: list[Repo]) -> list[float]:

@@ -22,8 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lightcoder.artifacts import is_done
-
-SPLITS: tuple[str, ...] = ("train", "valid", "test")
+from lightcoder.data.config import SPLITS
 
 PARQUET_SCHEMA = pa.schema(
     [

@@ -10,7 +10,8 @@ function `lightcoder serve` and the eval harness use, with the token budget the 
     budget  = seq_len - len(middle tokens) - 1            (so len(example) <= seq_len)
     loss    = on the middle and </s> only (windows.py marks each token's role; train.fim_prompt_loss)
 
-Span kinds, shaped like what editors ask for (a single line is most requests):
+Span kinds (pack_config.SPAN_KINDS; their shares are pack.mix.span_weights), shaped like what editors
+ask for (a single line is most requests):
 
     line          one non-blank line: its code without indentation or newline (the cursor after the
                   indentation, FIM-Eval single_line), or the whole line with both (HumanEval-infilling)
@@ -35,8 +36,8 @@ from dataclasses import dataclass
 from lightcoder.fim.spans import ParsedSource, Span, sample_parsed_span
 from lightcoder.infer.prompts import PromptConfig, build_prompt
 from lightcoder.infer.templates import FimTemplate
+from lightcoder.pack_config import SPAN_KINDS
 
-SPAN_KINDS: tuple[str, ...] = ("line", "partial_line", "multi_line", "sfim", "random")
 MAX_MULTI_LINES = 8
 WHOLE_LINE_RATE = 0.4  # line / multi_line: the whole line(s) with indentation and newline
 LINE_END_RATE = 0.7  # partial_line: the middle runs to the end of the line
@@ -196,16 +197,3 @@ def choose_kind(weights: dict[str, float], rng: random.Random) -> str:
     """A span kind drawn in proportion to `weights` (the keys in SPAN_KINDS order, for reproducibility)."""
     kinds = [k for k in SPAN_KINDS if weights.get(k, 0) > 0]
     return rng.choices(kinds, weights=[weights[k] for k in kinds])[0]
-
-
-def check_span_weights(weights: dict) -> None:
-    """ValueError naming the problem unless weights maps SPAN_KINDS to non-negative numbers, not all 0."""
-    if not isinstance(weights, dict):
-        raise ValueError(f"span weights must be a dict of {SPAN_KINDS} to numbers, got {weights!r}")
-    unknown = [k for k in weights if k not in SPAN_KINDS]
-    if unknown:
-        raise ValueError(f"unknown span kind(s) {unknown}; choose from {SPAN_KINDS}")
-    bad = [k for k, v in weights.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0]
-    if bad or not any(v > 0 for v in weights.values()):
-        raise ValueError(f"span weights must be non-negative numbers, at least one > 0, got {weights}")
-

@@ -1,6 +1,6 @@
-"""The objective mix (MixConfig), and aiXcoder's document-level FIM: one document per file (§3.1, §3.3).
+"""aiXcoder's document-level FIM: one document per file (§3.1, §3.3), drawn by the objective mix.
 
-`MixConfig.level` picks how FIM examples are made. "context" (the default) cuts each example around
+`MixConfig.level` (pack_config.py) picks how FIM examples are made. "context" (the default) cuts each example around
 its span with the server's prompt builder (fim/context.py, packed by pack_context.py); "document" is
 aiXcoder's whole-file transform below, for long-context models whose windows hold whole files.
 
@@ -22,14 +22,12 @@ Example: make_document("x = 1\\n", "a/b.py", "Python", MixConfig(ntp_rate=1.0), 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from lightcoder.fim.context import check_span_weights
-from lightcoder.fim.spans import (
-    DEFAULT_MAX_CHARS, DEFAULT_WHOLE_NODE_RATE, RULES, parse_source, sample_parsed_span,
-)
+from lightcoder.fim.spans import RULES, parse_source, sample_parsed_span
 from lightcoder.fim.transforms import ntp_document, psm_document, random_span, split, spm_document
 from lightcoder.languages import language_for_path
+from lightcoder.pack_config import MixConfig
 from lightcoder.tokenizer.header import file_header
 
 OBJECTIVES: tuple[str, ...] = ("ntp", "fim", "sfim")
@@ -37,51 +35,6 @@ ORDERS: tuple[str, ...] = ("psm", "spm")
 # Why SFIM fell back to random FIM: no fim/rules.py entry for the language (or no language), no
 # tree-sitter grammar installed, a syntax error, or no structural span within max_middle_chars.
 FALLBACK_REASONS: tuple[str, ...] = ("no_rules", "no_grammar", "syntax_error", "no_span")
-LEVELS: tuple[str, ...] = ("context", "document")
-# context level: the share of FIM examples per span kind (fim/context.py). Editors mostly ask for one
-# line (Cody: 87 % of suggestions), then blocks; SFIM nodes and random spans keep the paper's objectives.
-# Measured (docs/ablation.md): moving weight from random and multi-line spans to lines raised the share of
-# completions that end with </s> from 34 % to 71 % at equal compute (line 0.35 -> 0.55).
-DEFAULT_SPAN_WEIGHTS = {"line": 0.55, "partial_line": 0.15, "multi_line": 0.05, "sfim": 0.2, "random": 0.05}
-
-
-@dataclass(kw_only=True)
-class MixConfig:
-    level: str = "context"  # "context": examples cut like the server's prompts; "document": aiXcoder's
-    # Document level: the share of files that stay NTP; context level: the share of training tokens that
-    # are NTP documents (every file is one; FIM examples add the rest). aiXcoder: README 30 % NTP, the
-    # maintainers 0.4 (issue #17); 0.4 measured best here at context level (docs/ablation.md)
-    ntp_rate: float = 0.4
-    sfim_rate: float = 0.8  # document level: share of FIM documents that use SFIM when the file parses
-    spm_rate: float = 0.5  # share of FIM documents / examples in SPM order (finetune.py: 0.5)
-    max_middle_chars: int = DEFAULT_MAX_CHARS  # SFIM (and random) middles longer than this are not drawn
-    whole_node_rate: float = DEFAULT_WHOLE_NODE_RATE  # SFIM: mask a whole node, not a child run
-    sfim_partial_parse: bool = False  # SFIM from the clean subtrees of files with syntax errors
-    span_weights: dict = field(default_factory=lambda: dict(DEFAULT_SPAN_WEIGHTS))  # context level
-    max_middle_tokens: int = 0  # context level: longest middle in tokens; 0 = pack.seq_len // 4
-    sticky_rate: float = 0.5  # context level: share of prompts cut at the server's sticky line anchors
-    # context level: each prompt's token budget is drawn log-uniformly from [min_prompt_tokens, what the
-    # window leaves]: short prompts make cheap examples (more middles per step), long ones are what the
-    # server sends (0 = always the most the window leaves)
-    min_prompt_tokens: int = 32
-
-    def __post_init__(self) -> None:
-        if self.level not in LEVELS:
-            raise ValueError(f"MixConfig.level must be one of {LEVELS}, got {self.level!r}")
-        check_span_weights(self.span_weights)
-        for name in ("max_middle_tokens", "min_prompt_tokens"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"MixConfig.{name} must be an int >= 0, got {value!r}")
-        for name in ("ntp_rate", "sfim_rate", "spm_rate", "whole_node_rate", "sticky_rate"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"MixConfig.{name} must be a probability in [0, 1], got {value!r}")
-        value = self.max_middle_chars
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"MixConfig.max_middle_chars must be a positive int (e.g. 2000), got {value!r}")
-        if not isinstance(self.sfim_partial_parse, bool):
-            raise ValueError(f"MixConfig.sfim_partial_parse must be true or false, got {self.sfim_partial_parse!r}")
 
 
 @dataclass

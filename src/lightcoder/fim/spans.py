@@ -28,12 +28,11 @@ from typing import Any
 
 from lightcoder.fim.rules import RULES, SyntaxRules
 from lightcoder.languages import has_grammar, tree_sitter_language, tree_sitter_parser
+from lightcoder.pack_config import DEFAULT_MAX_CHARS, DEFAULT_WHOLE_NODE_RATE
 
 EVAL_KINDS: tuple[str, ...] = (
     "single_line", "method_body", "if_statement", "for_statement", "while_statement", "try_statement",
 )
-DEFAULT_MAX_CHARS = 2000
-DEFAULT_WHOLE_NODE_RATE = 0.3
 _MAX_TRIES = 16
 _NON_ASCII_RE = re.compile(r"[^\x00-\x7f]")
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from lightcoder.data.pipeline import DataConfig
-from lightcoder.packing import PackConfig
+from lightcoder.data.config import DataConfig
+from lightcoder.pack_config import PackConfig
 from lightcoder.train.config import TrainConfig
 
 METHODS = ("lora", "qlora", "full")

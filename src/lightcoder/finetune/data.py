@@ -20,9 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from lightcoder.artifacts import clear_done, is_done, mark_done, read_done
+from lightcoder.data.config import SPLITS
 from lightcoder.data.pipeline import run_data
-from lightcoder.data.records import read_corpus
-from lightcoder.data.records import SPLITS, SourceFile, write_parquet
+from lightcoder.data.records import SourceFile, read_corpus, write_parquet
 from lightcoder.finetune.config import FinetuneConfig, SplitSettings
 
 MIN_REPO_FILES = 3  # smaller repositories train on every file

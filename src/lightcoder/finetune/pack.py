@@ -21,11 +21,11 @@ import numpy as np
 from tqdm import tqdm
 
 from lightcoder.artifacts import clear_done, mark_done, read_done, write_json_atomic
-from lightcoder.data.records import read_corpus
-from lightcoder.data.records import SourceFile
+from lightcoder.data.records import SourceFile, read_corpus
 from lightcoder.finetune.base import Base
+from lightcoder.pack_config import PackConfig
 from lightcoder.pack_context import _SplitStats, file_examples, token_roles
-from lightcoder.packing import PackConfig, _order_split, cleanup_on_error, file_rng
+from lightcoder.packing import _order_split, cleanup_on_error, file_rng
 from lightcoder.shards import INDEX_FILE
 from lightcoder.windows import ExampleWindowWriter
 

@@ -11,8 +11,8 @@ each other in the token stream and the model learns to use cross-file context. S
                 first, cycles broken (repo_order/dependency.py)
     random      a shuffle
 
-Packing draws one strategy per repository from configured weights (`choose_strategy`,
-DEFAULT_WEIGHTS: aiXcoder publishes no proportions; research/aixcoder-7b.md §4.2 placeholders).
+Packing draws one strategy per repository from configured weights (`choose_strategy`; the names
+and DEFAULT_WEIGHTS live in pack_config.py, STRATEGY_NAMES lists the keys of STRATEGIES; aiXcoder publishes no proportions; research/aixcoder-7b.md §4.2 placeholders).
 Every function is pure: it returns a new list and draws randomness only from the given rng.
 """
 
@@ -23,6 +23,7 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from lightcoder.pack_config import check_sampling_weights
 from lightcoder.repo_order.content import order_by_content
 from lightcoder.repo_order.dependency import order_by_dependency
 
@@ -58,7 +59,6 @@ STRATEGIES: dict[str, OrderFn] = {
     "dependency": order_by_dependency,
     "random": order_randomly,
 }
-DEFAULT_WEIGHTS: dict[str, float] = {"content": 0.3, "path": 0.3, "dependency": 0.3, "random": 0.1}
 
 
 def order_files(files: list[SourceFile], strategy: str, rng: random.Random) -> list[SourceFile]:
@@ -74,11 +74,7 @@ def choose_strategy(weights: dict[str, float], rng: random.Random) -> str:
 
     Example: choose_strategy({"path": 0.9, "random": 0.1}, rng) -> "path" (90% of draws)
     """
-    unknown = [name for name in weights if name not in STRATEGIES]
-    if unknown:
-        raise ValueError(f"unknown sampling strategies {unknown}: use names from {', '.join(STRATEGIES)}")
-    if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
-        raise ValueError(f"sampling weights must be >= 0 with a positive sum, got {weights}")
+    check_sampling_weights(weights)
     names = sorted(weights)  # a fixed order so the draw depends only on (weights, rng)
     x = rng.random() * sum(weights[n] for n in names)
     for name in names:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
 from lightcoder.artifacts import clear_done, mark_done, read_done
+from lightcoder.tokenizer.config import TokenizerConfig
 from lightcoder.tokenizer.header import file_header
 from lightcoder.tokenizer.special_tokens import SPECIAL_TOKENS
 from lightcoder.tokenizer.tokenizer import Tokenizer
@@ -51,24 +52,6 @@ CODE_SPLIT_PATTERN = (
     r"|[ \t]+(?=\S)"
     r"|\s+"
 )
-
-MIN_VOCAB = len(SPECIAL_TOKENS) + 256 + 1  # specials + byte alphabet + at least one merge
-
-
-@dataclass(kw_only=True)
-class TokenizerConfig:
-    vocab_size: int = 8192  # including the 11 special tokens and the 256 byte symbols
-    min_frequency: int = 2  # a pair must occur this often to be merged
-    max_train_chars: int = 0  # train on at most this many characters of the train split; 0 = all
-
-    def __post_init__(self) -> None:
-        if self.vocab_size < MIN_VOCAB:
-            raise ValueError(f"tokenizer.vocab_size must be >= {MIN_VOCAB} (11 specials + 256 bytes + "
-                             f"1 merge), got {self.vocab_size}")
-        if self.min_frequency < 1:
-            raise ValueError(f"tokenizer.min_frequency must be >= 1, got {self.min_frequency}")
-        if self.max_train_chars < 0:
-            raise ValueError(f"tokenizer.max_train_chars must be >= 0 (0 = no limit), got {self.max_train_chars}")
 
 
 def build_backend() -> HFTokenizer:
@@ -139,8 +122,8 @@ def verify_round_trip(tokenizer: Tokenizer, data_dir: str | Path, *, batch: int 
 
     Raises ValueError naming the first files that do not survive the round trip.
     """
+    from lightcoder.data.config import SPLITS
     from lightcoder.data.records import read_corpus
-    from lightcoder.data.records import SPLITS
 
     checked, train_tokens, failures = 0, 0, []
     for split in SPLITS:

@@ -1,6 +1,6 @@
 """Batches of token windows for training and validation, with a resumable position.
 
-A window is one row of a packed shard (lightcoder.packing: `open_shard(shards_dir, split)` ->
+A window is one row of a packed shard (lightcoder.shards: `open_shard(shards_dir, split)` ->
 (num_windows, seq_len) uint16/uint32 memmap). One training example is one window:
 inputs = window[:-1], targets = window[1:].
 
