@@ -28,7 +28,8 @@ from lightcoder.train.loop import train
 
 SEQ_LEN, VOCAB, N = 33, 512, 24
 MODEL = dict(n_layers=1, max_seq_len=64)  # lc-tiny with one layer
-TRAIN = dict(batch_size=8, lr=1e-2, min_lr=1e-3, warmup_steps=2, log_every=1, eval_every=12, eval_batches=1,
+TRAIN = dict(stop_loss_weight=1.0,  # the synthetic windows have no stop token
+             batch_size=8, lr=1e-2, min_lr=1e-3, warmup_steps=2, log_every=1, eval_every=12, eval_batches=1,
              ckpt_every=4, keep_checkpoints=10, schedule_steps=N, max_steps=N, dtype="fp32", seed=3,
              tensorboard=False, peak_tflops=1.0)
 

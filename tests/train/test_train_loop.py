@@ -24,6 +24,7 @@ ALPHABET = 48  # the shards use only ids < ALPHABET, so even unigram learning lo
 MODEL = get_preset("lc-tiny", n_layers=1, max_seq_len=64)  # ~60k non-embedding parameters
 N = 12  # steps of the "straight" reference run
 FAST = dict(batch_size=4, lr=1e-2, min_lr=1e-3, warmup_steps=2, log_every=1, eval_every=4, eval_batches=2,
+            stop_loss_weight=1.0,  # the synthetic windows have no stop token
             ckpt_every=0, schedule_steps=N)
 
 
@@ -302,7 +303,8 @@ def test_module_entry_point_trains_and_writes_tensorboard(tmp_path, shards, caps
     from lightcoder.train.__main__ import main
 
     main(["--shards", str(shards), "--out", str(tmp_path), "--preset", "lc-tiny", "--model.n_layers", "1",
-          "--train.max_steps", "2", "--train.eval_every", "0", "--train.peak_tflops", "1"])
+          "--train.max_steps", "2", "--train.eval_every", "0", "--train.peak_tflops", "1",
+          "--train.stop_loss_weight", "1"])  # the synthetic shards have no stop token
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 2 and summary["world_size"] == 1 and 0 <= summary["mfu"] < 1  # 0 when the machine is busy (rounded)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))

@@ -91,8 +91,9 @@ def _pack_defaults() -> PackConfig:
 
 def _train_defaults() -> TrainConfig:
     # LoRA: 2e-4 (finetune.py used 2e-6, which barely moves an adapter in its 100 steps)
+    # plain cross-entropy as aiXcoder's finetune.py (stop_loss_weight 1: the demo in docs/finetune.md)
     return TrainConfig(lr=2e-4, min_lr=2e-5, warmup_steps=10, weight_decay=0.0, batch_size=4,
-                       eval_every=50, ckpt_every=100, export_hf="final")
+                       eval_every=50, ckpt_every=100, export_hf="final", stop_loss_weight=1.0)
 
 
 @dataclass(kw_only=True)
