@@ -31,6 +31,7 @@ from pathlib import Path
 
 from lightcoder.config import RunConfig, apply_overrides, parse_override_args, write_json_atomic
 
+
 def _without_sfim() -> str:
     from lightcoder.pack_config import DEFAULT_SPAN_WEIGHTS
 
