@@ -16,8 +16,10 @@ Full fine-tuning goes through train/loop.py instead (FSDP2 under torchrun includ
 from __future__ import annotations
 
 import random
+import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -84,107 +86,197 @@ def validate(model, batches, autocast, doc_start: int | None) -> float | None:
 
 
 def newest_checkpoint(ckpt_dir: Path) -> Path | None:
-    done = sorted(p for p in ckpt_dir.glob("step_*") if (p / STATE_FILE).is_file()) if ckpt_dir.is_dir() else []
+    done = _complete_checkpoints(ckpt_dir)
     return done[-1] if done else None
+
+
+def _complete_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """RUN/ckpt/step_N/ dirs with their train_state.pt written, oldest first."""
+    return sorted(p for p in ckpt_dir.glob("step_*") if (p / STATE_FILE).is_file()) if ckpt_dir.is_dir() else []
 
 
 def train_lora(base: Base, cfg: FinetuneConfig, shards: Path, run_dir: Path, meta: dict) -> dict:
     """Train (or resume) the adapter; returns the summary. The final adapter is RUN/adapter/."""
-    tcfg = cfg.train
-    device = torch.device("cuda" if tcfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    run = LoraSession.open(base, cfg, shards, run_dir, meta)
+    tcfg, state = cfg.train, run.state
+    stop = stop_reason(state, tcfg, run.budget)
+    run.model.train()
+    with MetricsLog(run_dir, enabled=True, tensorboard=tcfg.tensorboard) as run.metrics, \
+            interrupt_guard() as hit, run.progress_bar() as run.bar:
+        while stop is None:
+            step = run.step()
+            stop = stop_reason(state, tcfg, run.budget)
+            if step % tcfg.log_every == 0 or stop is not None:
+                run.log(stop)
+            if (tcfg.eval_every and step % tcfg.eval_every == 0) or stop is not None:
+                state["timing"]["eval_s"] = run.validate()
+            if stop is None and hit["hit"]:
+                stop = "interrupted"
+            if (tcfg.ckpt_every and step % tcfg.ckpt_every == 0) or stop is not None:
+                state["timing"]["ckpt_s"] = run.save(step)
+    if stop == "interrupted":
+        raise KeyboardInterrupt(f"fine-tuning interrupted; adapter checkpoint saved at step {state['step']}")
+    save_adapter(run.model, cfg.lora, run_dir / "adapter", meta=meta)
+    return run.summary(stop)
+
+
+@dataclass
+class _Interval:
+    """The training losses since the last metrics row, and when that row was written."""
+
+    start: float = field(default_factory=time.perf_counter)
+    steps: int = 0
+    loss_sum: float = 0.0
+
+    def add(self, loss: float) -> None:
+        self.loss_sum, self.steps = self.loss_sum + loss, self.steps + 1
+
+    def close(self) -> tuple[float, float]:
+        """(mean loss, seconds per step) over the interval; the next interval starts now."""
+        now = time.perf_counter()
+        mean_loss, step_s = self.loss_sum / self.steps, (now - self.start) / self.steps
+        self.start, self.steps, self.loss_sum = now, 0, 0.0
+        return mean_loss, step_s
+
+
+class LoraSession:
+    """One train_lora call: the LoRA-wrapped model, optimizer, data and run state, with the steps that
+    change them. `state` is what train_state.pt keeps; the rest is this session's clock and losses."""
+
+    def __init__(self, cfg: FinetuneConfig, *, device: torch.device, model, optimizer, loader: WindowLoader,
+                 val_batches: list, doc_start: int | None, state: dict, run_dir: Path, meta: dict):
+        tcfg = cfg.train
+        self.cfg, self.tcfg, self.device, self.run_dir, self.meta = cfg, tcfg, device, run_dir, meta
+        self.model, self.optimizer, self.loader, self.val_batches = model, optimizer, loader, val_batches
+        self.doc_start = doc_start  # the token that starts each packed document (block-causal masks), None: off
+        self.state, self.ckpt_dir = state, run_dir / "ckpt"
+        self.trainable, self.total = trainable_parameters(model)
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.dtype == "bf16")
+        self.tokens_per_step = tcfg.batch_size * (loader.seq_len - 1)  # positions with a loss per step
+        self.budget = budget_steps(tcfg, self.tokens_per_step, loader.batches_per_epoch)
+        self.last_loss = self.val_loss = None
+        self.planner = self.interval = None  # set by `start_clock`, once the checkpoint is restored
+        self.elapsed_before = self.t_session = 0.0
+        self.metrics = self.bar = None  # set by `train_lora` for the loop's duration
+
+    @classmethod
+    def open(cls, base: Base, cfg: FinetuneConfig, shards: Path, run_dir: Path, meta: dict) -> LoraSession:
+        """Seeds, data, the LoRA-wrapped base and its optimizer, then the newest adapter checkpoint (a fresh
+        run measures the untrained adapter's val loss instead). The order fixes the RNG draws."""
+        tcfg = cfg.train
+        device = torch.device("cuda" if tcfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+        _seed(tcfg)
+        loader, val_batches = _open_data(shards, tcfg, device)
+        model = load_trainable(base, cfg, device)
+        run = cls(cfg, device=device, model=model, optimizer=build_optimizer(model, tcfg), loader=loader,
+                  val_batches=val_batches, doc_start=base.doc_start_id if tcfg.document_mask else None,
+                  state=_fresh_state(), run_dir=run_dir, meta=meta)
+        print(f"LoRA r={cfg.lora.r} on {', '.join(cfg.lora.targets)}: {run.trainable:,} trainable of "
+              f"{run.total:,} parameters ({100 * run.trainable / run.total:.3f} %)", file=sys.stderr)
+        resumed = _restore(newest_checkpoint(run.ckpt_dir), model, run.optimizer, loader, run.state)
+        if resumed is None:
+            model.eval()  # no LoRA dropout in the baseline's validation loss
+            run.state["initial_val_loss"] = validate(model, val_batches, run.autocast, run.doc_start)
+        truncate_metrics(run_dir / "metrics.jsonl", run.state["step"] if resumed is not None else -1)
+        run.start_clock()
+        return run
+
+    def start_clock(self) -> None:
+        """Start the session's clock: elapsed_s counts wall time across resumes; the first log interval."""
+        self.planner = TimePlanner(self.tcfg, self.state["step"]) if self.tcfg.max_minutes else None
+        self.elapsed_before, self.t_session = self.state["elapsed_s"], time.perf_counter()
+        self.interval = _Interval()
+
+    def progress_bar(self) -> tqdm:
+        return tqdm(total=total_steps(self.state, self.budget), initial=self.state["step"], unit="step",
+                    desc="finetune lora", dynamic_ncols=True, disable=None, file=sys.stderr)
+
+    def step(self) -> int:
+        """One optimizer step (B, T-1) at this step's learning rate; advances the counters; the new step."""
+        tcfg, state = self.tcfg, self.state
+        step = state["step"]
+        set_lr(self.optimizer, lr_at(step, tcfg, schedule_steps(state, tcfg, self.budget),
+                                     None if tcfg.schedule_steps else state["decay_start"]))
+        inputs, targets = self.loader.next_batch()
+        loss = lora_step(self.model, self.optimizer, inputs, targets, autocast=self.autocast,
+                         grad_clip=tcfg.grad_clip, grad_accum=tcfg.grad_accum, doc_start=self.doc_start)
+        state["step"], state["tokens"] = step + 1, state["tokens"] + self.tokens_per_step
+        state["elapsed_s"] = self.elapsed_before + time.perf_counter() - self.t_session
+        self.interval.add(float(loss))
+        self.bar.update(1)
+        return state["step"]
+
+    def log(self, stop: str | None) -> None:
+        """Close the log interval: its mean loss, the time plan (max_minutes), one metrics row."""
+        state = self.state
+        self.last_loss, step_s = self.interval.close()
+        if self.planner is not None and state["planned_steps"] is None and stop is None:
+            plan = self.planner.observe(state["step"], state["elapsed_s"], step_s, state["timing"])
+            if plan is not None:
+                state.update(plan)
+                self.bar.total = total_steps(state, self.budget)
+        self.metrics.log({"step": state["step"], "loss": self.last_loss, "lr": self.optimizer.param_groups[0]["lr"],
+                          "tokens": state["tokens"], "tokens_per_s": round(self.tokens_per_step / step_s, 1),
+                          "elapsed_s": round(state["elapsed_s"], 3)})
+        self.bar.set_postfix(loss=f"{self.last_loss:.3f}", refresh=False)
+
+    def validate(self) -> float:
+        """Val loss (dropout off) into self.val_loss and metrics.jsonl; the seconds spent."""
+        t0 = time.perf_counter()
+        self.model.eval()
+        self.val_loss = validate(self.model, self.val_batches, self.autocast, self.doc_start)
+        self.model.train()
+        if self.val_loss is not None:
+            self.metrics.log({"step": self.state["step"], "val_loss": self.val_loss, "tokens": self.state["tokens"]})
+        return time.perf_counter() - t0
+
+    def save(self, step: int) -> float:
+        """Adapter checkpoint RUN/ckpt/step_N/ with train_state.pt, keeping the newest keep_checkpoints;
+        the seconds spent."""
+        t0 = time.perf_counter()
+        extra = {STATE_FILE: {**self.state, "optimizer": self.optimizer.state_dict(),
+                              "loader": self.loader.state_dict(),
+                              "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                                      "numpy": np.random.get_state()}}}
+        save_adapter(self.model, self.cfg.lora, self.ckpt_dir / f"step_{step:06d}", meta=self.meta, extra_files=extra)
+        for old in _complete_checkpoints(self.ckpt_dir)[:-self.tcfg.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        return time.perf_counter() - t0
+
+    def summary(self, stop: str | None) -> dict:
+        """What `train_lora` returns: steps, losses, adapter size, where the adapter is."""
+        state = self.state
+        return {"method": self.cfg.method, "steps": state["step"], "tokens": state["tokens"], "stop_reason": stop,
+                "train_loss": self.last_loss, "val_loss": self.val_loss, "initial_val_loss": state["initial_val_loss"],
+                "trainable_params": self.trainable, "total_params": self.total,
+                "elapsed_s": round(state["elapsed_s"], 1), "device": str(self.device),
+                "adapter": str(self.run_dir / "adapter")}
+
+
+def _seed(tcfg) -> None:
+    """Threads and the torch / python / numpy seeds, before anything draws from them."""
     if tcfg.num_threads:
         torch.set_num_threads(tcfg.num_threads)
     torch.manual_seed(tcfg.seed)
     random.seed(tcfg.seed)
     np.random.seed(tcfg.seed)
+
+
+def _open_data(shards: Path, tcfg, device: torch.device) -> tuple[WindowLoader, list]:
+    """The train loader and the fixed validation batches ([] without a valid split); the loss is on
+    middles, or on prompts too with train.fim_prompt_loss."""
     loss_from = PROMPT if tcfg.fim_prompt_loss else TARGET
     loader = WindowLoader(open_shard(shards, "train"), tcfg.batch_size, seed=tcfg.seed, device=device,
                           masks=open_mask(shards, "train"), loss_from=loss_from)
     has_valid = read_index(shards)["splits"].get("valid", {}).get("num_windows", 0) > 0
     val = eval_batches(open_shard(shards, "valid"), tcfg.batch_size, tcfg.eval_batches, device,
                        open_mask(shards, "valid"), loss_from) if has_valid else []
-    doc_start = base.doc_start_id if tcfg.document_mask else None
-    model = load_trainable(base, cfg, device)
-    trainable, total = trainable_parameters(model)
-    print(f"LoRA r={cfg.lora.r} on {', '.join(cfg.lora.targets)}: {trainable:,} trainable of {total:,} "
-          f"parameters ({100 * trainable / total:.3f} %)", file=sys.stderr)
-    optimizer = build_optimizer(model, tcfg)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.dtype == "bf16")
-    tokens_per_step = tcfg.batch_size * (loader.seq_len - 1)
-    budget = budget_steps(tcfg, tokens_per_step, loader.batches_per_epoch)
-    state = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "planned_steps": None, "decay_start": None,
-             "timing": {"eval_s": 0.0, "ckpt_s": 0.0}, "initial_val_loss": None}
-    ckpt_dir = run_dir / "ckpt"
-    resumed = _restore(newest_checkpoint(ckpt_dir), model, optimizer, loader, state)
-    if resumed is None:
-        model.eval()  # no LoRA dropout in the baseline's validation loss
-        state["initial_val_loss"] = validate(model, val, autocast, doc_start)
-    truncate_metrics(run_dir / "metrics.jsonl", state["step"] if resumed is not None else -1)
+    return loader, val
 
-    def save(step: int) -> None:
-        extra = {STATE_FILE: {**state, "optimizer": optimizer.state_dict(), "loader": loader.state_dict(),
-                              "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                                      "numpy": np.random.get_state()}}}
-        save_adapter(model, cfg.lora, ckpt_dir / f"step_{step:06d}", meta=meta, extra_files=extra)
-        for old in sorted(p for p in ckpt_dir.glob("step_*") if (p / STATE_FILE).is_file())[:-tcfg.keep_checkpoints]:
-            import shutil
 
-            shutil.rmtree(old, ignore_errors=True)
-
-    planner = TimePlanner(tcfg, state["step"]) if tcfg.max_minutes else None
-    elapsed_before, t_session = state["elapsed_s"], time.perf_counter()
-    t_interval, interval_steps, loss_sum, last_loss, val_loss = time.perf_counter(), 0, 0.0, None, None
-    stop = stop_reason(state, tcfg, budget)
-    model.train()
-    with MetricsLog(run_dir, enabled=True, tensorboard=tcfg.tensorboard) as metrics, interrupt_guard() as hit, \
-            tqdm(total=total_steps(state, budget), initial=state["step"], unit="step", desc="finetune lora",
-                 dynamic_ncols=True, disable=None, file=sys.stderr) as bar:
-        while stop is None:
-            step = state["step"]
-            set_lr(optimizer, lr_at(step, tcfg, schedule_steps(state, tcfg, budget),
-                                    None if tcfg.schedule_steps else state["decay_start"]))
-            inputs, targets = loader.next_batch()
-            loss = lora_step(model, optimizer, inputs, targets, autocast=autocast, grad_clip=tcfg.grad_clip,
-                             grad_accum=tcfg.grad_accum, doc_start=doc_start)
-            state["step"], state["tokens"] = step + 1, state["tokens"] + tokens_per_step
-            state["elapsed_s"] = elapsed_before + time.perf_counter() - t_session
-            loss_sum, interval_steps = loss_sum + float(loss), interval_steps + 1
-            bar.update(1)
-            stop = stop_reason(state, tcfg, budget)
-            if state["step"] % tcfg.log_every == 0 or stop is not None:
-                now = time.perf_counter()
-                last_loss, step_s = loss_sum / interval_steps, (now - t_interval) / interval_steps
-                if planner is not None and state["planned_steps"] is None and stop is None:
-                    plan = planner.observe(state["step"], state["elapsed_s"], step_s, state["timing"])
-                    if plan is not None:
-                        state.update(plan)
-                        bar.total = total_steps(state, budget)
-                metrics.log({"step": state["step"], "loss": last_loss, "lr": optimizer.param_groups[0]["lr"],
-                             "tokens": state["tokens"], "tokens_per_s": round(tokens_per_step / step_s, 1),
-                             "elapsed_s": round(state["elapsed_s"], 3)})
-                bar.set_postfix(loss=f"{last_loss:.3f}", refresh=False)
-                t_interval, interval_steps, loss_sum = now, 0, 0.0
-            if (tcfg.eval_every and state["step"] % tcfg.eval_every == 0) or stop is not None:
-                t0 = time.perf_counter()
-                model.eval()
-                val_loss = validate(model, val, autocast, doc_start)
-                model.train()
-                if val_loss is not None:
-                    metrics.log({"step": state["step"], "val_loss": val_loss, "tokens": state["tokens"]})
-                state["timing"]["eval_s"] = time.perf_counter() - t0
-            if stop is None and hit["hit"]:
-                stop = "interrupted"
-            if (tcfg.ckpt_every and state["step"] % tcfg.ckpt_every == 0) or stop is not None:
-                t0 = time.perf_counter()
-                save(state["step"])
-                state["timing"]["ckpt_s"] = time.perf_counter() - t0
-    if stop == "interrupted":
-        raise KeyboardInterrupt(f"fine-tuning interrupted; adapter checkpoint saved at step {state['step']}")
-    save_adapter(model, cfg.lora, run_dir / "adapter", meta=meta)
-    return {"method": cfg.method, "steps": state["step"], "tokens": state["tokens"], "stop_reason": stop,
-            "train_loss": last_loss, "val_loss": val_loss, "initial_val_loss": state["initial_val_loss"],
-            "trainable_params": trainable, "total_params": total, "elapsed_s": round(state["elapsed_s"], 1),
-            "device": str(device), "adapter": str(run_dir / "adapter")}
+def _fresh_state() -> dict:
+    return {"step": 0, "tokens": 0, "elapsed_s": 0.0, "planned_steps": None, "decay_start": None,
+            "timing": {"eval_s": 0.0, "ckpt_s": 0.0}, "initial_val_loss": None}
 
 
 def _restore(path: Path | None, model, optimizer, loader: WindowLoader, state: dict) -> int | None:
