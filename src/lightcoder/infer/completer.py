@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -215,63 +215,99 @@ class Completer:
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                 seed=seed, stop_ids=self.tokenizer.stop_ids if stop_ids is None else stop_ids,
                                 max_seconds=max_seconds)
-        structure = StructureStop(prefix, suffix, language_for_path(path)) if syntax_stop else None
-        stops = [s for s in stop if s]
+        ends = _EarlyStop(structure=StructureStop(prefix, suffix, language_for_path(path)) if syntax_stop else None,
+                          stops=[s for s in stop if s], min_indent=min_indent,
+                          after_newline_s=predict_seconds_after_newline)
         tokens = generate(prompt, params, cancelled) if generate else self.engine.generate(prompt, params, cancelled=cancelled)
-        new_ids: list[int] = []
-        sent = 0  # characters of the text already yielded
-        first_token = 0.0
-        text, stop_word = "", ""
+        out = _Decoded(start)
+        stop_reason = yield from self._decode(tokens, out, ends)
+        num_generated = len(out.new_ids)
+        if stop_reason not in ("stop", "structure"):
+            self._drop_unfinished_char(out)
+        if len(out.text) > out.sent:
+            yield out.text[out.sent:]
+        stats = getattr(tokens, "stats", None) or self.engine.last_stats  # the scheduler's stream, or the Engine's
+        return _completion(out, stats, prompt_tokens=len(prompt), new_tokens=num_generated, stop_reason=stop_reason)
+
+    def _decode(self, tokens: Iterator[int], out: _Decoded, ends: _EarlyStop) -> Generator[str, None, str]:
+        """Decode the new ids into out.text as they come, yielding the part that is safe to show (no
+        unfinished character, no possible start of a stop string); returns the stop reason."""
         while True:
             try:
-                new_ids.append(next(tokens))
+                out.new_ids.append(next(tokens))
             except StopIteration as done:  # the generator returns its stop reason
-                stop_reason = done.value
-                break
-            if not first_token:
-                first_token = time.perf_counter() - start
-            text = self.tokenizer.decode(new_ids)
-            cut = _first_stop(text, stops)
-            if cut is not None:
-                stop_word = next(s for s in stops if text.find(s) == cut)
-                text, stop_reason = text[:cut], "stop"
+                return done.value
+            if not out.first_token:
+                out.first_token = time.perf_counter() - out.start
+            out.text = self.tokenizer.decode(out.new_ids)
+            stop_reason = ends.check(out)
+            if stop_reason is not None:
                 tokens.close()
+                return stop_reason
+            safe = len(out.text) - _held_back(out.text, ends.stops)
+            if safe > out.sent:
+                yield out.text[out.sent:safe]
+                out.sent = safe
+
+    def _drop_unfinished_char(self, out: _Decoded) -> None:
+        """Cut mid-character: drop the ids of the unfinished UTF-8 sequence (up to 3) from out."""
+        for _ in range(3):
+            if not out.text.endswith("\ufffd") or not out.new_ids:
                 break
-            if structure is not None and structure.done(text):
-                text, stop_reason = text[:text.rfind("\n") + 1], "structure"
-                tokens.close()
-                break
-            cut = _dedent_cut(text, min_indent) if min_indent else None
-            if cut is not None:
-                text, stop_reason = text[:cut], "stop"
-                tokens.close()
-                break
-            if predict_seconds_after_newline is not None and "\n" in text and \
-                    time.perf_counter() - start - first_token > predict_seconds_after_newline:
-                stop_reason = "time"
-                tokens.close()
-                break
-            safe = len(text) - _held_back(text, stops)
-            if safe > sent:
-                yield text[sent:safe]
-                sent = safe
-        num_generated = len(new_ids)
-        if stop_reason not in ("stop", "structure"):
-            # Cut mid-character: drop the bytes of the unfinished UTF-8 sequence.
-            for _ in range(3):
-                if not text.endswith("\ufffd") or not new_ids:
-                    break
-                new_ids.pop()
-                text = self.tokenizer.decode(new_ids)
-        if len(text) > sent:
-            yield text[sent:]
-        stats = getattr(tokens, "stats", None) or self.engine.last_stats  # the scheduler's stream, or the Engine's
-        seconds = time.perf_counter() - start
-        return Completion(text=text, prompt_tokens=len(prompt), new_tokens=num_generated, stop_reason=stop_reason,
-                          seconds=seconds, reused_tokens=stats.reused_tokens,
-                          replayed_tokens=stats.replayed_tokens, first_token_seconds=first_token,
-                          prompt_seconds=stats.prefill_seconds, slot=getattr(stats, "slot", -1), stop_word=stop_word,
-                          predicted_seconds=max(0.0, seconds - first_token) if first_token else 0.0)
+            out.new_ids.pop()
+            out.text = self.tokenizer.decode(out.new_ids)
+
+
+@dataclass
+class _Decoded:
+    """One `stream` call's completion so far."""
+
+    start: float  # perf_counter() when the call began
+    new_ids: list[int] = field(default_factory=list)  # generated ids, the stop token not included
+    text: str = ""  # their text, cut at a stop when one ended the completion
+    sent: int = 0  # characters of text already yielded
+    first_token: float = 0.0  # seconds from start to the first new token (0.0: none yet)
+    stop_word: str = ""  # the stop string that ended it, if one did
+
+
+@dataclass
+class _EarlyStop:
+    """The rules that end a completion before the model or the engine does, checked after each token."""
+
+    stops: list[str]  # stop strings (non-empty): the completion ends before the first one
+    structure: StructureStop | None  # syntax_stop: ends at the line where the structure is complete
+    min_indent: int  # llama.cpp's n_indent: a later line indented less ends it before that line (0: off)
+    after_newline_s: float | None  # once a newline was generated, the seconds allowed since the first token
+
+    def check(self, out: _Decoded) -> str | None:
+        """The stop reason when out.text ends the completion now (out.text cut, out.stop_word set), else None."""
+        text = out.text
+        cut = _first_stop(text, self.stops)
+        if cut is not None:
+            out.text, out.stop_word = text[:cut], next(s for s in self.stops if text.find(s) == cut)
+            return "stop"
+        if self.structure is not None and self.structure.done(text):
+            out.text = text[:text.rfind("\n") + 1]
+            return "structure"
+        cut = _dedent_cut(text, self.min_indent) if self.min_indent else None
+        if cut is not None:
+            out.text = text[:cut]
+            return "stop"
+        if self.after_newline_s is not None and "\n" in text and \
+                time.perf_counter() - out.start - out.first_token > self.after_newline_s:
+            return "time"
+        return None
+
+
+def _completion(out: _Decoded, stats, *, prompt_tokens: int, new_tokens: int, stop_reason: str) -> Completion:
+    """The `Completion` of a finished stream, timed now; stats: the generation's prefix-cache and prefill figures."""
+    seconds = time.perf_counter() - out.start
+    first_token = out.first_token
+    return Completion(text=out.text, prompt_tokens=prompt_tokens, new_tokens=new_tokens, stop_reason=stop_reason,
+                      seconds=seconds, reused_tokens=stats.reused_tokens,
+                      replayed_tokens=stats.replayed_tokens, first_token_seconds=first_token,
+                      prompt_seconds=stats.prefill_seconds, slot=getattr(stats, "slot", -1), stop_word=out.stop_word,
+                      predicted_seconds=max(0.0, seconds - first_token) if first_token else 0.0)
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> int | None:
