@@ -13,7 +13,8 @@ from dataclasses import replace
 
 import pytest
 
-from lightcoder.eval.sandbox import Limits, _pids_of_uid, run_in_sandbox, sandbox_python, sandbox_uid
+from lightcoder.eval.sandbox import Limits, run_in_sandbox, sandbox_python, sandbox_uid
+from lightcoder.eval.sandbox_uids import pids_of_uid
 
 PY = sandbox_python()
 FAST = Limits(wall_seconds=2.0, cpu_seconds=1, memory_mb=512, file_size_mb=4, max_processes=16)
@@ -33,7 +34,7 @@ def run_exec(code: str, limits: Limits = FAST, slot: int = 0, stdin: str = ""):
 def assert_clean(slot: int = 0) -> None:
     """No process of the slot's uid is left, and this process is alive and well."""
     if ROOT:
-        assert _pids_of_uid(sandbox_uid(slot)) == []
+        assert pids_of_uid(sandbox_uid(slot)) == []
     assert os.getpid() > 0
 
 

@@ -14,8 +14,8 @@ Each call to `run_in_sandbox(argv, files, limits, slot=...)`:
    dir, LANG), rlimits on CPU seconds, address space, file size, open files, process count and
    core dumps, then drops root for the slot's uid/gid with no supplementary groups (one uid per
    slot, no passwd entry needed; each uid is claimed with a lock file for the life of this
-   process, so two harnesses on one machine never share a uid and never kill each other's
-   samples). Then it either `exec`s `argv`, or, when `argv` is exactly the server's own
+   process, sandbox_uids.py, so two harnesses on one machine never share a uid and never kill
+   each other's samples). Then it either `exec`s `argv`, or, when `argv` is exactly the server's own
    `python -I -S script.py`, runs the script in that forked interpreter as `__main__` (what a
    fresh interpreter would do, minus ~35 ms of start-up and stdlib imports);
 4. the harness waits (blocking on the socket, no polling) up to a wall-clock timeout, then
@@ -49,7 +49,6 @@ from __future__ import annotations
 import atexit
 import ctypes
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -67,10 +66,8 @@ from typing import NamedTuple
 
 from lightcoder.eval import forkserver
 from lightcoder.eval.forkserver import CLONE_NEWNET, LIBC, MSG_BYTES
+from lightcoder.eval.sandbox_uids import kill_uid, sandbox_uid
 
-SANDBOX_UID_BASE = 61000  # sandbox uids are claimed from [61000, 61000 + SANDBOX_UID_COUNT): no real user's
-SANDBOX_UID_COUNT = 4096
-LOCK_DIR = Path(tempfile.gettempdir()) / "lightcoder-sandbox-uids"
 MAX_OUTPUT_CHARS = 4000  # stdout/stderr kept per sample (the tail of stderr, the head of stdout)
 SERVER_GRACE_SECONDS = 10.0  # after a kill, how long the server may take to sweep before it is replaced
 FILE_SWEEP_SECONDS = 300.0  # without private mounts: how long removing a sample's files may take (the
@@ -172,7 +169,7 @@ def _mounts_note(probe: dict, limits: Limits, uid: int | None, swept: bool) -> s
         warnings.warn(f"sandbox: no private mount namespace here ({probe['reason']}): samples share /tmp, "
                       "/var/tmp and /dev/shm while they run" + (", and what each leaves there is removed after it"
                       if uid is not None else ", and nothing removes what they leave (not root)"),
-                      RuntimeWarning, stacklevel=3)
+                      RuntimeWarning, stacklevel=4)  # run_in_sandbox's caller (via _Job.settle)
     return f"mountns:unavailable ({probe['reason']}){swept_note}"
 
 
@@ -192,76 +189,6 @@ def sandbox_python() -> str:
         if candidate and world_executable(candidate):
             return candidate
     return sys.executable  # only usable without privilege dropping
-
-
-# ---- sandbox uids: one per (process, slot), claimed machine-wide with flock ----
-
-_CLAIMED: dict[int, tuple[int, int]] = {}  # slot -> (uid, lock fd held open for the process's life)
-_CLAIM_LOCK = threading.Lock()
-
-
-def sandbox_uid(slot: int) -> int:
-    """The uid this process runs `slot`'s samples as; claimed on first use with an exclusive flock on
-    LOCK_DIR/<uid>.lock, so no other live process uses it. Leftover processes of a freshly claimed
-    uid (from a crashed earlier owner) are killed first."""
-    with _CLAIM_LOCK:
-        if slot in _CLAIMED:
-            return _CLAIMED[slot][0]
-        LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
-        taken = {uid for uid, _ in _CLAIMED.values()}
-        for uid in range(SANDBOX_UID_BASE, SANDBOX_UID_BASE + SANDBOX_UID_COUNT):
-            if uid in taken:
-                continue
-            fd = os.open(LOCK_DIR / f"{uid}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            _CLAIMED[slot] = (uid, fd)
-            _kill_uid(uid)
-            return uid
-    raise RuntimeError(f"no free sandbox uid in {SANDBOX_UID_BASE}..{SANDBOX_UID_BASE + SANDBOX_UID_COUNT - 1}")
-
-
-# ---- cleanup ----
-
-def _pids_of_uid(uid: int) -> list[int]:
-    """Live (not zombie) processes whose real uid is `uid`, from every /proc/PID/status.
-
-    Not the cheaper owner of /proc/PID: a process that makes itself non-dumpable
-    (prctl PR_SET_DUMPABLE 0) shows its /proc entry as root's and would escape the sweep.
-    """
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status", encoding="ascii", errors="replace") as f:
-                state = ""
-                for line in f:
-                    if line.startswith("State:"):
-                        state = line.split()[1]
-                    elif line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid and state not in ("Z", "X"):
-                            pids.append(int(entry))
-                        break
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return pids
-
-
-def _kill_uid(uid: int) -> None:
-    for _ in range(50):
-        pids = _pids_of_uid(uid)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.01)
 
 
 def _tail(f, n: int) -> bytes:
@@ -285,6 +212,15 @@ class _Outcome(NamedTuple):
     timed_out: bool
     swept: bool | None  # its files were swept (no private mounts)
     seconds: float  # from the request to the sample's end (the file sweep after it not counted)
+
+    def result(self, out: bytes, err: bytes, isolation: list[str]) -> ExecResult:
+        """The ExecResult, given the sample's raw stdout head and stderr tail; a sample the server never
+        reported on counts as SIGKILLed."""
+        returncode = None if self.status is None else os.waitstatus_to_exitcode(self.status)
+        result = "timeout" if self.timed_out else "passed" if returncode == 0 else "failed"
+        return ExecResult(status=result, returncode=returncode if self.status is not None else -signal.SIGKILL,
+                          stdout=_clip(out, keep_tail=False), stderr=_clip(err, keep_tail=True),
+                          seconds=self.seconds, isolation=isolation)
 
 
 class _ForkServer:
@@ -388,7 +324,7 @@ def _drop_server(key: tuple[int, bool, bool], uid: int | None) -> None:
     if server is not None:
         server.close()
     if uid is not None:
-        _kill_uid(uid)
+        kill_uid(uid)
 
 
 @atexit.register
@@ -411,15 +347,6 @@ os.register_at_fork(after_in_child=_forget_servers_after_fork)
 
 # ---- the call ----
 
-def _request(server: _ForkServer, argv: list[str], workdir: Path, uid: int | None, inproc: bool,
-             limits: Limits) -> dict:
-    """The server's request; the sample's work dir is /tmp/NAME on the slot's private tmpfs, if any."""
-    cwd = f"/tmp/{workdir.name}" if server.mounts["private"] else str(workdir)
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd,
-           "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
-    return {"argv": list(argv), "cwd": cwd, "env": env, "uid": uid, "inproc": inproc, "limits": asdict(limits)}
-
-
 def run_in_sandbox(argv: list[str], files: dict[str, str], limits: Limits | None = None, *,
                    slot: int = 0, stdin: str = "", in_process: bool | None = None) -> ExecResult:
     """Write `files` into a fresh work dir, run `argv` there under `limits`, clean up, report.
@@ -430,73 +357,109 @@ def run_in_sandbox(argv: list[str], files: dict[str, str], limits: Limits | None
     `slot` picks the sandbox uid (sandbox_uid(slot)) and fork server; concurrent calls in one
     process must use distinct slots so one sample's cleanup never kills another's processes.
     """
-    limits = limits or Limits()
-    root = os.geteuid() == 0
-    uid = sandbox_uid(slot) if (root and limits.drop_privileges) else None
-    netns_ok, netns_note = netns_available() if not limits.network else (False, "network:allowed")
-    want_netns = netns_ok and not limits.network
-    key = (slot, want_netns, limits.private_mounts)
-    server = _server_for(key, limits.tmpfs_mb)
-    if want_netns:
-        netns_note = server.netns_note  # what the server's own unshare() achieved
-    inproc = list(argv[:-1]) == [server.python, "-I", "-S"] and argv[-1].endswith(".py")
-    if in_process is not None and in_process and not inproc:
-        raise ValueError(f"in_process=True needs argv [{server.python!r}, '-I', '-S', 'NAME.py'], got {argv}")
-    inproc = inproc and in_process is not False
-    isolation = [netns_note, f"uid:{uid}" if uid is not None else "uid:unchanged (not root or disabled)",
-                 f"rlimits:cpu={limits.cpu_seconds}s,as={limits.memory_mb}MB,fsize={limits.file_size_mb}MB,"
-                 f"nproc={limits.max_processes},nofile={limits.max_open_files},msgqueue=0",
-                 "process:forked by the slot server" + (", python in-process" if inproc else ", exec")]
+    job = _Job.plan(argv, limits or Limits(), slot, in_process)
     workdir, work_fd = Path(tempfile.mkdtemp(prefix="lc-sandbox-")), -1
     try:
-        for name, text in files.items():
-            target = workdir / name
-            if target.resolve().parent != workdir.resolve() and workdir.resolve() not in target.resolve().parents:
-                raise ValueError(f"sandbox file name {name!r} leaves the work dir")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        if uid is not None:
-            for path in [workdir, *workdir.rglob("*")]:
-                os.chown(path, uid, uid)
-        os.chmod(workdir, 0o700)
+        _fill_work_dir(workdir, files, job.uid)
         work_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
         # Output goes to unlinked temp files, not pipes: a daemonised grandchild holding a pipe
         # cannot keep us waiting, and RLIMIT_FSIZE also caps how much output a sample can write.
         # The work dir goes as a descriptor: with private mounts the server copies it onto its tmpfs.
         with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f, \
                 (tempfile.TemporaryFile() if stdin else open(os.devnull, "rb")) as in_f:
-            fds = [work_fd, out_f.fileno(), err_f.fileno()]
+            fds = [work_fd, out_f.fileno(), err_f.fileno()]  # + stdin's, second, when there is one
             if stdin:
                 in_f.write(stdin.encode())
                 in_f.flush()
                 in_f.seek(0)
                 fds.insert(1, in_f.fileno())
-            try:
-                with server.lock:
-                    outcome = server.run(_request(server, argv, workdir, uid, inproc, limits), fds,
-                                         limits.wall_seconds)
-            except OSError:  # the server died between samples (the sample never started): replace it, retry
-                _drop_server(key, uid)
-                server = _server_for(key, limits.tmpfs_mb)
-                with server.lock:
-                    outcome = server.run(_request(server, argv, workdir, uid, inproc, limits), fds,
-                                         limits.wall_seconds)
-            status, timed_out, swept = outcome.status, outcome.timed_out, outcome.swept
-            if status is None or swept is None:
-                _drop_server(key, uid)
-            if swept is None:  # the server never swept: we do, now that the uid's processes are dead
-                swept = uid is not None and not (server.mounts["private"] and server.mounts["readonly"])
-                if swept:
-                    forkserver.sweep_files(uid, str(workdir))
-            isolation.insert(1, _mounts_note(server.mounts, limits, uid, swept))
+            outcome = job.run(workdir, fds)
+            job.settle(outcome, workdir)
             out_f.seek(0)
             out, err = out_f.read(MAX_OUTPUT_CHARS * 4), _tail(err_f, MAX_OUTPUT_CHARS * 4)
-        returncode = None if status is None else os.waitstatus_to_exitcode(status)
-        result = "timeout" if timed_out else "passed" if returncode == 0 else "failed"
-        return ExecResult(status=result, returncode=returncode if status is not None else -signal.SIGKILL,
-                          stdout=_clip(out, keep_tail=False), stderr=_clip(err, keep_tail=True),
-                          seconds=outcome.seconds, isolation=isolation)
+        return outcome.result(out, err, job.isolation)
     finally:
         if work_fd >= 0:
             os.close(work_fd)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class _Job:
+    """One run_in_sandbox call: who runs the sample, on which fork server, how, and the isolation notes."""
+
+    argv: list[str]
+    limits: Limits
+    uid: int | None  # the slot's sandbox uid; None: unchanged (not root, or Limits.drop_privileges False)
+    key: tuple[int, bool, bool]  # (slot, netns, private mounts): which server
+    server: _ForkServer
+    inproc: bool  # python runs in the forked server interpreter rather than by exec
+    isolation: list[str]  # ExecResult.isolation; the files entry is inserted second by `settle`
+
+    @classmethod
+    def plan(cls, argv: list[str], limits: Limits, slot: int, in_process: bool | None) -> _Job:
+        """The slot's uid and server, and whether python runs in-process (see run_in_sandbox)."""
+        root = os.geteuid() == 0
+        uid = sandbox_uid(slot) if (root and limits.drop_privileges) else None
+        netns_ok, netns_note = netns_available() if not limits.network else (False, "network:allowed")
+        want_netns = netns_ok and not limits.network
+        key = (slot, want_netns, limits.private_mounts)
+        server = _server_for(key, limits.tmpfs_mb)
+        if want_netns:
+            netns_note = server.netns_note  # what the server's own unshare() achieved
+        inproc = list(argv[:-1]) == [server.python, "-I", "-S"] and argv[-1].endswith(".py")
+        if in_process is not None and in_process and not inproc:
+            raise ValueError(f"in_process=True needs argv [{server.python!r}, '-I', '-S', 'NAME.py'], got {argv}")
+        inproc = inproc and in_process is not False
+        isolation = [netns_note, f"uid:{uid}" if uid is not None else "uid:unchanged (not root or disabled)",
+                     f"rlimits:cpu={limits.cpu_seconds}s,as={limits.memory_mb}MB,fsize={limits.file_size_mb}MB,"
+                     f"nproc={limits.max_processes},nofile={limits.max_open_files},msgqueue=0",
+                     "process:forked by the slot server" + (", python in-process" if inproc else ", exec")]
+        return cls(argv, limits, uid, key, server, inproc, isolation)
+
+    def run(self, workdir: Path, fds: list[int]) -> _Outcome:
+        """The sample on the slot's server. A server that died between samples (so the sample never
+        started) is replaced, and the sample sent once more."""
+        try:
+            with self.server.lock:
+                return self.server.run(self._request(workdir), fds, self.limits.wall_seconds)
+        except OSError:
+            _drop_server(self.key, self.uid)
+            self.server = _server_for(self.key, self.limits.tmpfs_mb)
+            with self.server.lock:
+                return self.server.run(self._request(workdir), fds, self.limits.wall_seconds)
+
+    def _request(self, workdir: Path) -> dict:
+        """The server's request; the sample's work dir is /tmp/NAME on the slot's private tmpfs, if any."""
+        cwd = f"/tmp/{workdir.name}" if self.server.mounts["private"] else str(workdir)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd,
+               "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+        return {"argv": list(self.argv), "cwd": cwd, "env": env, "uid": self.uid, "inproc": self.inproc,
+                "limits": asdict(self.limits)}
+
+    def settle(self, outcome: _Outcome, workdir: Path) -> None:
+        """After the sample: drop a server that stopped answering, sweep the files it never swept (now that
+        the uid's processes are dead), and note what happened to the files in `isolation`."""
+        swept = outcome.swept
+        if outcome.status is None or swept is None:
+            _drop_server(self.key, self.uid)
+        if swept is None:
+            mounts = self.server.mounts
+            swept = self.uid is not None and not (mounts["private"] and mounts["readonly"])
+            if swept:
+                forkserver.sweep_files(self.uid, str(workdir))
+        self.isolation.insert(1, _mounts_note(self.server.mounts, self.limits, self.uid, swept))
+
+
+def _fill_work_dir(workdir: Path, files: dict[str, str], uid: int | None) -> None:
+    """`files` (relative name -> text) written under workdir, all of it owned by uid, the dir mode 0700."""
+    for name, text in files.items():
+        target = workdir / name
+        if target.resolve().parent != workdir.resolve() and workdir.resolve() not in target.resolve().parents:
+            raise ValueError(f"sandbox file name {name!r} leaves the work dir")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    if uid is not None:
+        for path in [workdir, *workdir.rglob("*")]:
+            os.chown(path, uid, uid)
+    os.chmod(workdir, 0o700)
