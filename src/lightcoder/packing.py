@@ -174,48 +174,24 @@ def _pack_split(pairs: list[tuple[SourceFile, int]], tokenizer: Tokenizer, cfg: 
     files = [f for f, _ in pairs]
     writer = StreamWindowWriter(path, cfg.seq_len, dtype, tokenizer.bos_id)
     exporter = AtomicFile(export, "w") if export is not None else None
-    objectives: Counter = Counter()
-    fallback_reasons: Counter = Counter()
-    languages: dict[str, Counter] = {}  # language -> objective/order counts
-    node_types: dict[str, Counter] = {}  # language -> SFIM node type counts
-    num_fallbacks = num_text_chars = num_special = num_special_in_text = 0
+    stats = _DocumentStats()
     batches = [pairs[i:i + cfg.batch_files] for i in range(0, len(pairs), cfg.batch_files)]
     previous_repo = None
     # Overlap: the tokenizer (Rust, releases the GIL) encodes batch i while Python builds the
     # documents of batch i + 1 (tree-sitter parses). Output order is unchanged, so bytes are too.
     with cleanup_on_error(writer, exporter), ThreadPoolExecutor(max_workers=1) as pool, \
             tqdm(total=len(files), desc=f"pack {split}", unit="file", disable=None) as bar:
-        pending = None
+        pending = None  # (future of the previous batch's ids, its repo_starts, its files)
         for batch in batches:
             docs = [file_document(f, cfg, repeat) for f, repeat in batch]
             batch = [f for f, _ in batch]
-            repo_starts = []
+            repo_starts = []  # per file: the first of its repository in the stream
             for f, d in zip(batch, docs):
                 repo_starts.append(f.repo != previous_repo)
                 previous_repo = f.repo
-                objectives[d.objective] += 1
-                lang = languages.setdefault(d.language or "unknown", Counter())
-                lang[d.objective] += 1
-                if d.order:
-                    objectives[d.order] += 1
-                    lang[d.order] += 1
-                if d.node_type:
-                    node_types.setdefault(d.language, Counter())[d.node_type] += 1
-                if d.fell_back:
-                    num_fallbacks += 1
-                    fallback_reasons[d.fallback_reason or "unknown"] += 1
-                for p in d.pieces:
-                    if is_special(p):
-                        num_special += 1
-                    else:
-                        num_text_chars += len(p)
-                        if "<" in p and _SPECIAL_RE.search(p):
-                            num_special_in_text += 1
+                stats.add(d)
                 if exporter is not None:
-                    exporter.write(json.dumps({
-                        "text": d.text(), "repo": f.repo, "path": f.path, "language": d.language,
-                        "objective": d.objective, "order": d.order, "node_type": d.node_type,
-                    }, ensure_ascii=False) + "\n")
+                    _export_document(exporter, f, d)
             if pending is not None:
                 _add_all(writer, pending[0].result(), *pending[1:])
             pending = (pool.submit(tokenizer.encode_pieces_batch, [d.pieces for d in docs]),
@@ -226,26 +202,70 @@ def _pack_split(pairs: list[tuple[SourceFile, int]], tokenizer: Tokenizer, cfg: 
     writer.close()
     if exporter is not None:
         exporter.commit()
-    text_tokens = writer.num_stream_tokens - num_special
-    return {
-        "file": path.name,
-        "num_windows": writer.num_windows,
-        "num_tokens": writer.num_windows * cfg.seq_len,
-        "num_documents": len(files),
-        "num_repos": len({f.repo for f in files}),
-        "num_stream_tokens": writer.num_stream_tokens,  # before the last partial window is dropped
-        "chars_per_token": round(num_text_chars / text_tokens, 4) if text_tokens else 0.0,
-        "objectives": dict(sorted(objectives.items())),
-        "sfim_fallbacks": num_fallbacks,
-        "sfim_fallback_reasons": dict(sorted(fallback_reasons.items())),
-        "languages": {k: dict(sorted(v.items())) for k, v in sorted(languages.items())},
-        "node_types": {k: dict(v.most_common()) for k, v in sorted(node_types.items())},
-        # text pieces that contain a special-token string: encoded as text here, but a JSONL
-        # consumer whose tokenizer parses special tokens in text would read them as tokens
-        "text_pieces_with_special_strings": num_special_in_text,
-        "num_streams": len(writer.streams()),
-        "streams": writer.streams(),
-    }
+    return stats.summary(writer, cfg, path, files)
+
+
+class _DocumentStats:
+    """Counters of one document-level split: objectives and orders, per language, SFIM node types and
+    fallbacks, and the text / special-token pieces behind chars_per_token."""
+
+    def __init__(self) -> None:
+        self.objectives: Counter = Counter()  # objective and order (psm / spm) counts
+        self.fallback_reasons: Counter = Counter()
+        self.languages: dict[str, Counter] = {}  # language -> objective/order counts
+        self.node_types: dict[str, Counter] = {}  # language -> SFIM node type counts
+        self.num_fallbacks = self.num_text_chars = self.num_special = self.num_special_in_text = 0
+
+    def add(self, d: Document) -> None:
+        self.objectives[d.objective] += 1
+        lang = self.languages.setdefault(d.language or "unknown", Counter())
+        lang[d.objective] += 1
+        if d.order:
+            self.objectives[d.order] += 1
+            lang[d.order] += 1
+        if d.node_type:
+            self.node_types.setdefault(d.language, Counter())[d.node_type] += 1
+        if d.fell_back:
+            self.num_fallbacks += 1
+            self.fallback_reasons[d.fallback_reason or "unknown"] += 1
+        for p in d.pieces:
+            if is_special(p):
+                self.num_special += 1
+            else:
+                self.num_text_chars += len(p)
+                if "<" in p and _SPECIAL_RE.search(p):
+                    self.num_special_in_text += 1
+
+    def summary(self, writer: StreamWindowWriter, cfg: PackConfig, path: Path, files: list[SourceFile]) -> dict:
+        """The split's entry in index.json (key order kept: index.json is written unsorted)."""
+        text_tokens = writer.num_stream_tokens - self.num_special  # every special piece is one token
+        return {
+            "file": path.name,
+            "num_windows": writer.num_windows,
+            "num_tokens": writer.num_windows * cfg.seq_len,
+            "num_documents": len(files),
+            "num_repos": len({f.repo for f in files}),
+            "num_stream_tokens": writer.num_stream_tokens,  # before the last partial window is dropped
+            "chars_per_token": round(self.num_text_chars / text_tokens, 4) if text_tokens else 0.0,
+            "objectives": dict(sorted(self.objectives.items())),
+            "sfim_fallbacks": self.num_fallbacks,
+            "sfim_fallback_reasons": dict(sorted(self.fallback_reasons.items())),
+            "languages": {k: dict(sorted(v.items())) for k, v in sorted(self.languages.items())},
+            "node_types": {k: dict(v.most_common()) for k, v in sorted(self.node_types.items())},
+            # text pieces that contain a special-token string: encoded as text here, but a JSONL
+            # consumer whose tokenizer parses special tokens in text would read them as tokens
+            "text_pieces_with_special_strings": self.num_special_in_text,
+            "num_streams": len(writer.streams()),
+            "streams": writer.streams(),
+        }
+
+
+def _export_document(exporter: AtomicFile, f: SourceFile, d: Document) -> None:
+    """One line of <split>.documents.jsonl, for other trainers."""
+    exporter.write(json.dumps({
+        "text": d.text(), "repo": f.repo, "path": f.path, "language": d.language,
+        "objective": d.objective, "order": d.order, "node_type": d.node_type,
+    }, ensure_ascii=False) + "\n")
 
 
 def _add_all(writer: StreamWindowWriter, docs: list[list[int]], repo_starts: list[bool],
