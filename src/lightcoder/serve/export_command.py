@@ -61,10 +61,9 @@ def export_hf(ckpt: Path, out: Path) -> Path:
 
 
 def export_gguf(ckpt: Path, out: Path, *, dtype: str = "f32") -> Path:
+    """One GGUF file at `out`: the hyperparameters, the tokenizer, then the weights (f32 or f16 matrices)."""
     import gguf
-    import numpy as np
 
-    from lightcoder.tokenizer.special_tokens import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, SPECIAL_TOKENS, STOP_TOKENS
     from lightcoder.tokenizer.tokenizer import Tokenizer
 
     model, cfg = load_checkpoint(ckpt, dtype=torch.float32)
@@ -73,6 +72,20 @@ def export_gguf(ckpt: Path, out: Path, *, dtype: str = "f32") -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(out), "llama")
     writer.add_name(ckpt.name)
+    _add_hyperparameters(writer, cfg, dtype)
+    _add_tokenizer(writer, tokenizer, tok_json, cfg.vocab_size)
+    _add_tensors(writer, model, cfg, dtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
+
+
+def _add_hyperparameters(writer, cfg, dtype: str) -> None:
+    """llama.* metadata: context, widths, heads, norm eps, RoPE; the file type from `dtype`."""
+    import gguf
+
     writer.add_context_length(cfg.max_seq_len)
     writer.add_embedding_length(cfg.dim)
     writer.add_block_count(cfg.n_layers)
@@ -84,15 +97,13 @@ def export_gguf(ckpt: Path, out: Path, *, dtype: str = "f32") -> Path:
     writer.add_rope_dimension_count(cfg.head_dim)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
 
-    # Tokenizer: byte-level BPE, vocabulary padded to the model's rows.
-    vocab = tokenizer.backend.get_vocab(with_added_tokens=True)
-    tokens = [""] * cfg.vocab_size
-    for piece, i in vocab.items():
-        tokens[i] = piece
-    types = [gguf.TokenType.CONTROL if t in SPECIAL_TOKENS else gguf.TokenType.NORMAL for t in tokens]
-    for i, t in enumerate(tokens):
-        if not t:
-            tokens[i], types[i] = f"[PAD{i}]", gguf.TokenType.UNUSED
+
+def _add_tokenizer(writer, tokenizer, tok_json: dict, vocab_size: int) -> None:
+    """tokenizer.ggml.*: byte-level BPE ("gpt2") with its merges, the special ids, and the FIM / end-of-
+    generation tokens llama.cpp's /infill needs (both the fim_* keys and the older prefix/suffix/middle)."""
+    from lightcoder.tokenizer.special_tokens import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, STOP_TOKENS
+
+    tokens, types = _token_table(tokenizer, vocab_size)
     merges = [m if isinstance(m, str) else " ".join(m) for m in tok_json["model"]["merges"]]
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("default")
@@ -113,6 +124,29 @@ def export_gguf(ckpt: Path, out: Path, *, dtype: str = "f32") -> Path:
     writer.add_uint32("tokenizer.ggml.eot_token_id", tokenizer.eos_id)
     writer.add_array("tokenizer.ggml.eog_token_ids", sorted(tokenizer.token_to_id(t) for t in STOP_TOKENS))
 
+
+def _token_table(tokenizer, vocab_size: int) -> tuple[list[str], list]:
+    """(pieces, token types), one per model row: special tokens CONTROL, rows past the tokenizer's
+    vocabulary "[PAD<i>]" UNUSED."""
+    import gguf
+
+    from lightcoder.tokenizer.special_tokens import SPECIAL_TOKENS
+
+    tokens = [""] * vocab_size
+    for piece, i in tokenizer.backend.get_vocab(with_added_tokens=True).items():
+        tokens[i] = piece
+    types = [gguf.TokenType.CONTROL if t in SPECIAL_TOKENS else gguf.TokenType.NORMAL for t in tokens]
+    for i, t in enumerate(tokens):
+        if not t:
+            tokens[i], types[i] = f"[PAD{i}]", gguf.TokenType.UNUSED
+    return tokens, types
+
+
+def _add_tensors(writer, model, cfg, dtype: str) -> None:
+    """Every weight under its GGUF name; q/k rows in GGML's interleaved RoPE order (rope_interleave).
+    Matrices in `dtype`, 1-D norms always f32, as llama.cpp wants."""
+    import numpy as np
+
     np_dtype = np.float32 if dtype == "f32" else np.float16
     for name, tensor in model.state_dict().items():
         t = tensor.detach().float()
@@ -121,13 +155,8 @@ def export_gguf(ckpt: Path, out: Path, *, dtype: str = "f32") -> Path:
         elif name.endswith("attention.wk.weight"):
             t = rope_interleave(t, cfg.n_kv_heads)
         arr = t.numpy()
-        arr = arr.astype(np.float32 if arr.ndim == 1 else np_dtype)  # norms stay f32, as llama.cpp wants
+        arr = arr.astype(np.float32 if arr.ndim == 1 else np_dtype)
         writer.add_tensor(gguf_name(name), arr)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return out
 
 
 def main(argv: list[str]) -> int:
