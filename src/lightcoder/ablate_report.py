@@ -15,7 +15,6 @@ interval over tasks (2,000 resamples) — the tasks, not only the seeds, are wha
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
