@@ -413,6 +413,8 @@ class Transformer(nn.Module):
             for _ in self.layers
         ]
 
+    # Over 60 lines on purpose: one readable pass (checks -> mask -> embed -> blocks -> head -> loss) in
+    # HF LlamaModel's order, on the training and decoding hot path, where helper calls would only hide it.
     def forward(
         self,
         tokens: torch.Tensor,
