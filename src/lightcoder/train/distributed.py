@@ -119,6 +119,11 @@ def gather_objects(obj, env: Dist) -> list:
 
 
 def shutdown_distributed() -> None:
-    """Tear down the process group, if one runs (torchrun workers then exit without warnings)."""
+    """Tear down the process group, if one runs (torchrun workers then exit without warnings).
+
+    The barrier first: a rank that destroys its gloo pairs while a peer still finishes its last
+    collective (the final checkpoint) can abort the peer ("terminate called without an active
+    exception", seen once in `make test`)."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
