@@ -49,7 +49,7 @@ def stop_weight_of(cfg: TrainConfig, shards_dir: str | Path, tokenizer_dir: str 
     if cfg.stop_loss_weight == 1.0:
         return None
     stop_id = read_index(shards_dir).get("stop_id")
-    if stop_id is None and tokenizer_dir is not None and tokenizer_vocab_size(tokenizer_dir) is not None:
+    if stop_id is None and tokenizer_dir is not None and has_tokenizer(tokenizer_dir):
         from lightcoder.tokenizer.backends import load_tokenizer
 
         stop_id = load_tokenizer(tokenizer_dir).eos_id
@@ -74,8 +74,13 @@ def train_streams(shards_dir: str | Path) -> list | None:
 
 def tokenizer_vocab_size(tokenizer_dir: str | Path) -> int | None:
     """The vocabulary size of a `lightcoder tokenizer` dir (None when there is no tokenizer to read)."""
-    if not (Path(tokenizer_dir) / "tokenizer.json").is_file() and not (Path(tokenizer_dir) / "tokenizer.model").is_file():
+    if not has_tokenizer(tokenizer_dir):
         return None
     from lightcoder.tokenizer.backends import load_tokenizer
 
     return load_tokenizer(tokenizer_dir).vocab_size  # ours, aiXcoder's tokenizer.model or another family's
+
+
+def has_tokenizer(tokenizer_dir: str | Path) -> bool:
+    """Whether the dir holds a tokenizer load_tokenizer reads (ours, or a SentencePiece tokenizer.model)."""
+    return (Path(tokenizer_dir) / "tokenizer.json").is_file() or (Path(tokenizer_dir) / "tokenizer.model").is_file()
