@@ -1,6 +1,6 @@
 """The ablation's table: per variant and task group, mean ± 95 % CI over seeds, paired comparisons, a plot.
 
-Input: each run's per-task rows (RUN/eval/trained/results.jsonl, eval/harness.py), grouped:
+Input: each run's per-task rows (RUN/eval/trained/results.jsonl, eval/runner.py), grouped:
 
     structured    method_body, if/for/while/try statements from the held-out repositories
     single_line   one statement; random_span  a random 1-3 line span (held-out repositories)
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightcoder.artifacts import read_jsonl, write_json_atomic, write_text_atomic
+from lightcoder.artifacts import write_json_atomic, write_text_atomic
 
 GROUPS = {
     "structured": ("method_body", "if_statement", "for_statement", "while_statement", "try_statement"),
@@ -59,10 +59,12 @@ def _mean(values: list[float]) -> float:
 
 def read_tasks_of(run_dir: Path, model: str = "trained") -> dict[str, dict] | None:
     """{task_id: task metrics} of one run's model, or None when it has no results yet."""
+    from lightcoder.eval.runner import read_rows
+
     path = Path(run_dir) / "eval" / model / "results.jsonl"
     if not path.exists():
         return None
-    return {r["task_id"]: {**task_metrics(r), "type": r["task_type"]} for r in read_jsonl(path)}
+    return {r["task_id"]: {**task_metrics(r), "type": r["task_type"]} for r in read_rows(path)[1]}
 
 
 def collect(runs: list[tuple[str, int, Path]]) -> dict:

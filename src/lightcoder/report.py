@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lightcoder.artifacts import read_jsonl
 from lightcoder.config import RunConfig
 from lightcoder.train.plot import read_metrics
 
@@ -105,6 +104,7 @@ def _eval_section(run_dir: Path) -> list[str]:
     from lightcoder.eval.report import (
         format_behaviour_table, format_benchmark_table, format_eval_table, format_samples,
     )
+    from lightcoder.eval.runner import read_samples
 
     eval_dir = run_dir / "eval"
     scores = {}
@@ -123,10 +123,9 @@ def _eval_section(run_dir: Path) -> list[str]:
     if benchmarks:
         lines += ["## Benchmark subsets (sandboxed execution; docs/evaluation.md)", "", benchmarks,
                   "Subsets of the paper's benchmarks for a quick signal, not comparable with full-set numbers.", ""]
-    samples_path = eval_dir / "trained" / "samples.jsonl"
-    if samples_path.exists():
+    samples = read_samples(eval_dir / "trained")
+    if samples:
         tasks = read_tasks(eval_dir / "tasks.jsonl")
-        samples = read_jsonl(samples_path)
         lines += ["## Sample completions (trained model)", "", format_samples(tasks, samples, 4), ""]
     return lines
 

@@ -187,8 +187,9 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
     """
     from lightcoder.data.records import read_corpus
     from lightcoder.eval.baselines import MostCommonLinePredictor
-    from lightcoder.eval.builders import build_fim_tasks, read_tasks, write_tasks
-    from lightcoder.eval.harness import run_fim_eval
+    from lightcoder.eval.builders import build_fim_tasks, write_tasks
+    from lightcoder.eval.runner import GenerationSettings, run_task
+    from lightcoder.eval.tasks import get_task
     from lightcoder.infer.completer import Completer
 
     heading("5/6 eval: structured FIM tasks from held-out repositories")
@@ -211,8 +212,8 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
         tasks += _humaneval_tasks(cfg.eval)
         write_tasks(tasks, tasks_path)
         write_json_atomic(key_path, task_key)
-    tasks = read_tasks(tasks_path)
-    print(f"{len(tasks)} tasks from the test split", file=sys.stderr)
+    task = get_task("run-fim", data=str(tasks_path), mode=cfg.eval.mode, max_new_tokens=cfg.eval.max_new_tokens)
+    print(f"{len(task.problems())} tasks from the test split", file=sys.stderr)
 
     train_build = stages.get("ckpt", {}).get("build")
     scores: dict[str, dict] = {}
@@ -223,12 +224,11 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
             ckpt = _checkpoint_for(run_dir, name)
             predictor = Completer.load(ckpt, max_prompt_tokens=cfg.eval.max_prompt_tokens or None)
             model_id = f"{ckpt.resolve()}@{train_build}"
-        model_id += f"/prompt{cfg.eval.max_prompt_tokens}"
         print(f"-- {name}", file=sys.stderr, flush=True)
-        scores[name] = run_fim_eval(
-            predictor, tasks, eval_dir / name, name=name, max_new_tokens=cfg.eval.max_new_tokens,
-            mode=cfg.eval.mode, model_id=model_id, config=config_to_dict(cfg.eval),
-            restart_stale=True)  # samples of another checkpoint or other settings: start over
+        gen = GenerationSettings(model_id=model_id, template=getattr(getattr(predictor, "template", None), "name", ""),
+                                 max_prompt_tokens=cfg.eval.max_prompt_tokens)
+        # samples of another checkpoint or other settings: start over
+        scores[name] = run_task(task, predictor, eval_dir / name, gen, restart_stale=True)
     if "trained" in models:  # benchmark subsets (HumanEval with execution, ...) via the sandboxed harness
         from lightcoder.eval.runner import run_stage_benchmarks
 

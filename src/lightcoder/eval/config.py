@@ -1,6 +1,6 @@
 """The eval area's config: `EvalConfig` (the run's `eval` section), dataclasses only.
 
-Kept apart from harness.py and runner.py so `lightcoder.config` can compose it without loading
+Kept apart from runner.py and the tasks so `lightcoder.config` can compose it without loading
 the harness, metrics or the sandbox.
 """
 

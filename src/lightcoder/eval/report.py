@@ -1,6 +1,6 @@
 """Markdown for eval results: the per-type score table and a few sample completions.
 
-Input: scores.json dicts (lightcoder.eval.harness.run_fim_eval) and samples.jsonl rows; output:
+Input: scores.json dicts of the `run-fim` task (eval/runner.py) and samples.jsonl rows; output:
 markdown strings for RUN/report.md and the terminal. The table copies aiXcoder's FIM-Eval tables
 (research/aixcoder-7b.md §6.3): one row per task type, one column per model, each cell
 `EM / ES / pred:ref` (exact match %, edit similarity 0..100, mean characters predicted:reference).
@@ -111,9 +111,9 @@ def format_sample(task: FimTask, prediction: str) -> str:
 def format_samples(tasks: Sequence[FimTask], samples: Iterable[Mapping], k: int = 5) -> str:
     """Markdown for k completions, taken round-robin over task types so each type shows up.
 
-    Tasks without a sample are skipped; samples are samples.jsonl rows (task_id, prediction).
+    Tasks without a sample are skipped; samples are the runner's samples.jsonl rows (task_id, completion).
     """
-    predictions = {s["task_id"]: s["prediction"] for s in samples}
+    predictions = {s["task_id"]: s["completion"] for s in samples}
     queues: dict[str, list[FimTask]] = {}
     for task in tasks:
         if task.task_id in predictions:

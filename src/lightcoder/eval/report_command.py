@@ -49,12 +49,8 @@ def find_runs(paths: list[str]) -> dict[str, dict[str, dict]]:
         for f in files:
             scores = json.loads(f.read_text(encoding="utf-8"))
             depth = len(f.parent.relative_to(root).parts)
-            if "task" not in scores:  # the quickstart's FIM tables (eval/harness.py): one dir per model
-                scores = {"task": "fim (quickstart)", "kind": "match", "summary": scores.get("summary", {}),
-                          "config_hash": "-"}
-                run = f"{base}/{f.parent.name}" if depth else base
-            else:
-                run = f"{base}/{f.parent.name}" if depth >= 2 else base
+            model_depth = 1 if scores["task"] == "run-fim" else 2  # RUN/eval/<model>, RUN/eval/tasks/<task>/<model>
+            run = f"{base}/{f.parent.name}" if depth >= model_depth else base
             runs.setdefault(run, {})[scores["task"]] = scores
     return runs
 

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import rapidfuzz
+from tqdm import tqdm
 
 from lightcoder import __version__
 from lightcoder.artifacts import append_jsonl, read_jsonl, trim_torn_tail, write_json_atomic
@@ -101,8 +102,9 @@ def _header(config: dict) -> dict:
     return {"eval_config": config, "config_hash": _hash(config)}
 
 
-def _read_rows(path: Path) -> tuple[dict | None, list[dict]]:
-    """(header, rows) of one of our JSONL files; a torn last line is trimmed off first."""
+def read_rows(path: Path) -> tuple[dict | None, list[dict]]:
+    """(header, rows) of one of our JSONL files (samples, results); a torn last line is trimmed off
+    first. A file without a header line gives (None, every row)."""
     if not path.exists():
         return None, []
     trim_torn_tail(path)
@@ -114,7 +116,7 @@ def _read_rows(path: Path) -> tuple[dict | None, list[dict]]:
 
 def _open_jsonl(path: Path, config: dict, *, force: bool):
     """Open `path` for appending under `config`; refuse a file written under another config."""
-    header, rows = _read_rows(path)
+    header, rows = read_rows(path)
     if header is not None and header["config_hash"] != _hash(config) and not force:
         raise ValueError(f"{path} was written under another eval config (hash {header['config_hash']} vs "
                          f"{_hash(config)}); use another output dir or force=True")
@@ -140,18 +142,19 @@ def read_samples(out_dir: str | Path) -> list[dict]:
     """Every sample row of every shard file in `out_dir`, in (task_id, sample_index) order."""
     rows = []
     for path in sorted(Path(out_dir).glob("samples*.jsonl")):
-        rows += _read_rows(path)[1]
+        rows += read_rows(path)[1]
     return sorted(rows, key=lambda r: (r["task_id"], r["sample_index"]))
 
 
 # ---- step 1: generate ----
 
 def generate(task: Task, predictor, out_dir: str | Path, gen: GenerationSettings, *, force: bool = False,
-             shard: tuple[int, int] = (0, 1), progress: bool = False, restart_stale: bool = False) -> Path:
+             shard: tuple[int, int] = (0, 1), progress: bool | None = None, restart_stale: bool = False) -> Path:
     """Generate gen.n samples per problem of this shard; returns the samples file.
 
     restart_stale: when `out_dir` holds a run under another config (a newer checkpoint, other
     settings), start over instead of refusing; a run under the same config is resumed.
+    progress: a tqdm bar (None: only on a terminal).
     """
     index, count = shard
     if not 0 <= index < count:
@@ -167,45 +170,52 @@ def generate(task: Task, predictor, out_dir: str | Path, gen: GenerationSettings
         for stale in [*out.glob("samples*.jsonl"), out / RESULTS_FILE, out / SCORES_FILE]:
             stale.unlink(missing_ok=True)
     write_json_atomic(out / CONFIG_FILE, config, sort_keys=False)
-    name = "samples.jsonl" if count == 1 else f"samples.shard-{index}-of-{count}.jsonl"
-    path = out / name
+    path = out / ("samples.jsonl" if count == 1 else f"samples.shard-{index}-of-{count}.jsonl")
     f, rows = _open_jsonl(path, config, force=force)
     done = {(r["task_id"], r["sample_index"]) for r in rows}
+    todo = [(problem, k) for problem in task.problems()[index::count] for k in range(gen.n)
+            if (problem.task_id, k) not in done]
+    accepted = _accepted_keywords(predictor)
+    mode, max_new = gen.mode or task.mode, gen.max_new_tokens or task.max_new_tokens
+    h = _hash(config)
+    with f, tqdm(total=len(todo) + len(done), initial=len(done), desc=f"{task.name} {out.name}", unit="sample",
+                 disable=None if progress is None else not progress) as bar:
+        for problem, k in todo:  # one flushed line per sample: a crash loses at most one
+            kwargs = _complete_keywords(accepted, problem, gen, k, mode=mode, max_new_tokens=max_new)
+            start = time.perf_counter()
+            c = predictor.complete(problem.prompt, problem.suffix, **kwargs)
+            extras = task.sample_extras(problem, predictor, mode=mode, max_new_tokens=max_new)
+            append_jsonl(f, {"task_id": problem.task_id, "sample_index": k, "task_type": problem.task_type,
+                             "raw": c.text, "completion": task.postprocess(problem, c.text),
+                             "new_tokens": c.new_tokens, "prompt_tokens": c.prompt_tokens,
+                             "stop_reason": c.stop_reason, "seconds": time.perf_counter() - start,
+                             **extras, "config_hash": h})
+            bar.update()
+    return path
+
+
+def _accepted_keywords(predictor) -> set[str]:
+    """The keyword arguments `predictor.complete` takes (Completer.complete(**kw) passes on to stream)."""
     params = inspect.signature(predictor.complete).parameters
     accepted = set(params)
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()) and hasattr(predictor, "stream"):
-        accepted |= set(inspect.signature(predictor.stream).parameters)  # Completer.complete(**kw) -> stream
-    mode, max_new = gen.mode or task.mode, gen.max_new_tokens or task.max_new_tokens
-    h = _hash(config)
-    problems = task.problems()[index::count]
-    with f:
-        for i, problem in enumerate(problems):
-            for k in range(gen.n):
-                if (problem.task_id, k) in done:
-                    continue
-                kwargs = {"path": problem.path, "max_new_tokens": max_new, "mode": mode,
-                          "temperature": gen.temperature}
-                if "seed" in accepted:
-                    kwargs["seed"] = gen.seed * 1_000_003 + k
-                if "top_p" in accepted and gen.top_p != 1.0:
-                    kwargs["top_p"] = gen.top_p
-                if "stop" in accepted and problem.stop:  # stop early; postprocess cuts the same way
-                    kwargs["stop"] = list(problem.stop)
-                if "max_prompt_tokens" in accepted and gen.max_prompt_tokens:
-                    kwargs["max_prompt_tokens"] = gen.max_prompt_tokens
-                start = time.perf_counter()
-                c = predictor.complete(problem.prompt, problem.suffix, **kwargs)
-                extras = task.sample_extras(problem, predictor, mode=mode, max_new_tokens=max_new)
-                append_jsonl(f, {"task_id": problem.task_id, "sample_index": k, "task_type": problem.task_type,
-                                 "raw": c.text, "completion": task.postprocess(problem, c.text),
-                                 "new_tokens": c.new_tokens, "prompt_tokens": c.prompt_tokens,
-                                 "stop_reason": c.stop_reason, "seconds": time.perf_counter() - start,
-                                 **extras, "config_hash": h})
-            if progress:
-                print(f"\r{task.name}: {i + 1}/{len(problems)} problems", end="", flush=True)
-    if progress:
-        print()
-    return path
+        accepted |= set(inspect.signature(predictor.stream).parameters)
+    return accepted
+
+
+def _complete_keywords(accepted: set[str], problem, gen: GenerationSettings, k: int, *, mode: str,
+                       max_new_tokens: int) -> dict:
+    """The keywords of sample k's `complete` call; the optional ones only where the predictor takes them."""
+    kwargs = {"path": problem.path, "max_new_tokens": max_new_tokens, "mode": mode, "temperature": gen.temperature}
+    if "seed" in accepted:
+        kwargs["seed"] = gen.seed * 1_000_003 + k
+    if "top_p" in accepted and gen.top_p != 1.0:
+        kwargs["top_p"] = gen.top_p
+    if "stop" in accepted and problem.stop:  # stop early; postprocess cuts the same way
+        kwargs["stop"] = list(problem.stop)
+    if "max_prompt_tokens" in accepted and gen.max_prompt_tokens:
+        kwargs["max_prompt_tokens"] = gen.max_prompt_tokens
+    return kwargs
 
 
 def reference_samples(task: Task, out_dir: str | Path, *, empty: bool = False, force: bool = False) -> Path:
@@ -225,7 +235,7 @@ def reference_samples(task: Task, out_dir: str | Path, *, empty: bool = False, f
     gen = GenerationSettings(model_id="empty" if empty else "reference")
     path = generate(task, _Reference(), out_dir, gen, force=force)
     if not empty:  # the reference is the final completion: no stop-sequence cutting
-        header, rows = _read_rows(path)
+        header, rows = read_rows(path)
         refs = {p.task_id: p.reference for p in task.problems()}
         path.write_text("".join(json.dumps(r) + "\n" for r in
                                 [header] + [{**r, "completion": refs[r["task_id"]]} for r in rows]), encoding="utf-8")
@@ -253,10 +263,15 @@ def _judge(task: Task, problems: dict, sample: dict, slot: int) -> dict:
 
 
 def execute(out_dir: str | Path, *, workers: int = 2, force: bool = False, task: Task | None = None) -> Path:
-    """Judge every sample not yet in results.jsonl; `workers` sandboxes run at once (slots 0..workers-1)."""
+    """Judge every sample not yet in results.jsonl; `workers` sandboxes run at once (slots 0..workers-1).
+
+    Match tasks are judged in one thread: there is no sandbox to wait on, and their syntax checks
+    share one tree-sitter parser per language, which is not safe to use from two threads.
+    """
     out = Path(out_dir)
     config = load_config(out)
     task = task or task_from_config(config)
+    workers = workers if task.kind == "execution" else 1
     problems = {p.task_id: p for p in task.problems()}
     samples = read_samples(out)
     unknown = sorted({s["task_id"] for s in samples} - set(problems))
@@ -314,22 +329,27 @@ def _aggregate(rows: list[dict], kind: str) -> dict:
     return out
 
 
+def _summary(rows: list[dict], kind: str) -> dict:
+    by_type: dict[str, list[dict]] = {}
+    for r in rows:
+        by_type.setdefault(r.get("task_type") or "all", []).append(r)
+    summary = {t: _aggregate(rs, kind) for t, rs in by_type.items()}
+    summary["total"] = _aggregate(rows, kind)
+    return summary
+
+
 def score(out_dir: str | Path) -> dict:
     """Aggregate results.jsonl into scores.json: {config, summary: {task_type|total: metrics}, timing}."""
     out = Path(out_dir)
     config = load_config(out)
     task = task_from_config(config)
-    header, rows = _read_rows(out / RESULTS_FILE)
+    header, rows = read_rows(out / RESULTS_FILE)
     if header is None or header["config_hash"] != _hash(config):
         raise ValueError(f"{out / RESULTS_FILE} is missing or from another config: run the execute step")
     samples = read_samples(out)
     if len(rows) < len(samples):
         raise ValueError(f"{out}: {len(samples) - len(rows)} samples not executed yet; run the execute step")
-    by_type: dict[str, list[dict]] = {}
-    for r in rows:
-        by_type.setdefault(r.get("task_type") or "all", []).append(r)
-    summary = {t: _aggregate(rs, task.kind) for t, rs in by_type.items()}
-    summary["total"] = _aggregate(rows, task.kind)
+    summary = task.summary(rows) or _summary(rows, task.kind)
     seconds = sum(s["seconds"] for s in samples)
     protocol = {**config, "generation": {k: v for k, v in config["generation"].items()
                                          if k not in ("model_id", "template")}}

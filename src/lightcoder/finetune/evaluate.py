@@ -6,9 +6,10 @@ Two task sets (eval/builders.build_fim_tasks, FIM-Eval's task types plus random 
   sample of its files; or a tasks.jsonl, e.g. a quickstart run's RUN/eval/tasks.jsonl), so that
   forgetting shows.
 Each model completes every task greedily through a `Completer` (the server's prompt path) and the
-harness scores EM, edit similarity, stop rate and lengths (eval/harness.py). The base model is scored,
-then the adapter is merged into the same weights in place (one copy of a 7B model in memory) and the
-tuned model scored. Outputs: RUN/eval/<set>_tasks.jsonl, RUN/eval/<set>/<base|tuned>/ (harness files).
+eval harness scores EM, edit similarity, stop rate and lengths (the `run-fim` task through
+eval/runner.py, as the pretraining run's eval stage). The base model is scored, then the adapter is
+merged into the same weights in place (one copy of a 7B model in memory) and the tuned model scored.
+Outputs: RUN/eval/<set>_tasks.jsonl, RUN/eval/<set>/<base|tuned>/ (the runner's files).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 from lightcoder.data.records import read_corpus
 from lightcoder.data.records import SourceFile
 from lightcoder.eval.builders import build_fim_tasks, read_tasks, write_tasks
-from lightcoder.eval.harness import run_fim_eval
+from lightcoder.eval.runner import GenerationSettings, run_task
+from lightcoder.eval.tasks import get_task
 from lightcoder.finetune.base import Base
 from lightcoder.finetune.config import FinetuneEvalSettings
 
@@ -87,10 +89,11 @@ def evaluate_models(base: Base, tune, settings: FinetuneEvalSettings, split_dir:
         if who == "tuned":
             model = tune(model)
         completer = Completer(model, base.tokenizer, cfg, template=base.template)
+        gen = GenerationSettings(model_id=model_id, template=getattr(base.template, "name", "aixcoder"))
         for name, tasks in sets.items():
             print(f"-- eval {who} on {name} ({len(tasks)} tasks)", file=sys.stderr, flush=True)
-            scores = run_fim_eval(completer, tasks, eval_dir / name / who, name=who,
-                                  max_new_tokens=settings.max_new_tokens, mode=settings.mode,
-                                  model_id=model_id, restart_stale=True)
+            task = get_task("run-fim", data=str(eval_dir / f"{name}_tasks.jsonl"), mode=settings.mode,
+                            max_new_tokens=settings.max_new_tokens)
+            scores = run_task(task, completer, eval_dir / name / who, gen, restart_stale=True)
             results[name][who] = scores["summary"]
     return results

@@ -82,6 +82,11 @@ class Task:
         """Fields generation adds to a sample besides the completion (e.g. the reference's bits)."""
         return {}
 
+    def summary(self, rows: list[dict]) -> dict | None:
+        """The per-type table of scores.json from all result rows; None (default): the runner's
+        (pass@k, statuses and the mean of every numeric field, per task type and in total)."""
+        return None
+
     def extra_scores(self, rows: list[dict]) -> dict:
         """Task-specific entries of scores.json computed from all result rows (default: none)."""
         return {}
