@@ -14,7 +14,6 @@ finished stage changed since it ran, the stage refuses to mix the two and says h
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import sys
@@ -135,23 +134,11 @@ def _run_file_stage(cfg: RunConfig, run_dir: Path, stage: str, title: str, run, 
     return result
 
 
-def model_config_for_run(cfg: RunConfig, run_dir: Path):
-    """The model config with vocab_size taken from the run's tokenizer, checked against the packing."""
-    from lightcoder.tokenizer.tokenizer import Tokenizer
-
-    tokenizer = Tokenizer.load(run_dir / "tokenizer")
-    if cfg.model.max_seq_len < cfg.pack.seq_len:
-        raise ConfigError(f"model.max_seq_len ({cfg.model.max_seq_len}) is shorter than pack.seq_len "
-                          f"({cfg.pack.seq_len}): raise --model.max_seq_len or lower --pack.seq_len")
-    # The checkpoint records the context it was trained on (max_position_embeddings), so prompts
-    # are budgeted to it: positions past the training window are untrained for RoPE.
-    return dataclasses.replace(cfg.model, vocab_size=tokenizer.vocab_size, max_seq_len=cfg.pack.seq_len)
-
-
 def stage_train(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
     """Train in one process, or on every rank under `torchrun --nproc_per_node N -m lightcoder train`:
     all ranks train; rank 0 alone writes the shared files (config, stages.json, summary)."""
     from lightcoder.train.distributed import barrier, init_distributed, shutdown_distributed
+    from lightcoder.train.inputs import model_config_for_run
     from lightcoder.train.loop import train
 
     env = init_distributed(cfg.train.device)  # no-op outside torchrun

@@ -1,7 +1,7 @@
 """Decontamination: drop files that share a long token n-gram with an evaluation benchmark.
 
 Benchmark texts are HumanEval's prompts and canonical solutions (found by
-`lightcoder.eval.tasks.humaneval_path`, e.g. /work/shared/data/HumanEval.jsonl.gz) plus any files
+`lightcoder.benchmark_files.humaneval_path`, e.g. /work/shared/data/HumanEval.jsonl.gz) plus any files
 given in `data.decontam.benchmarks`: JSONL(.gz) rows (their prompt / canonical_solution / code /
 content / text fields) or plain text files. Both sides are tokenised like the MinHash shingles
 (minhash.token_hashes: word tokens only, so whitespace and punctuation changes do not hide a
@@ -11,8 +11,8 @@ are GPT-3's choice; we default to 20 word tokens because code shares short idiom
 (`for i in range(len(numbers)):` is 7) - on CPython's stdlib 20 gives no false positive.
 
 A benchmark file that is missing is an error; HumanEval not found on disk is a warning on
-stderr (data.decontam.humaneval = false silences it); a broken `lightcoder.eval.tasks` fails the
-import.
+stderr (data.decontam.humaneval = false silences it). Curation never imports the eval code: the
+benchmark locations live in `lightcoder.benchmark_files`.
 
 Example: a file that pastes HumanEval/0's solution loop is dropped; one that only imports List
 and defines `def f(numbers)` is not.
@@ -30,9 +30,7 @@ import numpy as np
 from lightcoder.data import minhash
 from lightcoder.data.config import DecontamConfig
 from lightcoder.data.minhash import _MIX, token_hashes
-# Explicit and at the top: a broken eval.tasks must fail the import, never drop HumanEval quietly.
-# eval.tasks' package __init__ is light (dataclasses + pathlib); only humaneval_path is used.
-from lightcoder.eval.tasks import humaneval_path
+from lightcoder.benchmark_files import humaneval_path
 
 TEXT_FIELDS = ("prompt", "canonical_solution", "code", "content", "text", "solution")
 

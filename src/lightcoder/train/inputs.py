@@ -1,16 +1,19 @@
 """What a training run reads from a finished `lightcoder pack` dir: the train/valid windows checked
-against the model and tokenizer, the repository streams, and the stop token the loss may weigh.
+against the model and tokenizer, the repository streams, the stop token the loss may weigh, and the
+model config a run trains (its tokenizer's vocabulary, the packed window).
 
 These read index.json and the shards (shards.py), never the packer, so the loop imports no packing code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from lightcoder.overrides import ConfigError
 from lightcoder.shards import open_shard, read_index
 from lightcoder.train.config import TrainConfig
 
@@ -84,3 +87,17 @@ def tokenizer_vocab_size(tokenizer_dir: str | Path) -> int | None:
 def has_tokenizer(tokenizer_dir: str | Path) -> bool:
     """Whether the dir holds a tokenizer load_tokenizer reads (ours, or a SentencePiece tokenizer.model)."""
     return (Path(tokenizer_dir) / "tokenizer.json").is_file() or (Path(tokenizer_dir) / "tokenizer.model").is_file()
+
+
+def model_config_for_run(cfg, run_dir: Path):
+    """cfg.model (a RunConfig's) with vocab_size taken from the run's tokenizer and max_seq_len the packed
+    window, checked against the packing."""
+    from lightcoder.tokenizer.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.load(run_dir / "tokenizer")
+    if cfg.model.max_seq_len < cfg.pack.seq_len:
+        raise ConfigError(f"model.max_seq_len ({cfg.model.max_seq_len}) is shorter than pack.seq_len "
+                          f"({cfg.pack.seq_len}): raise --model.max_seq_len or lower --pack.seq_len")
+    # The checkpoint records the context it was trained on (max_position_embeddings), so prompts
+    # are budgeted to it: positions past the training window are untrained for RoPE.
+    return dataclasses.replace(cfg.model, vocab_size=tokenizer.vocab_size, max_seq_len=cfg.pack.seq_len)

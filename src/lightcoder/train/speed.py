@@ -21,7 +21,7 @@ def measure_tokens_per_s(cfg, run_dir: Path) -> float:
 
     from lightcoder.model.llama import Transformer
     from lightcoder.shards import open_shard
-    from lightcoder.stages import model_config_for_run
+    from lightcoder.train.inputs import model_config_for_run
     from lightcoder.train.loader import WindowLoader
     from lightcoder.train.loop import optimizer_step, setup_runtime
     from lightcoder.train.optim import build_optimizer

@@ -19,10 +19,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"  # task files shipped with the package
-SHARED_DATA = Path("/work/shared/data")  # where HumanEval.jsonl.gz lives on the lab machines
+from lightcoder.benchmark_files import DATA_DIR, humaneval_path  # noqa: F401 (re-exported)
+
 _MODULES = ("humaneval", "mbpp", "multipl_e", "infilling", "fim_eval", "crosscodeeval", "run_fim")
 
 
@@ -125,14 +124,3 @@ def get_task(name: str, **options) -> Task:
     task = _REGISTRY[name][1](**options)
     task.registry_name, task.options = name, dict(options)  # what `execute` needs to rebuild it from files
     return task
-
-
-def humaneval_path(path: str | Path | None = None) -> Path:
-    """HumanEval.jsonl(.gz): the given path, else /work/shared/data, else a clear error."""
-    candidates = [Path(path)] if path else [SHARED_DATA / "HumanEval.jsonl.gz", DATA_DIR / "HumanEval.jsonl.gz"]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"HumanEval data not found (looked at {', '.join(map(str, candidates))}); pass data=PATH to "
-        "the openai/human-eval HumanEval.jsonl.gz")
