@@ -5,8 +5,9 @@ import random
 import pytest
 import torch
 
-from lightcoder.infer.draft import prompt_lookup_draft
+from lightcoder.infer.draft import accept_draft, prompt_lookup_draft
 from lightcoder.infer.engine import Engine, SamplingParams, generate
+from lightcoder.infer.prefix_cache import CacheEntry
 from lightcoder.model.config import get_preset
 from lightcoder.model.llama import Transformer
 
@@ -39,6 +40,14 @@ def test_draft_is_always_what_followed_an_earlier_occurrence():
         assert len(draft) <= k
         starts = [i for i in range(len(ctx) - 3) if ctx[i:i + 3] == ctx[-3:]]
         assert any(ctx[i + 3:i + 3 + len(draft)] == draft for i in starts)
+
+
+@pytest.mark.parametrize("chosen, accepted", [([7, 8, 9, 1], 3), ([7, 8, 5, 1], 2), ([6, 8, 9, 1], 0)])
+def test_accept_draft_keeps_the_head_greedy_agrees_with(chosen, accepted):
+    entry = CacheEntry(kv=[], tokens=[1, 2])
+    assert accept_draft(entry, [3, 4], [7, 8, 9], chosen) == accepted
+    assert entry.tokens == [1, 2, 3, 4] + [7, 8, 9][:accepted]
+    assert entry.pending == chosen[accepted]  # the greedy id after the accepted ids
 
 
 @pytest.mark.parametrize("quality", ["oracle", "corrupted", "random"])

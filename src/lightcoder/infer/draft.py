@@ -46,3 +46,19 @@ def prompt_lookup_draft(context: list[int], max_tokens: int, *, min_ngram: int =
     if best < 0:
         return []
     return context[best + min_ngram:min(best + min_ngram + max_tokens, end)]
+
+
+def accept_draft(entry, fed: list[int], draft: list[int], chosen: list[int]) -> int:
+    """Keep the longest head of `draft` that greedy decoding picks anyway; returns its length.
+
+    chosen[i] is the greedy id after fed + draft[:i] (len(draft) + 1 ids). entry (a prefix-cache
+    CacheEntry) grows by fed and the accepted ids, and its `pending` id becomes the greedy id after them.
+    Example: draft [7, 8, 9], chosen [7, 8, 5, 1] -> 2; entry.tokens += fed + [7, 8], entry.pending = 5
+    """
+    accepted = 0
+    while accepted < len(draft) and draft[accepted] == chosen[accepted]:
+        accepted += 1
+    entry.tokens.extend(fed)
+    entry.tokens.extend(draft[:accepted])
+    entry.pending = chosen[accepted]
+    return accepted

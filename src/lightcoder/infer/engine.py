@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lightcoder.infer.draft import prompt_lookup_draft
+from lightcoder.infer.draft import accept_draft, prompt_lookup_draft
 from lightcoder.infer.fused_decode import FusedDecoder
 from lightcoder.infer.prefix_cache import CacheEntry, PrefixCache
 from lightcoder.model.llama import KVCache, Transformer
@@ -378,12 +378,7 @@ class Engine:
         """
         rows = self.decoder.verify(fed + draft, pos, entry.kv, len(fed) - 1)  # (1 + d, V): after fed[-1], draft[i]
         chosen = mask_vocab(rows, self.vocab_size).argmax(-1).tolist()  # chosen[i]: the greedy id after draft[:i]
-        accepted = 0
-        while accepted < len(draft) and draft[accepted] == chosen[accepted]:
-            accepted += 1
+        accepted = accept_draft(entry, fed, draft, chosen)  # greedy continuation: tokens[greedy_from:] + [pending]
         self.drafted_tokens += len(draft)
         self.accepted_tokens += accepted
-        entry.tokens.extend(fed)
-        entry.tokens.extend(draft[:accepted])
-        entry.pending = chosen[accepted]  # greedy continuation: tokens[greedy_from:] + [pending]
         return draft[:accepted], rows[accepted]

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lightcoder.infer.batch_forward import Segment, forward_segments
-from lightcoder.infer.draft import prompt_lookup_draft
+from lightcoder.infer.draft import accept_draft, prompt_lookup_draft
 from lightcoder.infer.engine import _DRAFT_WITH_PREFILL_MAX, SamplingParams, sample_next
 from lightcoder.infer.fused_decode import FusedDecoder
 from lightcoder.infer.prefix_cache import CacheEntry, PrefixCache
@@ -377,14 +377,9 @@ class BatchScheduler:
         entry, draft = slot.entry, slot.draft
         if draft:
             chosen = logits.argmax(-1).tolist()  # chosen[i]: the greedy id after draft[:i]
-            accepted = 0
-            while accepted < len(draft) and draft[accepted] == chosen[accepted]:
-                accepted += 1
+            accepted = accept_draft(entry, fed, draft, chosen)
             self.drafted_tokens += len(draft)
             self.accepted_tokens += accepted
-            entry.tokens.extend(fed)
-            entry.tokens.extend(draft[:accepted])
-            entry.pending = chosen[accepted]
             slot.queued, row = draft[:accepted], logits[accepted]
         else:
             entry.tokens.extend(fed)
