@@ -126,6 +126,8 @@ def test_write_read_round_trip(tmp_path):
     path.write_text("{not json\n")
     with pytest.raises(ValueError, match=r":1: not valid JSON"):
         read_tasks(path)
+    with pytest.raises(FileNotFoundError, match=r"missing.jsonl not found: a run's eval stage writes"):
+        read_tasks(tmp_path / "missing.jsonl")
 
 
 def test_humaneval_fim_tasks_are_spans_of_the_canonical_solutions():

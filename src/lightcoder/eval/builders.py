@@ -197,10 +197,14 @@ def write_tasks(tasks: Iterable[FimTask], path: str | Path) -> int:
 
 
 def read_tasks(path: str | Path) -> list[FimTask]:
-    """Read tasks written by `write_tasks`; ValueError naming the line on a malformed record.
+    """Read tasks written by `write_tasks`; ValueError naming the line on a malformed record,
+    FileNotFoundError saying which command writes the file when it is missing.
 
     The file is written atomically, so a torn last line is corruption too, not a crash to tolerate.
     """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"FIM tasks file {path} not found: a run's eval stage writes RUN/eval/tasks.jsonl "
+                                "(`lightcoder eval --out RUN`), `lightcoder finetune` its RUN/eval/<set>_tasks.jsonl")
     names = [f.name for f in fields(FimTask)]
     tasks = []
     for lineno, record in iter_jsonl(path, tolerate_torn_tail=False, hint="rebuild the tasks file"):
