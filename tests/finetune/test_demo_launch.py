@@ -10,7 +10,9 @@ from lightcoder.cli import main
 from lightcoder.config import ConfigError
 from lightcoder.finetune.command import check_launch
 from lightcoder.finetune.config import FinetuneConfig
-from lightcoder.finetune.demo import package_dir, verdict
+from lightcoder.finetune.command import build_parser as finetune_parser
+from lightcoder.finetune.command import resolve_config
+from lightcoder.finetune.demo import FULL_LR_FRACTION, build_parser, demo_argv, package_dir, verdict
 
 TINY = ["--pack.seq_len", "128", "--train.batch_size", "2", "--train.log_every", "1", "--train.max_steps", "2",
         "--train.dtype", "fp32", "--train.tensorboard", "false", "--eval.per_type", "1",
@@ -44,6 +46,25 @@ def test_demo_reports_before_after_on_the_package_and_the_stdlib_tasks(quickstar
     assert record["config"]["train"]["max_minutes"] == 0.5
     printed = capsys.readouterr().out
     assert "adapted package, held-out files: ES" in printed and "forgetting" in printed and "demo wall time" in printed
+
+
+def test_full_demo_trains_at_a_fraction_of_the_base_runs_learning_rate(tmp_path):
+    run = tmp_path / "quickstart"
+    ckpt = run / "ckpt" / "step_000007"
+    ckpt.mkdir(parents=True)
+
+    def config(method: str, *user: str):
+        args = build_parser().parse_args(["--method", method, "--out", str(tmp_path / "demo")])
+        ft_args, ft_rest = finetune_parser().parse_known_args(demo_argv(args, ckpt, tmp_path, "none", 1.0))
+        return resolve_config(ft_args, ft_rest + list(user)).train
+
+    default = FinetuneConfig().train
+    assert (config("full").lr, config("full").min_lr) == (default.lr, default.min_lr)  # no run config: defaults
+    (run / "config.json").write_text(json.dumps({"train": {"lr": 2e-3}}))
+    assert config("full").lr == pytest.approx(FULL_LR_FRACTION * 2e-3)
+    assert config("full").min_lr == pytest.approx(FULL_LR_FRACTION * 2e-4)
+    assert config("lora").lr == default.lr  # an adapter keeps its own rate
+    assert config("full", "--train.lr", "1e-3").lr == 1e-3  # the user's override wins
 
 
 def test_demo_names_a_missing_base_and_package(tmp_path):

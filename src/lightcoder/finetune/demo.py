@@ -1,7 +1,7 @@
 """`lightcoder finetune demo`: adapt the quickstart model to a package it never saw, in a time budget.
 
     lightcoder finetune demo [--base run/quickstart] [--package rich] [--minutes 10] [--out run/finetune-demo]
-                             [--method lora|full] [--section.field VALUE ...]
+                             [--method full|lora] [--section.field VALUE ...]
 
 The issue's demonstration, as one command:
 - base: the quickstart run's newest checkpoint (trained on this interpreter's standard library);
@@ -11,7 +11,9 @@ The issue's demonstration, as one command:
   repositories' FIM tasks, --general-per-type of each type; the HumanEval rows are left out), else a
   stdlib sample;
 - budget: --minutes of wall clock for the whole command; training gets what the other stages leave
-  (--reserve minutes for curation, packing and both evaluations).
+  (--reserve minutes for curation, packing and both evaluations);
+- method: all weights (--method full, the default here) at FULL_LR_FRACTION of the base's pretraining
+  learning rate, or a LoRA adapter (--method lora, `lightcoder finetune`'s default).
 
 It prints the before/after table and the verdict against the targets: edit similarity on the
 package's held-out files up by >= 30 % (relative), and down by at most 5 % on the stdlib tasks.
@@ -31,6 +33,9 @@ from pathlib import Path
 from lightcoder.config import ConfigError
 
 TARGET_GAIN = 30.0  # % relative edit similarity on the adapted package
+# --method full trains at this fraction of the peak learning rate the base was pretrained with (its run's
+# config.json), and decays to a tenth of it: measured on the quickstart base, docs/finetune.md.
+FULL_LR_FRACTION = 0.3
 MAX_FORGETTING = -5.0  # % relative edit similarity on the stdlib held-out tasks
 DEFAULT_PACKAGE = "rich"
 
@@ -41,10 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--package", default=DEFAULT_PACKAGE,
                    help=f"an importable package of this environment, or a directory (default {DEFAULT_PACKAGE})")
     p.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget of the whole demo (default 10)")
-    p.add_argument("--reserve", type=float, default=3.0,
-                   help="minutes of the budget kept for curation, packing and evaluation (default 3)")
+    p.add_argument("--reserve", type=float, default=1.5,
+                   help="minutes of the budget kept for curation, packing and evaluation (default 1.5)")
     p.add_argument("--out", default="run/finetune-demo", help="run directory (default run/finetune-demo)")
-    p.add_argument("--method", choices=("lora", "full"), default="lora")
+    # full by default here: on the 1.6M-parameter quickstart base, LoRA r 8 trains 2 % of the weights and
+    # does not move edit similarity in 10 minutes (docs/finetune.md); `lightcoder finetune` keeps LoRA.
+    p.add_argument("--method", choices=("lora", "full"), default="full")
     p.add_argument("--general-per-type", type=int, default=12,
                    help="stdlib tasks kept per task type for the forgetting check (default 12)")
     return p
@@ -109,9 +116,23 @@ def verdict(results: dict) -> list[str]:
     return lines or ["no before/after results (no held-out files?)"]
 
 
+def full_finetune_lr(ckpt: Path) -> float | None:
+    """FULL_LR_FRACTION of the peak learning rate in the base run's config.json (RUN/ckpt/step_N -> RUN),
+    or None when the checkpoint is not inside a lightcoder run that records one."""
+    try:
+        return FULL_LR_FRACTION * float(json.loads((ckpt.parent.parent / "config.json").read_text())["train"]["lr"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
 def demo_argv(args: argparse.Namespace, ckpt: Path, corpus: Path, general: str, train_minutes: float) -> list[str]:
-    return ["--base", str(ckpt), "--corpus", str(corpus), "--out", args.out, "--method", args.method,
+    """The `lightcoder finetune` flags of the demo; the user's own overrides come after them and win."""
+    argv = ["--base", str(ckpt), "--corpus", str(corpus), "--out", args.out, "--method", args.method,
             "--train.max_minutes", f"{train_minutes:g}", "--eval.general", general]
+    lr = full_finetune_lr(ckpt) if args.method == "full" else None
+    if lr is not None:
+        argv += ["--train.lr", f"{lr:g}", "--train.min_lr", f"{lr / 10:g}"]
+    return argv
 
 
 def main(argv: list[str]) -> int:
