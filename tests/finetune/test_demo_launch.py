@@ -12,7 +12,8 @@ from lightcoder.finetune.command import check_launch
 from lightcoder.finetune.config import FinetuneConfig
 from lightcoder.finetune.command import build_parser as finetune_parser
 from lightcoder.finetune.command import resolve_config
-from lightcoder.finetune.demo import FULL_LR_FRACTION, build_parser, demo_argv, package_dir, verdict
+from lightcoder.finetune.demo import build_parser, demo_argv, package_dir, verdict
+from lightcoder.finetune.report import relative_change_ci
 
 TINY = ["--pack.seq_len", "128", "--train.batch_size", "2", "--train.log_every", "1", "--train.max_steps", "2",
         "--train.dtype", "fp32", "--train.tensorboard", "false", "--eval.per_type", "1",
@@ -48,23 +49,13 @@ def test_demo_reports_before_after_on_the_package_and_the_stdlib_tasks(quickstar
     assert "adapted package, held-out files: ES" in printed and "forgetting" in printed and "demo wall time" in printed
 
 
-def test_full_demo_trains_at_a_fraction_of_the_base_runs_learning_rate(tmp_path):
-    run = tmp_path / "quickstart"
-    ckpt = run / "ckpt" / "step_000007"
-    ckpt.mkdir(parents=True)
-
-    def config(method: str, *user: str):
-        args = build_parser().parse_args(["--method", method, "--out", str(tmp_path / "demo")])
-        ft_args, ft_rest = finetune_parser().parse_known_args(demo_argv(args, ckpt, tmp_path, "none", 1.0))
-        return resolve_config(ft_args, ft_rest + list(user)).train
-
-    default = FinetuneConfig().train
-    assert (config("full").lr, config("full").min_lr) == (default.lr, default.min_lr)  # no run config: defaults
-    (run / "config.json").write_text(json.dumps({"train": {"lr": 2e-3}}))
-    assert config("full").lr == pytest.approx(FULL_LR_FRACTION * 2e-3)
-    assert config("full").min_lr == pytest.approx(FULL_LR_FRACTION * 2e-4)
-    assert config("lora").lr == default.lr  # an adapter keeps its own rate
-    assert config("full", "--train.lr", "1e-3").lr == 1e-3  # the user's override wins
+def test_the_users_overrides_win_over_the_demos_flags(tmp_path):
+    args = build_parser().parse_args(["--out", str(tmp_path / "demo")])
+    ft_args, ft_rest = finetune_parser().parse_known_args(demo_argv(args, tmp_path, tmp_path, "none", 8.5))
+    cfg = resolve_config(ft_args, ft_rest + ["--train.max_minutes", "2", "--train.lr", "1e-3"])
+    assert cfg.method == "full"  # the demo's default method on the tiny quickstart base
+    assert (cfg.train.max_minutes, cfg.train.lr) == (2.0, 1e-3)
+    assert resolve_config(ft_args, ft_rest).train.max_minutes == 8.5
 
 
 def test_demo_names_a_missing_base_and_package(tmp_path):
@@ -82,6 +73,24 @@ def test_verdict_compares_relative_edit_similarity_with_the_targets():
     assert "ES +35.0 % (target >= +30 %: met)" in lines[0]
     assert "ES -4.0 % (target >= -5 %: met)" in lines[1]
     assert "NOT met" in verdict({"heldout": row(20.0, 22.0)})[0]
+    with_ci = verdict({"heldout": {**row(20.0, 27.0), "es_change_ci": [-5.25, 80.0]}})
+    assert "ES +35.0 % [-5.2, +80.0] (target >= +30 %: met)" in with_ci[0]
+
+
+def test_relative_change_interval_is_paired_by_task():
+    import random
+
+    assert relative_change_ci({"a": 10.0, "b": 20.0}, {"a": 12.0, "b": 24.0}) == (pytest.approx(20.0),
+                                                                                   pytest.approx(20.0))
+    assert relative_change_ci({"a": 10.0}, {"a": 12.0}) is None  # one task: no interval
+    rng = random.Random(3)
+    base = {f"t{i}": rng.uniform(0, 40) for i in range(80)}
+    tuned = {k: v * 1.2 + rng.uniform(-10, 10) for k, v in base.items()}
+    low, high = relative_change_ci(base, tuned)
+    point = 100 * (sum(tuned.values()) / sum(base.values()) - 1)
+    assert low < point < high and high - low > 5  # noisy per-task changes: a real interval around the point
+    wide_low, wide_high = relative_change_ci(dict(list(base.items())[:10]), dict(list(tuned.items())[:10]))
+    assert wide_high - wide_low > high - low  # fewer tasks, wider interval
 
 
 def test_prepare_only_stops_after_packing(tmp_path, bpe_base, package):

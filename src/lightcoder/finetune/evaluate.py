@@ -26,6 +26,7 @@ from lightcoder.eval.runner import GenerationSettings, run_task
 from lightcoder.eval.tasks import get_task
 from lightcoder.finetune.base import Base
 from lightcoder.finetune.config import FinetuneEvalSettings
+from lightcoder.finetune.report import relative_change_ci
 
 STDLIB_SAMPLE_FILES = 300  # stdlib files parsed for the general set (a fixed sample: parsing all is slow)
 
@@ -96,4 +97,14 @@ def evaluate_models(base: Base, tune, settings: FinetuneEvalSettings, split_dir:
                             max_new_tokens=settings.max_new_tokens)
             scores = run_task(task, completer, eval_dir / name / who, gen, restart_stale=True)
             results[name][who] = scores["summary"]
+    for name in sets:  # the tuned - base change of ES with its bootstrap interval, paired by task
+        base_es, tuned_es = (task_es(eval_dir / name / who) for who in ("base", "tuned"))
+        results[name]["es_change_ci"] = relative_change_ci(base_es, tuned_es)
     return results
+
+
+def task_es(out_dir: Path) -> dict[str, float]:
+    """{task_id: edit similarity} of one model's results.jsonl (the runner's)."""
+    from lightcoder.eval.runner import read_rows
+
+    return {r["task_id"]: r["es"] for r in read_rows(out_dir / "results.jsonl")[1]}
