@@ -223,3 +223,20 @@ def test_format_samples_shows_context_and_reference():
     assert f"line9\n    {CURSOR_OPEN}return 0{CURSOR_CLOSE}\n\nx = 1" in text
     assert "line4" not in text and "line5" in text  # the last 6 prefix lines, the cursor's included
     assert "exact match" in text
+
+
+def test_eval_report_names_a_runs_fim_scores_by_model(tmp_path):
+    """RUN/eval/<model>/scores.json (the eval stage's layout) are runs of their own in `lightcoder eval
+    report`, and a run's scores from before the one harness (no "task" key) still read as run-fim."""
+    from lightcoder.eval.report_command import find_runs
+
+    tasks = make_tasks()
+    evaluate(OraclePredictor(tasks), tasks, tmp_path / "eval" / "trained")
+    evaluate(FakePredictor(tasks), tasks, tmp_path / "eval" / "untrained")
+    old = tmp_path / "eval" / "older"
+    old.mkdir()
+    (old / "scores.json").write_text(json.dumps({"name": "older", "summary": {TOTAL: {"n": 6, "em": 0.0}}}))
+    runs = find_runs([str(tmp_path / "eval")])
+    assert set(runs) == {"eval/trained", "eval/untrained", "eval/older"}
+    assert runs["eval/trained"]["run-fim"]["summary"][TOTAL]["em"] == 100.0
+    assert runs["eval/older"]["run-fim"]["kind"] == "match"

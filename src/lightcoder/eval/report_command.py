@@ -48,6 +48,8 @@ def find_runs(paths: list[str]) -> dict[str, dict[str, dict]]:
         base = label or (root.name if names.count(root.name) == 1 else str(root))
         for f in files:
             scores = json.loads(f.read_text(encoding="utf-8"))
+            if "task" not in scores:  # a run's FIM scores from before the one harness: the same table
+                scores = {**scores, "task": "run-fim", "kind": "match", "config_hash": "-"}
             depth = len(f.parent.relative_to(root).parts)
             model_depth = 1 if scores["task"] == "run-fim" else 2  # RUN/eval/<model>, RUN/eval/tasks/<task>/<model>
             run = f"{base}/{f.parent.name}" if depth >= model_depth else base
