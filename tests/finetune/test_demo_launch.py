@@ -12,7 +12,7 @@ from lightcoder.finetune.command import check_launch
 from lightcoder.finetune.config import FinetuneConfig
 from lightcoder.finetune.command import build_parser as finetune_parser
 from lightcoder.finetune.command import resolve_config
-from lightcoder.finetune.demo import build_parser, demo_argv, package_dir, verdict
+from lightcoder.finetune.demo import DEFAULT_REPLAY, build_parser, demo_argv, package_dir, verdict
 from lightcoder.finetune.report import relative_change_ci
 
 TINY = ["--pack.seq_len", "128", "--train.batch_size", "2", "--train.log_every", "1", "--train.max_steps", "2",
@@ -56,6 +56,26 @@ def test_the_users_overrides_win_over_the_demos_flags(tmp_path):
     assert cfg.method == "full"  # the demo's default method on the tiny quickstart base
     assert (cfg.train.max_minutes, cfg.train.lr) == (2.0, 1e-3)
     assert resolve_config(ft_args, ft_rest).train.max_minutes == 8.5
+
+
+def test_replay_points_at_the_base_runs_corpus(tmp_path):
+    run = tmp_path / "quickstart"
+    ckpt = run / "ckpt" / "step_000007"
+    ckpt.mkdir(parents=True)
+    args = build_parser().parse_args(["--base", str(run), "--replay", "0.5", "--out", str(tmp_path / "demo")])
+    with pytest.raises(ConfigError, match="--replay 0.5: no curated corpus"):
+        demo_argv(args, ckpt, tmp_path, "none", 8.5)
+    (run / "data").mkdir()
+    (run / "data" / "DONE").write_text("{}")
+    ft_args, ft_rest = finetune_parser().parse_known_args(demo_argv(args, ckpt, tmp_path, "none", 8.5))
+    split = resolve_config(ft_args, ft_rest).split
+    assert (split.replay, split.replay_fraction) == (str(run / "data"), 0.5)
+    default = build_parser().parse_args(["--base", str(run)])  # the base run has its data/: replay is on
+    assert demo_argv(default, ckpt, tmp_path, "none", 8.5)[-1] == f"{DEFAULT_REPLAY:g}"
+    off = build_parser().parse_args(["--base", str(run), "--replay", "0"])
+    assert "--split.replay" not in demo_argv(off, ckpt, tmp_path, "none", 8.5)
+    (run / "data" / "DONE").unlink()  # no corpus to replay: off by default, not an error
+    assert "--split.replay" not in demo_argv(default, ckpt, tmp_path, "none", 8.5)
 
 
 def test_demo_names_a_missing_base_and_package(tmp_path):

@@ -50,6 +50,10 @@ class SplitSettings:
     heldout_fraction: float = 0.2
     valid_fraction: float = 0.05
     seed: int = 0
+    # Replay against forgetting: files of the base's own training data (the train split of a curated
+    # corpus dir, e.g. a lightcoder run's data/) mixed into training, replay_fraction x the user's train bytes.
+    replay: str = ""
+    replay_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("heldout_fraction", "valid_fraction"):
@@ -57,6 +61,11 @@ class SplitSettings:
                 raise ValueError(f"split.{name} must be in [0, 1), got {getattr(self, name)}")
         if self.heldout_fraction + self.valid_fraction >= 0.9:
             raise ValueError("split.heldout_fraction + split.valid_fraction must stay < 0.9 (files left to train on)")
+        if not 0.0 <= self.replay_fraction <= 10.0:
+            raise ValueError(f"split.replay_fraction must be in [0, 10], got {self.replay_fraction}")
+        if self.replay_fraction > 0 and not self.replay:
+            raise ValueError("split.replay_fraction > 0 needs split.replay: the curated corpus dir of the base's "
+                             "training data (a lightcoder run's data/)")
 
 
 @dataclass(kw_only=True)

@@ -9,6 +9,11 @@ stage runs with valid/test fractions 0) and sends each file by a hash of (seed, 
 
 so a file's split never depends on the other files. A repository with fewer than 3 files keeps all
 of them for training. Output: RUN/split/{train,valid,test}-00000.parquet + DONE (read_corpus reads it).
+
+Replay (split.replay, split.replay_fraction): files of the base's own training corpus, in hash order,
+until their bytes reach replay_fraction x the user's train bytes, are added to the train split as one
+repository named "replay" (one stream, so repository balancing weighs it as one codebase). They never
+reach valid or held-out, so the before/after numbers still measure the user's code.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from lightcoder.data.config import SPLITS
 from lightcoder.data.pipeline import run_data
 from lightcoder.data.records import SourceFile, read_corpus, write_parquet
 from lightcoder.finetune.config import FinetuneConfig, SplitSettings
+from lightcoder.overrides import ConfigError
 
 MIN_REPO_FILES = 3  # smaller repositories train on every file
 
@@ -95,16 +101,43 @@ def run_split(settings: SplitSettings, data_dir: Path, out: Path, *, force: bool
     for f in files:
         split = split_of(f, settings, per_repo[f.repo])
         by_split[split].append(replace(f, split=split))
+    user_train_bytes = _bytes(by_split["train"])
+    replay = replay_files(settings, settings.replay_fraction * user_train_bytes)
+    by_split["train"] += replay
     for split, rows in by_split.items():
         write_parquet(sorted(rows, key=lambda f: f.path), out / f"{split}-00000.parquet")
-    summary = {split: {"files": len(rows), "bytes": sum(len(f.content.encode()) for f in rows)}
-               for split, rows in by_split.items()}
+    summary = {split: {"files": len(rows), "bytes": _bytes(rows)} for split, rows in by_split.items()}
     summary["repos"] = len(per_repo)
+    summary["replay"] = {"files": len(replay), "bytes": _bytes(replay)}
     mark_done(out, summary)
     if not by_split["test"]:
         print("finetune: no held-out files (a repository needs >= 3 files, or raise --split.heldout_fraction): "
               "the report will have no before/after table", file=sys.stderr)
     return summary
+
+
+def _bytes(files: list[SourceFile]) -> int:
+    return sum(len(f.content.encode("utf-8", "surrogatepass")) for f in files)
+
+
+def replay_files(settings: SplitSettings, budget_bytes: float) -> list[SourceFile]:
+    """Train-split files of settings.replay in hash order until their bytes reach budget_bytes, as
+    repository "replay" in the train split ([] for a budget of 0)."""
+    if budget_bytes <= 0:
+        return []
+    try:
+        files = list(read_corpus(Path(settings.replay).expanduser(), "train"))
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"split.replay {settings.replay}: {e}; pass a curated corpus dir with a train split "
+                         "(a lightcoder run's data/), or --split.replay_fraction 0") from None
+    files.sort(key=lambda f: file_unit(settings.seed, f.repo, f.path))
+    picked, total = [], 0
+    for f in files:
+        if total >= budget_bytes:
+            break
+        picked.append(replace(f, repo="replay", path=f"replay/{f.repo}/{f.path}", split="train"))
+        total += _bytes([f])
+    return picked
 
 
 def split_done(out: Path) -> bool:

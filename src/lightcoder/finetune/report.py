@@ -85,11 +85,19 @@ def per_type_table(results: dict, name: str) -> list[str]:
     return lines
 
 
+def _replayed(split: dict) -> str:
+    """" (27 of them replayed from the base's data, 0.60 MB)" when the split mixed in replay files."""
+    replay = split.get("replay") or {}
+    if not replay.get("files"):
+        return ""
+    return f" ({replay['files']} of them replayed from the base's data, {replay['bytes'] / 1e6:.2f} MB)"
+
+
 def build_report(record: dict, split: dict, train: dict, results: dict, run_dir) -> str:
     cfg = record["config"]
     lines = [f"# Fine-tune: {record['base']}", "",
              f"- method **{cfg['method']}**, template **{record['template']}**, corpus {', '.join(cfg['corpus'])}",
-             f"- files: train {split['train']['files']}, valid {split['valid']['files']}, held out "
+             f"- files: train {split['train']['files']}{_replayed(split)}, valid {split['valid']['files']}, held out "
              f"{split['test']['files']} ({split['repos']} repositories; held-out files are never trained on)"]
     if train:
         minutes = train.get("elapsed_s", 0) / 60
