@@ -90,8 +90,8 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
     for step in range(2 if device.type == "cuda" else 1):  # the GPU's first step includes kernel setup
         t0 = time.perf_counter()
-        loss = lora_step(peft_model, optimizer, ids[:, :-1], ids[:, 1:], autocast=autocast, grad_clip=1.0,
-                         grad_accum=1, doc_start=1)
+        loss, _ = lora_step(peft_model, optimizer, ids[:, :-1], ids[:, 1:], autocast=autocast, grad_clip=1.0,
+                            grad_accum=1, doc_start=1)
         loss = float(loss)
         seconds = time.perf_counter() - t0
         print(f"step {step}: {args.tokens} tokens, loss {loss:.3f}, {seconds:.2f} s")

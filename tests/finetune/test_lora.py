@@ -37,7 +37,7 @@ def trained_adapter(model, steps: int = 25, settings: LoraSettings = LoraSetting
     inputs, targets = TOKENS[:, :-1], TOKENS[:, 1:]
     nullctx = torch.autocast("cpu", enabled=False)
     losses = [float(lora_step(peft_model, optimizer, inputs, targets, autocast=nullctx, grad_clip=1.0,
-                              grad_accum=1, doc_start=1)) for _ in range(steps)]
+                              grad_accum=1, doc_start=1)[0]) for _ in range(steps)]
     return peft_model.eval(), losses
 
 

@@ -15,11 +15,11 @@ Full fine-tuning goes through train/loop.py instead (FSDP2 under torchrun includ
 
 from __future__ import annotations
 
+import math
 import random
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,8 @@ from lightcoder.train.budget import TimePlanner, budget_steps, schedule_steps, s
 from lightcoder.train.loader import WindowLoader, eval_batches
 from lightcoder.train.loop import interrupt_guard, truncate_metrics
 from lightcoder.train.optim import build_optimizer, lr_at, set_lr
-from lightcoder.train.telemetry import MetricsLog
+from lightcoder.train.distributed import Dist
+from lightcoder.train.telemetry import Interval, MetricsLog
 from lightcoder.windows import PROMPT, TARGET
 
 STATE_FILE = "train_state.pt"
@@ -55,8 +56,9 @@ def load_trainable(base: Base, cfg: FinetuneConfig, device: torch.device):
 
 
 def lora_step(model, optimizer, inputs, targets, *, autocast, grad_clip: float, grad_accum: int,
-              doc_start: int | None) -> torch.Tensor:
-    """One optimizer step in grad_accum micro-batches; returns the mean loss (device tensor)."""
+              doc_start: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step in grad_accum micro-batches; returns (mean loss, grad norm before clipping) as
+    device tensors, as train/loop.optimizer_step (no host sync)."""
     total = torch.zeros((), device=inputs.device)
     for x, y in zip(inputs.chunk(grad_accum), targets.chunk(grad_accum)):
         doc = document_ids_from_tokens(x, doc_start) if doc_start is not None else None  # (b, T)
@@ -65,11 +67,10 @@ def lora_step(model, optimizer, inputs, targets, *, autocast, grad_clip: float, 
         (loss / grad_accum).backward()
         total += loss.detach()
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else math.inf)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return total / grad_accum
+    return total / grad_accum, norm
 
 
 @torch.no_grad()
@@ -95,6 +96,9 @@ def _complete_checkpoints(ckpt_dir: Path) -> list[Path]:
     return sorted(p for p in ckpt_dir.glob("step_*") if (p / STATE_FILE).is_file()) if ckpt_dir.is_dir() else []
 
 
+SINGLE_PROCESS = Dist()  # LoRA trains in one process: the interval's means need no all-reduce
+
+
 def train_lora(base: Base, cfg: FinetuneConfig, shards: Path, run_dir: Path, meta: dict) -> dict:
     """Train (or resume) the adapter; returns the summary. The final adapter is RUN/adapter/."""
     run = LoraSession.open(base, cfg, shards, run_dir, meta)
@@ -118,25 +122,6 @@ def train_lora(base: Base, cfg: FinetuneConfig, shards: Path, run_dir: Path, met
         raise KeyboardInterrupt(f"fine-tuning interrupted; adapter checkpoint saved at step {state['step']}")
     save_adapter(run.model, cfg.lora, run_dir / "adapter", meta=meta)
     return run.summary(stop)
-
-
-@dataclass
-class _Interval:
-    """The training losses since the last metrics row, and when that row was written."""
-
-    start: float = field(default_factory=time.perf_counter)
-    steps: int = 0
-    loss_sum: float = 0.0
-
-    def add(self, loss: float) -> None:
-        self.loss_sum, self.steps = self.loss_sum + loss, self.steps + 1
-
-    def close(self) -> tuple[float, float]:
-        """(mean loss, seconds per step) over the interval; the next interval starts now."""
-        now = time.perf_counter()
-        mean_loss, step_s = self.loss_sum / self.steps, (now - self.start) / self.steps
-        self.start, self.steps, self.loss_sum = now, 0, 0.0
-        return mean_loss, step_s
 
 
 class LoraSession:
@@ -185,7 +170,7 @@ class LoraSession:
         """Start the session's clock: elapsed_s counts wall time across resumes; the first log interval."""
         self.planner = TimePlanner(self.tcfg, self.state["step"]) if self.tcfg.max_minutes else None
         self.elapsed_before, self.t_session = self.state["elapsed_s"], time.perf_counter()
-        self.interval = _Interval()
+        self.interval = Interval(self.device)
 
     def progress_bar(self) -> tqdm:
         return tqdm(total=total_steps(self.state, self.budget), initial=self.state["step"], unit="step",
@@ -198,25 +183,26 @@ class LoraSession:
         set_lr(self.optimizer, lr_at(step, tcfg, schedule_steps(state, tcfg, self.budget),
                                      None if tcfg.schedule_steps else state["decay_start"]))
         inputs, targets = self.loader.next_batch()
-        loss = lora_step(self.model, self.optimizer, inputs, targets, autocast=self.autocast,
-                         grad_clip=tcfg.grad_clip, grad_accum=tcfg.grad_accum, doc_start=self.doc_start)
+        loss, grad_norm = lora_step(self.model, self.optimizer, inputs, targets, autocast=self.autocast,
+                                    grad_clip=tcfg.grad_clip, grad_accum=tcfg.grad_accum, doc_start=self.doc_start)
         state["step"], state["tokens"] = step + 1, state["tokens"] + self.tokens_per_step
         state["elapsed_s"] = self.elapsed_before + time.perf_counter() - self.t_session
-        self.interval.add(float(loss))
+        self.interval.add(loss, grad_norm, self.tokens_per_step)
         self.bar.update(1)
         return state["step"]
 
     def log(self, stop: str | None) -> None:
         """Close the log interval: its mean loss, the time plan (max_minutes), one metrics row."""
         state = self.state
-        self.last_loss, step_s = self.interval.close()
+        self.last_loss, mean_norm, seconds, tokens = self.interval.close(SINGLE_PROCESS)
+        step_s = seconds * self.tokens_per_step / max(1, tokens)
         if self.planner is not None and state["planned_steps"] is None and stop is None:
             plan = self.planner.observe(state["step"], state["elapsed_s"], step_s, state["timing"])
             if plan is not None:
                 state.update(plan)
                 self.bar.total = total_steps(state, self.budget)
         self.metrics.log({"step": state["step"], "loss": self.last_loss, "lr": self.optimizer.param_groups[0]["lr"],
-                          "tokens": state["tokens"], "tokens_per_s": round(self.tokens_per_step / step_s, 1),
+                          "grad_norm": round(mean_norm, 4), "tokens": state["tokens"], "tokens_per_s": round(self.tokens_per_step / step_s, 1),
                           "elapsed_s": round(state["elapsed_s"], 3)})
         self.bar.set_postfix(loss=f"{self.last_loss:.3f}", refresh=False)
 
