@@ -213,7 +213,8 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
             model_id = f"{ckpt.resolve()}@{train_build}"
         print(f"-- {name}", file=sys.stderr, flush=True)
         gen = GenerationSettings(model_id=model_id, template=getattr(getattr(predictor, "template", None), "name", ""),
-                                 max_prompt_tokens=cfg.eval.max_prompt_tokens)
+                                 max_prompt_tokens=cfg.eval.max_prompt_tokens,
+                                 frequency_penalty=cfg.eval.frequency_penalty, presence_penalty=cfg.eval.presence_penalty)
         # samples of another checkpoint or other settings: start over
         scores[name] = run_task(task, predictor, eval_dir / name, gen, restart_stale=True)
     if "trained" in models:  # benchmark subsets (HumanEval with execution, ...) via the sandboxed harness

@@ -74,6 +74,35 @@ def test_eval_config_validates():
         EvalConfig(max_prompt_tokens=-1)
     with pytest.raises(ValueError, match="run-fim: mode"):
         get_task("run-fim", data="tasks.jsonl", mode="fim")
+    with pytest.raises(ValueError, match="eval.frequency_penalty"):
+        EvalConfig(frequency_penalty=2.5)
+    with pytest.raises(ValueError, match="presence_penalty"):
+        GenerationSettings(presence_penalty=-3.0)
+
+
+def test_penalties_reach_predictors_that_take_them_and_change_the_config_hash(tmp_path):
+    """The eval decodes as the server does by default: eval.frequency_penalty goes to Completer.complete."""
+    tasks = make_tasks()
+
+    class Penalized(FakePredictor):
+        def complete(self, prefix, suffix="", *, frequency_penalty=0.0, presence_penalty=0.0, **kwargs):
+            done = super().complete(prefix, suffix, **kwargs)
+            self.calls[-1].update(frequency_penalty=frequency_penalty, presence_penalty=presence_penalty)
+            return done
+
+    predictor = Penalized(tasks)
+    data = tmp_path / "tasks.jsonl"
+    write_tasks(tasks, data)
+    task = get_task("run-fim", data=str(data))
+    plain = run_task(task, predictor, tmp_path / "plain", GenerationSettings(model_id="m"))
+    assert {c["frequency_penalty"] for c in predictor.calls} == {0.0}
+    predictor.calls.clear()
+    gen = GenerationSettings(model_id="m", frequency_penalty=0.5, presence_penalty=0.25)
+    penalized = run_task(task, predictor, tmp_path / "penalized", gen)
+    assert len(predictor.calls) == len(tasks)
+    assert all(c["frequency_penalty"] == 0.5 and c["presence_penalty"] == 0.25 for c in predictor.calls)
+    assert penalized["eval_config"]["generation"]["frequency_penalty"] == 0.5
+    assert penalized["config_hash"] != plain["config_hash"]
 
 
 def test_oracle_scores_100_and_files_are_written(tmp_path):

@@ -49,7 +49,10 @@ def test_completion_request_names_the_bad_field(fields, status, param):
 def test_llamacpp_request_settings_and_limits():
     run = check_llamacpp_request(LlamaCppRequest(n_predict=-1, samplers="kt", temperature=0.5), fim=True, n_slots=4,
                                  vocab_size=512, limits=LIMITS, context_room=ROOM)
-    assert run == (64, 0.5, 40, 1.0)  # the server's limit; top_p not among the samplers
+    assert run == (64, 0.5, 40, 1.0, 0.0, 0.0)  # the server's limit; top_p and penalties not among the samplers
+    listed = check_llamacpp_request(LlamaCppRequest(samplers="ket", frequency_penalty=0.5), fim=True, n_slots=4,
+                                    vocab_size=512, limits=LIMITS, context_room=ROOM)
+    assert (listed.frequency_penalty, listed.presence_penalty) == (0.5, None)  # None: the server's default
     common = {"fim": False, "n_slots": 4, "vocab_size": 512, "limits": LIMITS, "context_room": ROOM}
     assert error(check_llamacpp_request, LlamaCppRequest(id_slot=4), **common).param == "id_slot"
     assert error(check_llamacpp_request, LlamaCppRequest(prompt=[1, 512]), **common).param == "prompt"

@@ -52,7 +52,8 @@ def _generation(args, model_id: str, template: str):
 
     return GenerationSettings(model_id=model_id, template=template, n=args.n, temperature=args.temperature,
                               top_p=args.top_p, seed=args.seed, max_new_tokens=args.max_new_tokens,
-                              mode=args.mode, max_prompt_tokens=args.max_prompt_tokens)
+                              mode=args.mode, max_prompt_tokens=args.max_prompt_tokens,
+                              frequency_penalty=args.frequency_penalty, presence_penalty=args.presence_penalty)
 
 
 def _print_summary(scores: dict) -> None:
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--max-new-tokens", type=int, default=0)
         s.add_argument("--mode", default="", choices=("", "psm", "spm"))
         s.add_argument("--max-prompt-tokens", type=int, default=0)
+        s.add_argument("--frequency-penalty", type=float, default=0.0,
+                       help="OpenAI's, over the ids generated so far (the run's eval uses eval.frequency_penalty)")
+        s.add_argument("--presence-penalty", type=float, default=0.0)
         s.add_argument("--workers", type=int, default=2)
         s.add_argument("--shard", default="0/1", help="i/n: generate the i-th of n slices (generate only)")
     for step in ("execute", "score"):

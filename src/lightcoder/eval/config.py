@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MODES = ("psm", "spm")  # FIM prompt orders the eval accepts
+# Greedy decoding of the small models this project trains loops instead of ending the middle; this
+# penalty on repeated output ids was chosen by measurement (docs/evaluation.md, "Decoding").
+DEFAULT_FREQUENCY_PENALTY = 0.5
 
 
 @dataclass(kw_only=True)
@@ -21,6 +24,10 @@ class EvalConfig:
     mode: str = "spm"  # "spm" (aiXcoder's inference default) or "psm" (what FIM-Eval ran)
     max_prompt_tokens: int = 0  # Completer(max_prompt_tokens=... or None); 0 = model context - max_new_tokens
     seed: int = 0
+    # decoding (OpenAI's penalties over the ids generated so far, infer/penalties.py); `lightcoder serve RUN`
+    # uses the same by default, so the eval measures what the server gives
+    frequency_penalty: float = DEFAULT_FREQUENCY_PENALTY
+    presence_penalty: float = 0.0
     # benchmark subsets the run's eval stage adds for the trained model (eval/runner.py; 0 = skip;
     # skipped too when HumanEval.jsonl.gz is not on the machine)
     humaneval_limit: int = 8  # first N HumanEval problems, executed in the sandbox -> pass@1
@@ -37,6 +44,10 @@ class EvalConfig:
                 raise ValueError(f"eval.{field} must be >= 1, got {getattr(self, field)}")
         if self.mode not in MODES:
             raise ValueError(f"eval.mode must be one of {MODES}, got {self.mode!r}")
+        for field in ("frequency_penalty", "presence_penalty"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not -2.0 <= value <= 2.0:
+                raise ValueError(f"eval.{field} must be a number in [-2, 2] (OpenAI's range), got {value!r}")
         if self.max_prompt_tokens < 0:
             raise ValueError(
                 f"eval.max_prompt_tokens must be >= 0 (0 = fit the model context), got {self.max_prompt_tokens}"

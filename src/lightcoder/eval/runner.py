@@ -63,12 +63,17 @@ class GenerationSettings:
     max_new_tokens: int = 0  # 0 = the task's own (FIM-Eval: 512)
     mode: str = ""  # "" = the task's own (psm)
     max_prompt_tokens: int = 0  # 0 = the model's context minus max_new_tokens
+    frequency_penalty: float = 0.0  # OpenAI's, over the ids generated so far (infer/penalties.py)
+    presence_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         if self.n < 1:
             raise ValueError(f"generation.n must be >= 1, got {self.n}")
         if self.n > 1 and self.temperature == 0:
             raise ValueError("generation.n > 1 needs temperature > 0 (greedy samples are identical)")
+        from lightcoder.infer.penalties import check_penalties
+
+        check_penalties(self.frequency_penalty, self.presence_penalty)
 
 
 def _hash(config: dict) -> str:
@@ -215,6 +220,9 @@ def _complete_keywords(accepted: set[str], problem, gen: GenerationSettings, k: 
         kwargs["stop"] = list(problem.stop)
     if "max_prompt_tokens" in accepted and gen.max_prompt_tokens:
         kwargs["max_prompt_tokens"] = gen.max_prompt_tokens
+    for name in ("frequency_penalty", "presence_penalty"):
+        if name in accepted and getattr(gen, name):
+            kwargs[name] = getattr(gen, name)
     return kwargs
 
 
@@ -408,7 +416,9 @@ def run_stage_benchmarks(eval_cfg, checkpoint: str | Path, tasks_dir: str | Path
     for name, limit, max_new in plan:
         print(f"-- trained on {name} (first {limit})", file=sys.stderr, flush=True)
         gen = GenerationSettings(model_id=model_id, template=template, max_new_tokens=max_new,
-                                 seed=eval_cfg.seed, max_prompt_tokens=eval_cfg.max_prompt_tokens)
+                                 seed=eval_cfg.seed, max_prompt_tokens=eval_cfg.max_prompt_tokens,
+                                 frequency_penalty=eval_cfg.frequency_penalty,
+                                 presence_penalty=eval_cfg.presence_penalty)
         scores[name] = run_task(get_task(name, limit=limit), completer, Path(tasks_dir) / name / "trained", gen,
                                 restart_stale=True)
     return scores

@@ -196,7 +196,8 @@ class Completer:
                context: Sequence[tuple[str, str]] = (), max_context_tokens: int | None = None,
                syntax_stop: bool = False, cancelled: Callable[[], bool] | None = None,
                prompt_ids: list[int] | None = None, middle: str = "", generate: Callable | None = None,
-               min_indent: int = 0, predict_seconds_after_newline: float | None = None) -> Iterator[str]:
+               min_indent: int = 0, predict_seconds_after_newline: float | None = None,
+               frequency_penalty: float = 0.0, presence_penalty: float = 0.0) -> Iterator[str]:
         """Yield the completion as text deltas; the generator returns the `Completion`.
 
         stop_ids None = the tokenizer's stop set; pass () to always generate max_new_tokens. `stop`
@@ -205,7 +206,8 @@ class Completer:
         params, cancelled) -> ids (default: this completer's Engine; the server passes its batch
         scheduler). min_indent (llama.cpp's n_indent): a later line indented less ends the completion
         before it. predict_seconds_after_newline (t_max_predict_ms): once a newline was generated,
-        stop when generation has taken this long since its first token.
+        stop when generation has taken this long since its first token. frequency_penalty /
+        presence_penalty: OpenAI's, over the ids generated so far (infer/penalties.py).
         """
         start = time.perf_counter()
         prompt = prompt_ids if prompt_ids is not None else self.build(
@@ -214,7 +216,8 @@ class Completer:
             middle=middle)
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                 seed=seed, stop_ids=self.tokenizer.stop_ids if stop_ids is None else stop_ids,
-                                max_seconds=max_seconds)
+                                max_seconds=max_seconds, frequency_penalty=frequency_penalty,
+                                presence_penalty=presence_penalty)
         ends = _EarlyStop(structure=StructureStop(prefix, suffix, language_for_path(path)) if syntax_stop else None,
                           stops=[s for s in stop if s], min_indent=min_indent,
                           after_newline_s=predict_seconds_after_newline)

@@ -21,6 +21,7 @@ import torch
 
 from lightcoder.infer.draft import accept_draft, prompt_lookup_draft
 from lightcoder.infer.fused_decode import FusedDecoder
+from lightcoder.infer.penalties import Penalty, check_penalties
 from lightcoder.infer.prefix_cache import CacheEntry, PrefixCache
 from lightcoder.model.llama import KVCache, Transformer
 
@@ -103,6 +104,8 @@ def generate(
     top_p: float = 1.0,
     rng: torch.Generator | None = None,
     vocab_size: int | None = None,
+    frequency_penalty: float = 0.0,
+    presence_penalty: float = 0.0,
 ) -> Iterator[int]:
     """Yield up to max_new_tokens new token ids; stops before yielding a stop id. The reference
     decoder: one model, no cache, no drafts; `Engine.generate` gives the same greedy tokens.
@@ -113,6 +116,7 @@ def generate(
     The generator's return value (StopIteration.value) says why it ended: "stop" (a stop id),
     "length" (max_new_tokens reached) or "max_seq_len" (the model's context is full).
     Sampling without an rng uses a generator seeded with 0, so runs are reproducible.
+    frequency_penalty / presence_penalty: infer/penalties.py, over the ids generated so far.
     """
     check_prompt(prompt_ids, model.cfg.max_seq_len)
     if max_new_tokens < 0:
@@ -125,10 +129,14 @@ def generate(
     prompt = torch.tensor([prompt_ids], dtype=torch.long, device=model.output.weight.device)  # (1, T)
     logits = prefill(model, prompt, kv_cache)
     pos, produced, stop_ids = len(prompt_ids), 0, frozenset(stop_ids)
+    penalty = Penalty.of(frequency_penalty, presence_penalty)
     while True:
-        token = sample_next(mask_vocab(logits, vocab_size), temperature, top_k, top_p, rng)
+        logits = mask_vocab(logits, vocab_size)
+        token = sample_next(penalty.apply(logits) if penalty else logits, temperature, top_k, top_p, rng)
         if token in stop_ids:
             return "stop"
+        if penalty:
+            penalty.add(token)
         yield token
         produced += 1
         if produced == max_new_tokens:
@@ -152,6 +160,8 @@ class SamplingParams:
     seed: int = 0
     stop_ids: Collection[int] = ()
     max_seconds: float | None = None  # stop with reason "time" once this much wall time has passed
+    frequency_penalty: float = 0.0  # infer/penalties.py: per earlier occurrence of an id in this output
+    presence_penalty: float = 0.0  # once for any id this output already holds
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 0:
@@ -161,6 +171,7 @@ class SamplingParams:
                              f"{self.temperature}, {self.top_k}, {self.top_p}")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ValueError(f"max_seconds must be > 0 (or None), got {self.max_seconds}")
+        check_penalties(self.frequency_penalty, self.presence_penalty)
 
 
 @dataclass
@@ -181,10 +192,11 @@ class _Run:
 
     params: SamplingParams
     stop_ids: frozenset[int]
-    greedy: bool
+    greedy: bool  # argmax decoding: drafts can be checked
     rng: torch.Generator | None  # None when greedy
     started: float  # perf_counter at the call
     cancelled: Callable[[], bool] | None
+    penalty: Penalty | None = None  # None: no frequency / presence penalty
     produced: int = 0
 
     @classmethod
@@ -192,7 +204,17 @@ class _Run:
         greedy = params.temperature == 0
         return cls(params=params, stop_ids=frozenset(params.stop_ids), greedy=greedy,
                    rng=None if greedy else torch.Generator().manual_seed(params.seed),
-                   started=time.perf_counter(), cancelled=cancelled)
+                   started=time.perf_counter(), cancelled=cancelled,
+                   penalty=Penalty.of(params.frequency_penalty, params.presence_penalty))
+
+    @property
+    def replayable(self) -> bool:
+        """Plain greedy: its ids are what any later plain greedy request after the same prompt gets, so
+        they may be cached and replayed (a penalized run's depend on where its output began)."""
+        return self.greedy and self.penalty is None
+
+    def penalized(self, logits: torch.Tensor, ahead: list[int] = ()) -> torch.Tensor:
+        return self.penalty.apply(logits, ahead) if self.penalty else logits
 
     @property
     def remaining(self) -> int:
@@ -203,6 +225,8 @@ class _Run:
         if token in self.stop_ids:
             return "stop"
         self.produced += 1
+        if self.penalty:
+            self.penalty.add(token)
         yield token
         if self.remaining <= 0:
             return "length"
@@ -250,7 +274,7 @@ class Engine:
         if params.max_new_tokens == 0:
             return "length"
         run = _Run.begin(params, cancelled)
-        entry, replay = self._replay_source(prompt) if run.greedy else (None, [])
+        entry, replay = self._replay_source(prompt) if run.replayable else (None, [])
         if replay:
             reason = yield from self._replay(replay, prompt, run)
             if reason is not None:
@@ -260,7 +284,7 @@ class Engine:
             entry, step = self._prefill(prompt, run)
         while step is not None:
             queued, logits = step
-            token = sample_next(logits, params.temperature, params.top_k, params.top_p, run.rng)
+            token = sample_next(run.penalized(logits, queued), params.temperature, params.top_k, params.top_p, run.rng)
             reason = yield from self._emit(entry, queued, token, run)
             if reason is not None:
                 return reason
@@ -300,7 +324,7 @@ class Engine:
         if pos + 1 >= max_seq_len:
             return None
         self.cache.ensure_capacity(entry, min(pos + 1 + run.remaining, max_seq_len))
-        return self._feed(entry, [entry.pending], [], pos)
+        return self._feed(entry, [entry.pending], [], pos, run)
 
     def _prefill(self, prompt: list[int], run: _Run) -> tuple[CacheEntry, Step]:
         """Feed the prompt past its longest cached prefix (the last id always: its logits are needed);
@@ -314,8 +338,8 @@ class Engine:
         draft = []
         if run.greedy and len(tail) <= _DRAFT_WITH_PREFILL_MAX:
             draft = self._draft(prompt, n_new - 1, entry.capacity - len(prompt))
-        entry.greedy_from, entry.pending = (len(prompt), None) if run.greedy else (None, None)
-        step = self._feed(entry, tail, draft, reused)
+        entry.greedy_from, entry.pending = (len(prompt), None) if run.replayable else (None, None)
+        step = self._feed(entry, tail, draft, reused, run)
         self.last_stats.prefill_seconds = time.perf_counter() - run.started
         return entry, step
 
@@ -325,7 +349,7 @@ class Engine:
             reason = yield from run.emit(out)
             if reason is not None:
                 return reason
-        if run.greedy:
+        if run.replayable:
             entry.pending = token  # chosen, not yet fed: the end of the greedy continuation
         return (yield from run.emit(token))
 
@@ -339,14 +363,14 @@ class Engine:
             entry.tokens.append(token)  # the context a draft continues (no copy of the list)
             draft = self._draft(entry.tokens, run.remaining - 1, entry.capacity - pos - 1)
             entry.tokens.pop()
-        return self._feed(entry, [token], draft, pos)
+        return self._feed(entry, [token], draft, pos, run)
 
     # ------------------------------------------------------------------ the model
 
-    def _feed(self, entry: CacheEntry, fed: list[int], draft: list[int], pos: int) -> Step:
+    def _feed(self, entry: CacheEntry, fed: list[int], draft: list[int], pos: int, run: _Run) -> Step:
         """Write fed (+ draft) at positions pos..; (accepted draft ids, logits (V,) for the id after them)."""
         if draft:
-            return self._speculate(entry, fed, draft, pos)
+            return self._speculate(entry, fed, draft, pos, run.penalty)
         logits = self._logits(entry, fed, pos)
         entry.tokens.extend(fed)
         entry.pending = None  # what was pending is fed now
@@ -370,14 +394,17 @@ class Engine:
             return []
         return self.drafter(context, limit)
 
-    def _speculate(self, entry: CacheEntry, fed: list[int], draft: list[int], pos: int) -> Step:
-        """Feed fed + draft at pos.. in one pass (greedy only); keep the drafted ids argmax picks anyway.
+    def _speculate(self, entry: CacheEntry, fed: list[int], draft: list[int], pos: int,
+                   penalty: Penalty | None) -> Step:
+        """Feed fed + draft at pos.. in one pass (greedy only); keep the drafted ids argmax picks anyway
+        (of the logits as penalized after each drafted id, when the request has a penalty).
 
         Returns (accepted draft ids, logits (V,) for the id after them). entry.tokens grows by fed and the
         accepted ids; KV written for rejected ids lies past entry.tokens and is overwritten later.
         """
         rows = self.decoder.verify(fed + draft, pos, entry.kv, len(fed) - 1)  # (1 + d, V): after fed[-1], draft[i]
-        chosen = mask_vocab(rows, self.vocab_size).argmax(-1).tolist()  # chosen[i]: the greedy id after draft[:i]
+        rows = mask_vocab(rows, self.vocab_size)
+        chosen = (penalty.apply_rows(rows, draft) if penalty else rows).argmax(-1).tolist()  # after draft[:i]
         accepted = accept_draft(entry, fed, draft, chosen)  # greedy continuation: tokens[greedy_from:] + [pending]
         self.drafted_tokens += len(draft)
         self.accepted_tokens += accepted

@@ -33,6 +33,7 @@ import torch
 from lightcoder.infer.batch_forward import Segment, forward_segments
 from lightcoder.infer.draft import accept_draft, prompt_lookup_draft
 from lightcoder.infer.engine import _DRAFT_WITH_PREFILL_MAX, SamplingParams, sample_next
+from lightcoder.infer.penalties import Penalty
 from lightcoder.infer.fused_decode import FusedDecoder
 from lightcoder.infer.prefix_cache import CacheEntry, PrefixCache
 from lightcoder.model.llama import Transformer
@@ -123,6 +124,7 @@ class _Slot:
         self.queued: list[int] = []  # accepted drafted ids, fed but not yet emitted
         self.produced = 0
         self.rng: torch.Generator | None = None
+        self.penalty: Penalty | None = None  # the request's frequency / presence penalty, if any
         self.started = 0.0  # admission time
         self.first_token = 0.0
         self.deadline: float | None = None
@@ -131,6 +133,11 @@ class _Slot:
     @property
     def greedy(self) -> bool:
         return self.req is not None and self.req.params.temperature == 0
+
+    @property
+    def replayable(self) -> bool:
+        """Plain greedy, not fill-only: its ids may be cached and replayed (engine._Run.replayable)."""
+        return self.greedy and self.penalty is None and not self.fill_only
 
 
 class BatchScheduler:
@@ -255,8 +262,9 @@ class BatchScheduler:
         slot.rng = None if slot.greedy else torch.Generator().manual_seed(p.seed)
         slot.fill_only = p.max_new_tokens == 0
         slot.stop_ids = frozenset(p.stop_ids)
+        slot.penalty = Penalty.of(p.frequency_penalty, p.presence_penalty)
         prompt, busy = req.prompt, {s.entry for s in self.slots if s.req is not None and s is not slot}
-        if req.cache_prompt and slot.greedy and not slot.fill_only and self._replay(slot, busy):
+        if req.cache_prompt and slot.replayable and self._replay(slot, busy):
             return
         entry, reused = self.cache.acquire(prompt, len(prompt) + p.max_new_tokens, busy)
         if not req.cache_prompt:
@@ -266,7 +274,7 @@ class BatchScheduler:
         slot.entry = entry
         req.stats.reused_tokens = reused
         tail = prompt[reused:]
-        entry.greedy_from, entry.pending = (len(prompt), None) if slot.greedy and not slot.fill_only else (None, None)
+        entry.greedy_from, entry.pending = (len(prompt), None) if slot.replayable else (None, None)
         if slot.greedy and not slot.fill_only and len(tail) <= _DRAFT_WITH_PREFILL_MAX:
             slot.draft = self._draft(prompt, p.max_new_tokens - 1, entry.capacity - len(prompt))
         if slot.draft or len(tail) <= self.chunk_tokens:
@@ -376,7 +384,8 @@ class BatchScheduler:
         """fed (+ slot.draft) went in; logits (1 + len(draft), V). Accept drafts, sample, emit."""
         entry, draft = slot.entry, slot.draft
         if draft:
-            chosen = logits.argmax(-1).tolist()  # chosen[i]: the greedy id after draft[:i]
+            rows = slot.penalty.apply_rows(logits, draft) if slot.penalty else logits
+            chosen = rows.argmax(-1).tolist()  # chosen[i]: the greedy id after draft[:i]
             accepted = accept_draft(entry, fed, draft, chosen)
             self.drafted_tokens += len(draft)
             self.accepted_tokens += accepted
@@ -393,14 +402,18 @@ class BatchScheduler:
         now = time.perf_counter()
         if not slot.first_token:
             slot.first_token = now
+        if slot.penalty:
+            logits = slot.penalty.apply(logits, slot.queued)
         token = sample_next(logits, p.temperature, p.top_k, p.top_p, slot.rng)
         emitted, stop_ids = [], slot.stop_ids
         for i, out in enumerate([*slot.queued, token]):
-            if i == len(slot.queued) and slot.greedy:
+            if i == len(slot.queued) and slot.replayable:
                 entry.pending = token
             if out in stop_ids:
                 return self._finish(slot, "stop", emitted)
             slot.produced += 1
+            if slot.penalty:
+                slot.penalty.add(out)
             emitted.append(out)
             if slot.produced >= p.max_new_tokens:
                 return self._finish(slot, "length", emitted)

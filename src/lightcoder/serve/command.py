@@ -7,8 +7,10 @@ then open http://127.0.0.1:8000/ (playground) or point an OpenAI client at http:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from pathlib import Path
 
 from lightcoder.serve.schemas import Limits
 
@@ -36,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prefix-KV buffers kept (LRU; at least --parallel + 1)")
     p.add_argument("--sticky-lines", type=int, default=16,
                    help="cut long prompts at multiples of this many lines, so keystrokes keep the KV cache")
+    p.add_argument("--frequency-penalty", type=float, help="for requests that send none (OpenAI's, over the ids "
+                   "generated so far); default: the run's eval.frequency_penalty when serving a lightcoder run, else 0")
+    p.add_argument("--presence-penalty", type=float, help="the same for presence_penalty")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: as stored")
     defaults = Limits()
@@ -51,6 +56,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.parallel < 1:
         parser.error(f"--parallel must be >= 1, got {args.parallel}")
+    frequency, presence = default_penalties(args.checkpoint, args.frequency_penalty, args.presence_penalty)
+    for name, value in (("--frequency-penalty", frequency), ("--presence-penalty", presence)):
+        if not -2.0 <= value <= 2.0:
+            parser.error(f"{name} must be in [-2, 2] (OpenAI's range), got {value:g}")
     import torch
     import uvicorn
 
@@ -73,10 +82,29 @@ def main(argv: list[str]) -> int:
                     max_queue=args.max_queue, max_seconds=args.max_seconds)
     app = create_app(completer, ServerConfig(model_name=args.model_name, api_key=args.api_key, limits=limits,
                                              workspace_index=index, parallel=args.parallel,
-                                             draft_tokens=args.draft_tokens,
-                                             model_path=str(args.checkpoint)))
+                                             draft_tokens=args.draft_tokens, model_path=str(args.checkpoint),
+                                             frequency_penalty=frequency, presence_penalty=presence))
     print(f"lightcoder serve: {args.checkpoint} as {args.model_name!r} (template {completer.template.name}) on "
-          f"http://{args.host}:{args.port}/ with {args.parallel} slots  (playground at /, OpenAI base_url .../v1, "
-          "llama.cpp /infill, Ollama /api/generate)", file=sys.stderr)
+          f"http://{args.host}:{args.port}/ with {args.parallel} slots, frequency penalty {frequency:g}  (playground "
+          "at /, OpenAI base_url .../v1, llama.cpp /infill, Ollama /api/generate)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def default_penalties(checkpoint: str, frequency: float | None, presence: float | None) -> tuple[float, float]:
+    """The penalties for requests that send none: the flags, else the eval settings of the lightcoder run
+    that holds the checkpoint (RUN or RUN/ckpt/step_N; so the server decodes as the run's eval measured),
+    else 0 (OpenAI's default; an HF directory)."""
+    run_eval = {}
+    for run_dir in (Path(checkpoint), Path(checkpoint).parent.parent):
+        config = run_dir / "config.json"
+        if config.is_file():
+            try:
+                section = json.loads(config.read_text()).get("eval")
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+                continue
+            if isinstance(section, dict):
+                run_eval = section
+                break
+    return (float(run_eval.get("frequency_penalty", 0.0)) if frequency is None else frequency,
+            float(run_eval.get("presence_penalty", 0.0)) if presence is None else presence)

@@ -120,14 +120,19 @@ class LlamaCppRoutes:
             prefix=prefix, suffix=suffix, path=req.path, max_tokens=run.n_predict, temperature=run.temperature,
             top_p=run.top_p, top_k=run.top_k, seed=seed, stop=req.stop, mode=req.mode,
             context=ctx.context_for(prefix + middle, req.path, extra) if fim else [], middle=middle,
-            id_slot=req.id_slot, cache_prompt=req.cache_prompt, max_prompt_seconds=seconds(req.t_max_prompt_ms))
+            id_slot=req.id_slot, cache_prompt=req.cache_prompt, max_prompt_seconds=seconds(req.t_max_prompt_ms),
+            frequency_penalty=run.frequency_penalty, presence_penalty=run.presence_penalty)
         kwargs.update(min_indent=req.n_indent, prompt_ids=None if isinstance(req.prompt, str) else list(req.prompt),
                       predict_seconds_after_newline=seconds(req.t_max_predict_ms))
         return kwargs
 
     def _generation_settings(self, req: LlamaCppRequest, run: LlamaCppSettings, seed: int) -> dict:
+        config = self.ctx.config
+        frequency = config.frequency_penalty if run.frequency_penalty is None else run.frequency_penalty
+        presence = config.presence_penalty if run.presence_penalty is None else run.presence_penalty
         return {"n_predict": run.n_predict, "seed": seed, "temperature": run.temperature, "top_k": run.top_k,
-                "top_p": run.top_p, "stop": req.stop, "n_indent": req.n_indent,
+                "top_p": run.top_p, "frequency_penalty": frequency, "presence_penalty": presence,
+                "stop": req.stop, "n_indent": req.n_indent,
                 "t_max_prompt_ms": req.t_max_prompt_ms, "t_max_predict_ms": req.t_max_predict_ms,
                 "cache_prompt": req.cache_prompt,
                 "samplers": ["top_k", "top_p", "temperature"] if req.samplers is None else req.samplers,
@@ -172,7 +177,9 @@ class LlamaCppRoutes:
         p = req.params if req is not None else None
         params = {"n_predict": p.max_new_tokens if p else -1, "seed": p.seed if p else 0,
                   "temperature": p.temperature if p else 0.0, "top_k": p.top_k if p else 0,
-                  "top_p": p.top_p if p else 1.0, "stop": [], "samplers": ["top_k", "top_p", "temperature"],
+                  "top_p": p.top_p if p else 1.0, "frequency_penalty": p.frequency_penalty if p else 0.0,
+                  "presence_penalty": p.presence_penalty if p else 0.0, "stop": [],
+                  "samplers": ["top_k", "top_p", "temperature"],
                   "cache_prompt": True}
         return {"id": slot.id, "id_task": req.task_id if req else -1,
                 "n_ctx": self.ctx.completer.model_cfg.max_seq_len,

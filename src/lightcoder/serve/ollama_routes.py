@@ -111,7 +111,8 @@ class OllamaRoutes:
                     "max_prompt_chars", "send less context", status=413)
         return ctx.run_kwargs(prefix=req.prompt, suffix=req.suffix, path="", max_tokens=n_predict,
                               temperature=o.temperature, top_p=o.top_p, top_k=o.top_k, seed=o.seed,
-                              stop=stop_list(o.stop), mode="spm", context=ctx.context_for(req.prompt, "", []))
+                              stop=stop_list(o.stop), mode="spm", context=ctx.context_for(req.prompt, "", []),
+                              frequency_penalty=o.frequency_penalty, presence_penalty=o.presence_penalty)
 
     def _piece(self, text: str) -> dict:
         return {"model": self.tag, "created_at": now_iso(), "response": text, "done": False}

@@ -94,7 +94,8 @@ class OpenAIRoutes:
         context = ctx.context_for(prompt, req.path, []) if ctx.config.workspace_index else []
         return ctx.run_kwargs(prefix=prompt, suffix=req.suffix or "", path=req.path, max_tokens=req.max_tokens,
                               temperature=req.temperature, top_p=req.top_p, top_k=0, seed=req.seed, stop=stop,
-                              mode=req.mode, context=context)
+                              mode=req.mode, context=context, frequency_penalty=req.frequency_penalty,
+                              presence_penalty=req.presence_penalty)
 
     @staticmethod
     def _runs(req: CompletionRequest, kwargs: dict) -> list[dict]:

@@ -53,6 +53,9 @@ class CompletionRequest(BaseModel):
     seed: int | None = None
     logprobs: int | None = None
     best_of: int | None = None
+    # OpenAI's penalties over the ids generated so far (infer/penalties.py); None: the server's default
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     # lightcoder extensions
     path: str = ""  # file path: aiXcoder's header lines and the language for syntax truncation
     mode: Literal["spm", "psm"] = "spm"
@@ -85,6 +88,9 @@ class LlamaCppRequest(BaseModel):
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     seed: int = -1  # -1: a random seed
     stop: list[str] = []
+    # OpenAI's penalties over the ids generated so far (infer/penalties.py); None: the server's default
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     stream: bool = False
     response_fields: list[str] = []
     return_tokens: bool = False
@@ -105,6 +111,13 @@ def sampler_settings(req: LlamaCppRequest) -> tuple[float, int, float]:
     """(temperature, top_k, top_p) to run with. When `samplers` is given, a setting applies only if its
     sampler is listed; without "temperature" the choice is greedy (llama.cpp would draw from what
     the listed samplers leave; an editor's ghost text wants the most likely one)."""
+    names = sampler_names(req)
+    temperature = max(req.temperature, 0.0) if "temperature" in names else 0.0
+    return (temperature, req.top_k if "top_k" in names else 0, req.top_p if "top_p" in names else 1.0)
+
+
+def sampler_names(req: LlamaCppRequest) -> set[str]:
+    """The samplers the request lists (all of them when it lists none); 400 for unknown names."""
     if req.samplers is None:
         names = SAMPLERS
     elif isinstance(req.samplers, str):
@@ -119,8 +132,7 @@ def sampler_settings(req: LlamaCppRequest) -> tuple[float, int, float]:
             raise ApiError(400, f"samplers: unknown names {unknown}; known: {sorted(SAMPLERS)}", param="samplers",
                            code="invalid_value")
         names = set(req.samplers)
-    temperature = max(req.temperature, 0.0) if "temperature" in names else 0.0
-    return (temperature, req.top_k if "top_k" in names else 0, req.top_p if "top_p" in names else 1.0)
+    return names
 
 
 def check_slot(id_slot: int, n_slots: int) -> None:
@@ -139,6 +151,9 @@ class OllamaOptions(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int = 0
     stop: str | list[str] | None = None
+    # OpenAI's penalties over the ids generated so far (infer/penalties.py); None: the server's default
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
 
 
 class OllamaGenerateRequest(BaseModel):
@@ -245,6 +260,8 @@ class LlamaCppSettings(NamedTuple):
     temperature: float
     top_k: int
     top_p: float
+    frequency_penalty: float | None  # None: the server's default
+    presence_penalty: float | None
 
 
 def check_llamacpp_request(req: LlamaCppRequest, *, fim: bool, n_slots: int, vocab_size: int, limits: Limits,
@@ -269,7 +286,9 @@ def check_llamacpp_request(req: LlamaCppRequest, *, fim: bool, n_slots: int, voc
     size += len(req.input_prefix) + len(req.input_suffix) if fim else 0
     check_limit(size, limits.max_prompt_chars, "input characters", "max_prompt_chars", "send less context",
                 status=413)
-    return LlamaCppSettings(n_predict, temperature, top_k, top_p)
+    penalties = "penalties" in sampler_names(req)
+    return LlamaCppSettings(n_predict, temperature, top_k, top_p, req.frequency_penalty if penalties else 0.0,
+                            req.presence_penalty if penalties else 0.0)
 
 
 def check_ollama_generate(req: OllamaGenerateRequest) -> None:

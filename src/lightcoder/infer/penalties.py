@@ -1,0 +1,63 @@
+"""Frequency and presence penalties: OpenAI's `/v1/completions` parameters, applied as vLLM does.
+
+Each id this request has generated so far (not the prompt) lowers its own logit:
+
+    logits[v] -= frequency * count[v] + presence * (count[v] > 0)
+
+A small greedy model falls into loops (`import os` forty times, a docstring that repeats one phrase)
+instead of ending the middle; a penalty on what it already wrote makes `</s>` win sooner
+(docs/evaluation.md measures it). The prompt is not penalized: code repeats its context's names
+all the time, and the suffix is exactly what a middle must lead into.
+
+Example: penalty = Penalty(frequency=0.5, presence=0.0); penalty.add(7); penalty.add(7)
+    penalty.apply(logits)[7] == logits[7] - 1.0
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import torch
+
+LIMIT = 2.0  # OpenAI's range for both: [-2, 2]
+
+
+def check_penalties(frequency: float, presence: float) -> None:
+    """ValueError unless both are numbers in [-LIMIT, LIMIT] (OpenAI's range)."""
+    for name, value in (("frequency_penalty", frequency), ("presence_penalty", presence)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -LIMIT <= value <= LIMIT:
+            raise ValueError(f"{name} must be a number in [-{LIMIT:g}, {LIMIT:g}], got {value!r}")
+
+
+class Penalty:
+    """The ids one request has generated, and the logits they change (see module docstring)."""
+
+    def __init__(self, *, frequency: float, presence: float):
+        check_penalties(frequency, presence)
+        self.frequency, self.presence = float(frequency), float(presence)
+        self.counts: Counter[int] = Counter()
+
+    @classmethod
+    def of(cls, frequency: float, presence: float) -> Penalty | None:
+        """A Penalty, or None when both are 0 (decoding is then exactly as without penalties)."""
+        return cls(frequency=frequency, presence=presence) if frequency or presence else None
+
+    def add(self, token: int) -> None:
+        self.counts[token] += 1
+
+    def apply(self, logits: torch.Tensor, ahead: Sequence[int] = ()) -> torch.Tensor:
+        """A penalized copy of logits (V,), counting `ahead` (ids generated but not yet added) too."""
+        counts = self.counts + Counter(ahead) if ahead else self.counts
+        if not counts:
+            return logits
+        ids = torch.tensor(list(counts), dtype=torch.long, device=logits.device)
+        n = torch.tensor(list(counts.values()), dtype=logits.dtype, device=logits.device)
+        out = logits.clone()
+        out[ids] -= self.frequency * n + self.presence
+        return out
+
+    def apply_rows(self, rows: torch.Tensor, draft: Sequence[int]) -> torch.Tensor:
+        """rows (1 + len(draft), V), row i the logits after draft[:i]: each penalized as sequential
+        decoding would see it, with draft[:i] counted as generated."""
+        return torch.stack([self.apply(rows[i], draft[:i]) for i in range(rows.size(0))])

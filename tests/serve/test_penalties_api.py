@@ -1,0 +1,76 @@
+"""frequency_penalty / presence_penalty through the three APIs: the Completer's tokens, the server's default
+for requests that send none, llama.cpp's `samplers` switch, range errors, and `serve`'s default from a run."""
+
+import json
+
+import httpx
+import pytest
+
+from lightcoder.serve.app import ServerConfig, create_app
+from lightcoder.serve.command import default_penalties
+from lightcoder.serve.schemas import Limits
+
+PREFIX = "def add(a, b):\n    return "
+SUFFIX = "\n\nprint(add(1, 2))\n"
+
+
+def expected(completer, **kw):
+    return completer.complete(PREFIX, SUFFIX, max_new_tokens=24, **kw).text
+
+
+def test_openai_request_penalties_give_the_completers_tokens(server, completer):
+    body = {"prompt": PREFIX, "suffix": SUFFIX, "max_tokens": 24, "truncate": "none"}
+    for extra in ({}, {"frequency_penalty": 1.5}, {"presence_penalty": 2.0, "frequency_penalty": -0.5}):
+        r = httpx.post(server.url + "/v1/completions", json={**body, **extra})
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["text"] == expected(completer, **extra)
+    # the penalties change this tiny model's output (else the comparisons above prove nothing)
+    assert expected(completer, frequency_penalty=2.0, presence_penalty=2.0) != expected(completer)
+
+
+def test_the_servers_default_applies_when_a_request_sends_none(tiny_run, completer, make_server):
+    config = ServerConfig(model_name="tiny", limits=Limits(max_tokens_limit=64), frequency_penalty=2.0,
+                          presence_penalty=1.0)
+    with make_server(create_app(completer, config)) as s:
+        body = {"prompt": PREFIX, "suffix": SUFFIX, "max_tokens": 24, "truncate": "none"}
+        text = httpx.post(s.url + "/v1/completions", json=body).json()["choices"][0]["text"]
+        assert text == expected(completer, frequency_penalty=2.0, presence_penalty=1.0)
+        zero = httpx.post(s.url + "/v1/completions", json={**body, "frequency_penalty": 0, "presence_penalty": 0})
+        assert zero.json()["choices"][0]["text"] == expected(completer)
+        infill = {"input_prefix": PREFIX, "input_suffix": SUFFIX, "n_predict": 24, "truncate": "none"}
+        data = httpx.post(s.url + "/infill", json=infill).json()
+        assert data["generation_settings"]["frequency_penalty"] == 2.0
+        assert data["content"] == expected(completer, frequency_penalty=2.0, presence_penalty=1.0)
+        # llama.cpp: penalties apply only when "penalties" is among the listed samplers
+        off = httpx.post(s.url + "/infill", json={**infill, "samplers": ["top_k", "temperature"]}).json()
+        assert off["generation_settings"]["frequency_penalty"] == 0.0 and off["content"] == expected(completer)
+        ollama = {"model": "tiny", "prompt": PREFIX, "suffix": SUFFIX, "stream": False,
+                  "options": {"num_predict": 24, "frequency_penalty": 0.0, "presence_penalty": 0.0}}
+        assert httpx.post(s.url + "/api/generate", json=ollama).json()["response"] == expected(completer)
+
+
+@pytest.mark.parametrize("route,body", [
+    ("/v1/completions", {"prompt": "x", "frequency_penalty": 2.5}),
+    ("/v1/completions", {"prompt": "x", "presence_penalty": -3}),
+    ("/infill", {"input_prefix": "x", "frequency_penalty": 9}),
+])
+def test_penalties_outside_openais_range_are_a_400_naming_the_field(server, route, body):
+    r = httpx.post(server.url + route, json=body)
+    assert r.status_code == 400, r.text
+    assert "penalty" in r.json()["error"]["message"]
+
+
+def test_serve_takes_the_runs_eval_penalties_unless_flags_say_otherwise(tmp_path):
+    run = tmp_path / "run"
+    (run / "ckpt" / "step_000010").mkdir(parents=True)
+    (run / "ckpt" / "step_000010" / "config.json").write_text(json.dumps({"dim": 8}))  # the HF model config
+    (run / "config.json").write_text(json.dumps({"eval": {"frequency_penalty": 0.5}}))
+    assert default_penalties(str(run), None, None) == (0.5, 0.0)
+    assert default_penalties(str(run / "ckpt" / "step_000010"), None, None) == (0.5, 0.0)
+    assert default_penalties(str(run), 0.0, 0.25) == (0.0, 0.25)
+    (run / "config.json").write_text(json.dumps({"eval": {"per_type": 24}}))  # a run from before the setting
+    assert default_penalties(str(run), None, None) == (0.0, 0.0)
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text("not json")
+    assert default_penalties(str(hf), None, None) == (0.0, 0.0)
