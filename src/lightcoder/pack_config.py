@@ -78,6 +78,9 @@ class MixConfig:
     span_weights: dict = field(default_factory=lambda: dict(DEFAULT_SPAN_WEIGHTS))  # context level
     max_middle_tokens: int = 0  # context level: longest middle in tokens; 0 = pack.seq_len // 4
     sticky_rate: float = 0.5  # context level: share of prompts cut at the server's sticky line anchors
+    # context level: share of FIM examples cut as if the file ended with the definition the span is in
+    # (fim/context.end_of_file_span): an empty suffix, code typed at the bottom of a file (HumanEval's last lines)
+    end_of_file_rate: float = 0.0
     # context level: each prompt's token budget is drawn log-uniformly from [min_prompt_tokens, what the
     # window leaves]: short prompts make cheap examples (more middles per step), long ones are what the
     # server sends (0 = always the most the window leaves)
@@ -91,7 +94,7 @@ class MixConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"MixConfig.{name} must be an int >= 0, got {value!r}")
-        for name in ("ntp_rate", "sfim_rate", "spm_rate", "whole_node_rate", "sticky_rate"):
+        for name in ("ntp_rate", "sfim_rate", "spm_rate", "whole_node_rate", "sticky_rate", "end_of_file_rate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"MixConfig.{name} must be a probability in [0, 1], got {value!r}")

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from lightcoder.artifacts import AtomicFile
 from lightcoder.data.records import SourceFile
 from lightcoder.fim.context import (
-    Example, ExampleFormat, LineIndex, build_example, choose_kind, draw_span, examples_for_file,
+    Example, ExampleFormat, LineIndex, build_example, choose_kind, draw_span, end_of_file_span, examples_for_file,
 )
 from lightcoder.fim.spans import RULES, ParsedSource, node_buckets, parse_source
 from lightcoder.fim.transforms import ntp_document
@@ -88,6 +88,7 @@ def file_examples(f: SourceFile, ntp_tokens: int, tokenizer, cfg: PackConfig, rn
         mode = mode if mode in modes else modes[0]
         sticky = SERVER_STICKY_LINES if rng.random() < mix.sticky_rate else 0
         prompt_tokens = round(math.exp(rng.uniform(math.log(shortest), math.log(longest))))  # log-uniform
+        end_of_file = mix.end_of_file_rate > 0 and rng.random() < mix.end_of_file_rate  # rate 0 draws nothing
         example = None
         for _ in range(MAX_DRAWS):
             parsed = spans.parsed() if kind == "sfim" else None
@@ -98,8 +99,12 @@ def file_examples(f: SourceFile, ntp_tokens: int, tokenizer, cfg: PackConfig, rn
                        else f"fallback:{kind}:no_span"] += 1
                 kind = "random"
                 continue
+            text = f.content
+            if end_of_file:  # the file ends with the definition the span is in: an empty suffix
+                span = end_of_file_span(spans.lines, span)
+                text = text[: span.end]
             try:
-                example = build_example(tokenizer, f.content, f.path, span, seq_len=cfg.seq_len, mode=mode,
+                example = build_example(tokenizer, text, f.path, span, seq_len=cfg.seq_len, mode=mode,
                                         sticky_lines=sticky, max_middle_tokens=limit, node_type=node_type,
                                         prompt_tokens=prompt_tokens, fmt=fmt)
             except ValueError:  # the budget cannot hold the special tokens and this path's header
@@ -114,6 +119,7 @@ def file_examples(f: SourceFile, ntp_tokens: int, tokenizer, cfg: PackConfig, rn
         if example is None:
             counts["dropped:middle_too_long"] += 1
             continue
+        counts["end_of_file"] += end_of_file
         out.append(example)
     if out and ntp_tokens < cfg.seq_len:
         counts["short_files"] += 1
@@ -255,6 +261,7 @@ class _SplitStats:
             "span_kinds": dict(sorted(self.kinds.items(), key=lambda kv: -kv[1])),
             "middles": {k: _sizes(self.middle_tokens[k], self.middle_chars[k]) for k in self.kinds},
             "mean_prompt_tokens": round(self.prompt_tokens / examples, 1) if examples else 0.0,
+            "end_of_file_examples": self.counts["end_of_file"],
             "fallbacks": dict(sorted(fallbacks.items())),
             "sfim_fallbacks": sum(v for k, v in fallbacks.items() if k.startswith("sfim:")),
             "sfim_fallback_reasons": {k.split(":", 1)[1]: v for k, v in sorted(fallbacks.items()) if k.startswith("sfim:")},

@@ -29,7 +29,9 @@ def context_stats(split: str, info: dict, seq_len: int) -> list[str]:
     kinds = info.get("span_kinds", {})
     fim = obj.get("psm", 0) + obj.get("spm", 0)
     lines.append("  FIM spans   " + "  ".join(f"{k} {_pct(v, examples)}" for k, v in kinds.items())
-                 + f"   (psm {_pct(obj.get('psm', 0), fim)} / spm {_pct(obj.get('spm', 0), fim)})")
+                 + f"   (psm {_pct(obj.get('psm', 0), fim)} / spm {_pct(obj.get('spm', 0), fim)})"
+                 + (f"; at the end of the file {_pct(info['end_of_file_examples'], examples)}"
+                    if info.get("end_of_file_examples") else ""))
     middles = info.get("middles", {})
     if middles:
         lines.append("  middles     " + "; ".join(

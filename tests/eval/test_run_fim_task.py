@@ -52,7 +52,7 @@ class BitsPredictor(FakePredictor):
         done = super().complete(prefix, suffix, **kwargs)
         return dataclasses.replace(done, stop_reason="length") if kwargs.get("path") == "pkg/n.py" else done
 
-    def middle_bits(self, prefix, middle, suffix="", *, path="", mode="spm", max_new_tokens=64):
+    def middle_bits(self, prefix, middle, suffix="", *, path="", mode="spm", max_new_tokens=64, fim=None):
         return float(len(middle))
 
 
@@ -80,14 +80,15 @@ def test_eval_config_validates():
         GenerationSettings(presence_penalty=-3.0)
 
 
-def test_penalties_reach_predictors_that_take_them_and_change_the_config_hash(tmp_path):
-    """The eval decodes as the server does by default: eval.frequency_penalty goes to Completer.complete."""
+def test_penalties_and_infilling_reach_predictors_that_take_them_and_change_the_config_hash(tmp_path):
+    """The eval decodes as the server does by default: eval.frequency_penalty goes to Completer.complete,
+    and run-fim's tasks are infilling requests (fim=True)."""
     tasks = make_tasks()
 
     class Penalized(FakePredictor):
-        def complete(self, prefix, suffix="", *, frequency_penalty=0.0, presence_penalty=0.0, **kwargs):
+        def complete(self, prefix, suffix="", *, frequency_penalty=0.0, presence_penalty=0.0, fim=None, **kwargs):
             done = super().complete(prefix, suffix, **kwargs)
-            self.calls[-1].update(frequency_penalty=frequency_penalty, presence_penalty=presence_penalty)
+            self.calls[-1].update(frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, fim=fim)
             return done
 
     predictor = Penalized(tasks)
@@ -96,6 +97,7 @@ def test_penalties_reach_predictors_that_take_them_and_change_the_config_hash(tm
     task = get_task("run-fim", data=str(data))
     plain = run_task(task, predictor, tmp_path / "plain", GenerationSettings(model_id="m"))
     assert {c["frequency_penalty"] for c in predictor.calls} == {0.0}
+    assert {c["fim"] for c in predictor.calls} == {True}  # holes: FIM prompts even at the end of a file
     predictor.calls.clear()
     gen = GenerationSettings(model_id="m", frequency_penalty=0.5, presence_penalty=0.25)
     penalized = run_task(task, predictor, tmp_path / "penalized", gen)

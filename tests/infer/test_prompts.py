@@ -44,6 +44,17 @@ def test_layouts_follow_aixcoder(tok):
     assert build_prompt(tok, prefix=PREFIX, cfg=cfg) == tok.encode_pieces([BOS, PREFIX])
 
 
+def test_an_infilling_request_at_the_end_of_a_file_keeps_the_fim_form(tok):
+    """fim=True with an empty suffix (llama.cpp /infill, FIM benchmarks' last lines): FIM layout, not NTP."""
+    for mode, layout in (("spm", spm_prompt), ("psm", psm_prompt)):
+        ids = build_prompt(tok, prefix=PREFIX, path="pkg/m.py", cfg=PromptConfig(mode=mode), fim=True)
+        assert ids == tok.encode_pieces(layout(HEADER, PREFIX, ""))
+    assert build_prompt(tok, prefix=PREFIX, path="pkg/m.py", cfg=PromptConfig(), fim=False) == \
+        tok.encode_pieces(ntp_prompt(HEADER, PREFIX))
+    with pytest.raises(ValueError, match="fim=False needs an empty suffix"):
+        build_prompt(tok, prefix=PREFIX, suffix=SUFFIX, cfg=PromptConfig(), fim=False)
+
+
 def test_special_token_strings_in_code_stay_text(tok):
     ids = build_prompt(tok, prefix="s = '<s>'\n", suffix="t = '</s>'\n", cfg=PromptConfig())
     assert ids.count(tok.bos_id) == 1 and tok.eos_id not in ids

@@ -21,7 +21,7 @@ import pytest
 from lightcoder.data.config import DataConfig
 from lightcoder.data.pipeline import run_data
 from lightcoder.data.records import SourceFile, read_corpus
-from lightcoder.fim.context import LineIndex, build_example, examples_for_file
+from lightcoder.fim.context import LineIndex, build_example, end_of_file_span, examples_for_file
 from lightcoder.fim.spans import Span
 from lightcoder.infer.completer import Completer
 from lightcoder.model.config import get_preset
@@ -73,11 +73,10 @@ def examples_of(corpus, pack_cfg: PackConfig) -> list[tuple[SourceFile, object]]
 
 
 def split_prompt(tok: Tokenizer, ids: list[int], mode: str) -> tuple[str, str]:
-    """(header + prefix, suffix) texts of a prompt's ids in aiXcoder's SPM / PSM / NTP layout."""
+    """(header + prefix, suffix) texts of a prompt's ids in aiXcoder's SPM / PSM layout (an infilling
+    prompt: FIM form even when a span ends its file and the suffix is empty)."""
     pre, mid, post = (tok.token_to_id(t) for t in (st.FIM_PREFIX, st.FIM_MIDDLE, st.FIM_SUFFIX))
-    assert ids[0] == tok.bos_id
-    if ids[1] != pre:  # a span that ends the file: no suffix, so the server's prompt is NTP
-        return tok.decode(ids[1:]), ""
+    assert ids[0] == tok.bos_id and ids[1] == pre
     if mode == "spm":
         assert ids[2] == post
         m = ids.index(mid)
@@ -107,10 +106,33 @@ def test_examples_are_the_servers_prompt_plus_middle_and_eos(corpus):
         assert 32 <= budget <= SEQ_LEN - 1
         matches = [sticky for sticky, server in servers.items()
                    if server.build(prefix, suffix, path=f.path, mode=e.mode, max_new_tokens=len(middle_ids) + 1,
-                                   max_prompt_tokens=budget) == e.ids[:e.prompt_len]]
+                                   max_prompt_tokens=budget, fim=True) == e.ids[:e.prompt_len]]
         assert matches, (f.path, e.kind, e.mode)
         sticky_seen[matches[0]] += 1
     assert sticky_seen[0] > 0  # both cut styles occur (a short file's prompt matches both)
+
+
+def test_end_of_file_examples_end_a_top_level_definition_with_the_servers_empty_suffix_prompt(corpus):
+    """pack.mix.end_of_file_rate 1: every example is cut as if its file ended with the definition the span is
+    in; the prompt is what the server builds for an infilling request at the end of a file."""
+    tok = corpus["tok"]
+    examples = examples_of(corpus, cfg(ntp_rate=0.5, end_of_file_rate=1.0, sticky_rate=0.0))
+    assert len(examples) >= 100 and len({e.kind for _, e in examples}) >= 4
+    model_cfg = get_preset("lc-tiny", vocab_size=tok.vocab_size, max_seq_len=SEQ_LEN)
+    server = Completer(Transformer(model_cfg), tok, model_cfg, sticky_lines=0)
+    for f, e in examples:
+        middle_ids = e.ids[e.prompt_len:-1]
+        assert tok.decode(middle_ids) == f.content[e.start:e.end] and e.ids[-1] == tok.eos_id
+        assert split_prompt(tok, e.ids[:e.prompt_len], e.mode)[1] == ""  # the suffix is empty
+        assert server.build(f.content[:e.start], "", path=f.path, mode=e.mode, max_new_tokens=len(middle_ids) + 1,
+                            max_prompt_tokens=e.budget, fim=True) == e.ids[:e.prompt_len]
+        after = f.content[e.end:].lstrip("\n")  # what the cut dropped: the next top-level statement on
+        assert after == "" or (after[0] not in " \t)]}" and f.content[e.end - 1] == "\n"), (f.path, e.kind)
+    text = "def f():\n    a = 1\n    return a\n\nx = 2\n"
+    assert end_of_file_span(LineIndex(text), Span(13, 18, "line")) == Span(13, 32, "line")  # "a = 1" -> the body
+    assert end_of_file_span(LineIndex(text), Span(35, 38, "line")) == Span(35, 39, "line")  # top level: its line
+    braces = "int f() {\n  return 1;\n}\nint g;\n"
+    assert braces[end_of_file_span(LineIndex(braces), Span(12, 21, "line")).end - 2] == "}"  # the brace belongs
 
 
 def test_line_kinds_cut_whole_lines_or_code_and_partial_lines_stay_on_one_line(corpus):

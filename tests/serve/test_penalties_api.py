@@ -1,5 +1,6 @@
 """frequency_penalty / presence_penalty through the three APIs: the Completer's tokens, the server's default
-for requests that send none, llama.cpp's `samplers` switch, range errors, and `serve`'s default from a run."""
+for requests that send none, llama.cpp's `samplers` switch, range errors, and `serve`'s default from a run.
+Also which prompt an empty suffix gets: infilling (FIM form) from /infill and an OpenAI `suffix`, else NTP."""
 
 import json
 
@@ -74,3 +75,18 @@ def test_serve_takes_the_runs_eval_penalties_unless_flags_say_otherwise(tmp_path
     hf.mkdir()
     (hf / "config.json").write_text("not json")
     assert default_penalties(str(hf), None, None) == (0.0, 0.0)
+
+
+def test_an_empty_suffix_is_infilling_on_infill_and_openai_suffix_else_plain_continuation(server, completer):
+    fim = completer.build(PREFIX, "", max_new_tokens=12, fim=True)
+    ntp = completer.build(PREFIX, "", max_new_tokens=12)
+    assert fim != ntp
+    infill = {"input_prefix": PREFIX, "input_suffix": "", "n_predict": 12, "truncate": "none", "return_tokens": True}
+    got = httpx.post(server.url + "/infill", json=infill).json()
+    assert got["content"] == completer.complete(PREFIX, "", max_new_tokens=12, fim=True).text
+    assert got["tokens_evaluated"] == len(fim)
+    body = {"prompt": PREFIX, "max_tokens": 12, "truncate": "none"}
+    with_suffix = httpx.post(server.url + "/v1/completions", json={**body, "suffix": ""}).json()
+    without = httpx.post(server.url + "/v1/completions", json=body).json()
+    assert with_suffix["usage"]["prompt_tokens"] == len(fim) and without["usage"]["prompt_tokens"] == len(ntp)
+    assert without["choices"][0]["text"] == completer.complete(PREFIX, "", max_new_tokens=12).text

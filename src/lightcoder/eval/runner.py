@@ -89,6 +89,8 @@ def eval_config(task: Task, gen: GenerationSettings) -> dict:
                  "settings": task.settings()},
         "generation": {**asdict(gen), "max_new_tokens": gen.max_new_tokens or task.max_new_tokens,
                        "mode": gen.mode or task.mode,
+                       "prompt": "FIM form, also where the suffix is empty" if task.infilling
+                                 else "FIM form where there is a suffix, else plain continuation",
                        "truncation": "prefix keeps its end, suffix its start (infer.prompts.split_budget)",
                        "postprocess": "task.postprocess (stop sequences / first line), else raw; stop "
                                       "sequences are also passed to predictors that take stop= (early stop)"},
@@ -186,7 +188,8 @@ def generate(task: Task, predictor, out_dir: str | Path, gen: GenerationSettings
     with f, tqdm(total=len(todo) + len(done), initial=len(done), desc=f"{task.name} {out.name}", unit="sample",
                  disable=None if progress is None else not progress) as bar:
         for problem, k in todo:  # one flushed line per sample: a crash loses at most one
-            kwargs = _complete_keywords(accepted, problem, gen, k, mode=mode, max_new_tokens=max_new)
+            kwargs = _complete_keywords(accepted, problem, gen, k, mode=mode, max_new_tokens=max_new,
+                                        infilling=task.infilling)
             start = time.perf_counter()
             c = predictor.complete(problem.prompt, problem.suffix, **kwargs)
             extras = task.sample_extras(problem, predictor, mode=mode, max_new_tokens=max_new)
@@ -209,7 +212,7 @@ def _accepted_keywords(predictor) -> set[str]:
 
 
 def _complete_keywords(accepted: set[str], problem, gen: GenerationSettings, k: int, *, mode: str,
-                       max_new_tokens: int) -> dict:
+                       max_new_tokens: int, infilling: bool = False) -> dict:
     """The keywords of sample k's `complete` call; the optional ones only where the predictor takes them."""
     kwargs = {"path": problem.path, "max_new_tokens": max_new_tokens, "mode": mode, "temperature": gen.temperature}
     if "seed" in accepted:
@@ -220,6 +223,8 @@ def _complete_keywords(accepted: set[str], problem, gen: GenerationSettings, k: 
         kwargs["stop"] = list(problem.stop)
     if "max_prompt_tokens" in accepted and gen.max_prompt_tokens:
         kwargs["max_prompt_tokens"] = gen.max_prompt_tokens
+    if "fim" in accepted and infilling:  # a hole at the end of a file is still a hole: FIM prompt
+        kwargs["fim"] = True
     for name in ("frequency_penalty", "presence_penalty"):
         if name in accepted and getattr(gen, name):
             kwargs[name] = getattr(gen, name)

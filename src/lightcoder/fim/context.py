@@ -78,6 +78,7 @@ class LineIndex:
     """Bounds of every line of a text: (line start, code start, code end, line end incl. newline)."""
 
     def __init__(self, text: str) -> None:
+        self.text = text
         self.bounds: list[tuple[int, int, int, int]] = []
         pos = 0
         for line in text.splitlines(keepends=True):
@@ -170,10 +171,33 @@ def build_example(tokenizer, text: str, path: str, span: Span, *, seq_len: int, 
     budget = min(budget, prompt_tokens) if prompt_tokens else budget
     cfg = PromptConfig(mode=mode, max_prompt_tokens=budget, sticky_lines=sticky_lines)
     prompt = list(fmt.lead_ids) + build_prompt(tokenizer, prefix=text[: span.start], suffix=text[span.end :],
-                                               path=path, cfg=cfg, template=fmt.template)
+                                               path=path, cfg=cfg, template=fmt.template, fim=True)
     end_id = tokenizer.eos_id if fmt.end_id is None else fmt.end_id
     return Example(prompt + middle_ids + [end_id], len(prompt), span.kind, mode, node_type,
                    span.start, span.end, budget)
+
+
+def end_of_file_span(lines: LineIndex, span: Span) -> Span:
+    """The span as if the file ended with the top-level definition it is in: its end moves to the end of
+    the last line before the next line that starts at column 0 with code other than a closing bracket
+    (the next top-level statement), blank lines left out. What an editor asks at the bottom of a file:
+    finish what is being written there, then stop.
+
+    Example: lines of "def f():\n    a = 1\n    return a\n\nx = 2\n", Span(13, 18) ("a = 1")
+        -> Span(13, 32): "a = 1\n    return a\n"
+    """
+    bounds = lines.bounds
+    last = next((i for i, b in enumerate(bounds) if b[3] >= span.end), len(bounds) - 1)  # the span's last line
+    end = bounds[last][3] if bounds else span.end
+    for i in range(last + 1, len(bounds)):
+        line_start, code_start, code_end, line_end = bounds[i]
+        if code_end == code_start:  # blank: belongs to whatever comes next
+            continue
+        top_level = code_start == line_start and lines.text[code_start] not in ")]}"
+        if top_level:
+            break
+        end = line_end
+    return Span(span.start, max(end, span.end), span.kind)
 
 
 def examples_for_file(ntp_tokens: int, seq_len: int, ntp_rate: float, rng: random.Random,

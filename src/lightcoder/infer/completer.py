@@ -117,15 +117,17 @@ class Completer:
 
     def build(self, prefix: str, suffix: str = "", *, path: str = "", mode: str = "spm", max_new_tokens: int = 64,
               max_prompt_tokens: int | None = None, context: Sequence[tuple[str, str]] = (),
-              max_context_tokens: int | None = None, middle: str = "") -> list[int]:
+              max_context_tokens: int | None = None, middle: str = "", fim: bool | None = None) -> list[int]:
         """The prompt ids `complete` would use. middle: text placed after the middle token (llama.cpp's
         /infill `prompt`): joined to the prefix where the layout ends with it (aiXcoder's SPM, NTP),
-        else tokenized after the whole prompt."""
+        else tokenized after the whole prompt. fim: infer/prompts.build_prompt's (None: FIM form when
+        the suffix is not empty; True: an infilling request, FIM form even at the end of a file)."""
+        fim = suffix != "" if fim is None else fim
         if max_context_tokens is None:
             max_context_tokens = (max_prompt_tokens or self.max_prompt_tokens or self.model_cfg.max_seq_len) // 4
         cfg = self.prompt_config(mode, max_new_tokens, max_prompt_tokens, max_context_tokens if context else 0)
         tail: list[int] = []
-        if middle and self._prefix_is_last(mode, fim=suffix != ""):
+        if middle and self._prefix_is_last(mode, fim=fim):
             prefix += middle
         elif middle:
             tail = self.tokenizer.encode(middle)
@@ -134,7 +136,7 @@ class Completer:
                                  f"budget {cfg.max_prompt_tokens}; send less")
             cfg.max_prompt_tokens -= len(tail)
         return build_prompt(self.tokenizer, prefix=prefix, suffix=suffix, path=path, cfg=cfg,
-                            template=self.template, context=context) + tail
+                            template=self.template, context=context, fim=fim) + tail
 
     def _prefix_is_last(self, mode: str, *, fim: bool) -> bool:
         """Whether the prompt layout ends with the prefix (so text after the middle token continues it)."""
@@ -147,7 +149,7 @@ class Completer:
 
     @torch.no_grad()
     def middle_bits(self, prefix: str, middle: str, suffix: str = "", *, path: str = "", mode: str = "spm",
-                    max_new_tokens: int = 64) -> float | None:
+                    max_new_tokens: int = 64, fim: bool | None = None) -> float | None:
         """Bits the model spends on the reference `middle` and the stop token after it, teacher-forced,
         given the prompt `complete` would build (its budget shrinks only when the middle needs more
         than max_new_tokens). Divided by the middle's UTF-8 bytes, this is bits per byte. None when
@@ -160,7 +162,7 @@ class Completer:
             return None
         try:
             prompt = self.build(prefix, suffix, path=path, mode=mode,
-                                max_new_tokens=max(max_new_tokens, len(middle_ids) + 1))
+                                max_new_tokens=max(max_new_tokens, len(middle_ids) + 1), fim=fim)
         except ValueError:  # no room left for the special tokens and header
             return None
         ids = torch.tensor([prompt + middle_ids + [self.tokenizer.eos_id]], dtype=torch.long)
@@ -170,7 +172,7 @@ class Completer:
         return float(nats) / math.log(2)
 
     def complete(self, prefix: str, suffix: str = "", *, truncate: str = "none", **kwargs) -> Completion:
-        """Complete the code between prefix and suffix (NTP when suffix is ""); greedy by default.
+        """Complete the code between prefix and suffix (NTP when suffix is "" unless fim=True); greedy by default.
 
         Keywords as `stream`; truncate="syntax" also trims the result to the longest line cut that
         parses best with prefix and suffix.
@@ -197,7 +199,8 @@ class Completer:
                syntax_stop: bool = False, cancelled: Callable[[], bool] | None = None,
                prompt_ids: list[int] | None = None, middle: str = "", generate: Callable | None = None,
                min_indent: int = 0, predict_seconds_after_newline: float | None = None,
-               frequency_penalty: float = 0.0, presence_penalty: float = 0.0) -> Iterator[str]:
+               frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
+               fim: bool | None = None) -> Iterator[str]:
         """Yield the completion as text deltas; the generator returns the `Completion`.
 
         stop_ids None = the tokenizer's stop set; pass () to always generate max_new_tokens. `stop`
@@ -207,13 +210,13 @@ class Completer:
         scheduler). min_indent (llama.cpp's n_indent): a later line indented less ends the completion
         before it. predict_seconds_after_newline (t_max_predict_ms): once a newline was generated,
         stop when generation has taken this long since its first token. frequency_penalty /
-        presence_penalty: OpenAI's, over the ids generated so far (infer/penalties.py).
+        presence_penalty: OpenAI's, over the ids generated so far (infer/penalties.py). fim: see `build`.
         """
         start = time.perf_counter()
         prompt = prompt_ids if prompt_ids is not None else self.build(
             prefix, suffix, path=path, mode=mode, max_new_tokens=max_new_tokens,
             max_prompt_tokens=max_prompt_tokens, context=context, max_context_tokens=max_context_tokens,
-            middle=middle)
+            middle=middle, fim=fim)
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                 seed=seed, stop_ids=self.tokenizer.stop_ids if stop_ids is None else stop_ids,
                                 max_seconds=max_seconds, frequency_penalty=frequency_penalty,

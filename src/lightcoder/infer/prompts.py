@@ -1,6 +1,6 @@
 """Completion prompts in aiXcoder's formats (research/aixcoder-7b.md §1.4), cut to a token budget.
 
-    NTP (suffix == ""): <s> H+P
+    NTP (no suffix):    <s> H+P
     SPM (default):      <s> <AIX-SPAN-PRE> <AIX-SPAN-POST> S <AIX-SPAN-MIDDLE> H+P
     PSM:                <s> <AIX-SPAN-PRE> H+P <AIX-SPAN-POST> S <AIX-SPAN-MIDDLE>
 
@@ -9,6 +9,11 @@ prefix (the code right before the cursor) and the START of the suffix; each side
 budget left after the special tokens and the header, and a side that needs less gives the rest to
 the other. Text is cut at token boundaries (whole characters) and re-encoded; special tokens are
 never cut. A kept suffix may be empty: the prompt stays in FIM form.
+
+An empty suffix means plain continuation (NTP, aiXcoder's inference and NL2Code) unless the request
+is an infilling one (`fim=True`: llama.cpp's /infill, an OpenAI request that sends `suffix`, the FIM
+benchmarks): the cursor at the end of a file is still a hole to fill, and the FIM form with an
+empty suffix says so (aiXcoder's document-level FIM made such prompts when a span ended its file).
 
 Keystroke-stable cuts (`sticky_lines`, for prefix-KV reuse): an editor asks again on every keystroke
 with a prefix one character longer. A cut that followed the budget exactly would move the start of
@@ -109,11 +114,15 @@ def context_ids(tokenizer: PromptTokenizer, template: FimTemplate, snippets: Seq
 
 def build_prompt(tokenizer: PromptTokenizer, *, prefix: str, suffix: str = "", path: str = "",
                  cfg: PromptConfig, template: FimTemplate | None = None,
-                 context: Sequence[tuple[str, str]] = ()) -> list[int]:
+                 context: Sequence[tuple[str, str]] = (), fim: bool | None = None) -> list[int]:
     """Token ids of the prompt for completing at the cursor between prefix and suffix.
 
-    template None = aiXcoder's formats; context = (path, code) snippets placed before the prompt.
+    template None = aiXcoder's formats; context = (path, code) snippets placed before the prompt;
+    fim None = FIM form when the suffix is not empty (True: always, False: never).
     """
+    fim = suffix != "" if fim is None else fim
+    if suffix and not fim:
+        raise ValueError("fim=False needs an empty suffix: plain continuation has no place for one")
     if template is None or template.name == "aixcoder":
         header = file_header(path, include_path=cfg.include_path) if path else ""
         lay = lambda h, p, s, m, fim: layout(h, p, s, m, fim=fim)  # noqa: E731
@@ -123,12 +132,12 @@ def build_prompt(tokenizer: PromptTokenizer, *, prefix: str, suffix: str = "", p
         lay = lambda h, p, s, m, fim: template_layout(template, h, p, s, m, fim=fim)  # noqa: E731
     ctx = context_ids(tokenizer, template, context, min(cfg.max_context_tokens, cfg.max_prompt_tokens // 2)) \
         if context and cfg.max_context_tokens else []
-    ids = _build_main(tokenizer, lay, header, prefix, suffix, cfg, cfg.max_prompt_tokens - len(ctx))
+    ids = _build_main(tokenizer, lay, header, prefix, suffix, cfg, cfg.max_prompt_tokens - len(ctx), fim)
     return ctx + ids
 
 
-def _build_main(tokenizer, lay, header: str, prefix: str, suffix: str, cfg: PromptConfig, max_tokens: int) -> list[int]:
-    fim = suffix != ""
+def _build_main(tokenizer, lay, header: str, prefix: str, suffix: str, cfg: PromptConfig, max_tokens: int,
+                fim: bool) -> list[int]:
     full_prefix, full_suffix = prefix, suffix
     fixed = len(tokenizer.encode_pieces(lay(header, "", "", cfg.mode, fim)))  # special tokens + header
     budget = max_tokens - fixed

@@ -71,16 +71,17 @@ class ServeContext:
 
     def run_kwargs(self, *, prefix, suffix, path, max_tokens, temperature, top_p, top_k, seed, stop, mode,
                    context, middle="", id_slot=-1, cache_prompt=True, max_prompt_seconds=None,
-                   frequency_penalty=None, presence_penalty=None) -> dict:
+                   frequency_penalty=None, presence_penalty=None, fim=None) -> dict:
         """Keywords of Completer.stream/complete; tokens come from the batch scheduler. Penalties None:
-        the server's defaults."""
+        the server's defaults. fim True: an infilling request (FIM prompt even with an empty suffix)."""
         generate = partial(self.scheduler.submit, id_slot=id_slot, cache_prompt=cache_prompt,
                            max_prompt_seconds=max_prompt_seconds)
         return dict(prefix=prefix, suffix=suffix, path=path, max_new_tokens=max_tokens, temperature=temperature,
                     top_p=top_p, top_k=top_k, seed=seed or 0, stop=stop, mode=mode, context=context,
                     max_seconds=self.limits.max_seconds, middle=middle, generate=generate,
                     frequency_penalty=self.config.frequency_penalty if frequency_penalty is None else frequency_penalty,
-                    presence_penalty=self.config.presence_penalty if presence_penalty is None else presence_penalty)
+                    presence_penalty=self.config.presence_penalty if presence_penalty is None else presence_penalty,
+                    fim=fim)
 
     async def build_ids(self, kwargs: dict) -> list[int]:
         """The prompt ids, tokenized on a thread-pool thread (bad input fails here, before any reply)."""

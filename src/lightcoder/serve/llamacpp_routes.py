@@ -121,7 +121,8 @@ class LlamaCppRoutes:
             top_p=run.top_p, top_k=run.top_k, seed=seed, stop=req.stop, mode=req.mode,
             context=ctx.context_for(prefix + middle, req.path, extra) if fim else [], middle=middle,
             id_slot=req.id_slot, cache_prompt=req.cache_prompt, max_prompt_seconds=seconds(req.t_max_prompt_ms),
-            frequency_penalty=run.frequency_penalty, presence_penalty=run.presence_penalty)
+            frequency_penalty=run.frequency_penalty, presence_penalty=run.presence_penalty,
+            fim=True if fim else None)  # /infill at the end of a file is still infilling
         kwargs.update(min_indent=req.n_indent, prompt_ids=None if isinstance(req.prompt, str) else list(req.prompt),
                       predict_seconds_after_newline=seconds(req.t_max_predict_ms))
         return kwargs

@@ -95,7 +95,8 @@ class OpenAIRoutes:
         return ctx.run_kwargs(prefix=prompt, suffix=req.suffix or "", path=req.path, max_tokens=req.max_tokens,
                               temperature=req.temperature, top_p=req.top_p, top_k=0, seed=req.seed, stop=stop,
                               mode=req.mode, context=context, frequency_penalty=req.frequency_penalty,
-                              presence_penalty=req.presence_penalty)
+                              presence_penalty=req.presence_penalty,
+                              fim=True if req.suffix is not None else None)  # sent, even empty: infilling
 
     @staticmethod
     def _runs(req: CompletionRequest, kwargs: dict) -> list[dict]:

@@ -51,6 +51,7 @@ class Task:
     kind: str = "execution"  # "execution" | "match"
     description: str = ""
     mode: str = "psm"  # FIM prompt order used for this task's prompts
+    infilling: bool = False  # holes to fill: FIM prompts even where the suffix is empty (the end of a file)
     max_new_tokens: int = 512
 
     def problems(self) -> list[Problem]:

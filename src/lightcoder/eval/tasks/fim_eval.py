@@ -58,6 +58,7 @@ def files_under(directory: str | Path) -> list[tuple[str, str, str]]:
 
 class FimEval(Task):
     kind = "match"
+    infilling = True
     mode = "psm"
 
     def __init__(self, *, data: str | None = None, language: str = "python", records: list[dict] | None = None,

@@ -85,6 +85,7 @@ def build_infilling(rows: list[dict], fmt: str, *, max_span_lines: int = 0, span
 
 class HumanEvalInfilling(Task):
     kind = "execution"
+    infilling = True
 
     def __init__(self, *, fmt: str, data: str | None = None, humaneval: str | None = None,
                  limit: int | None = None, seed: int = 0, max_new_tokens: int = 128):
@@ -123,6 +124,7 @@ class HumanEvalInfilling(Task):
 
 class SantaCoderFIM(Task):
     kind = "match"
+    infilling = True
 
     def __init__(self, *, lang: str, limit: int | None = None, seed: int = 0, max_new_tokens: int = 64,
                  data: str | None = None):

@@ -24,6 +24,7 @@ from lightcoder.eval.tasks import Problem, Task, register
 
 class RunFim(Task):
     kind = "match"
+    infilling = True
 
     def __init__(self, *, data: str, mode: str = "spm", max_new_tokens: int = 128, limit: int | None = None):
         if mode not in MODES:
@@ -52,7 +53,7 @@ class RunFim(Task):
         if not hasattr(predictor, "middle_bits"):
             return {"bits": None}
         return {"bits": predictor.middle_bits(problem.prompt, problem.reference, problem.suffix, path=problem.path,
-                                              max_new_tokens=max_new_tokens, mode=mode)}
+                                              max_new_tokens=max_new_tokens, mode=mode, fim=True)}
 
     def sample_scores(self, problem: Problem, sample: dict) -> dict:
         completion = sample["completion"]
