@@ -88,7 +88,7 @@ def split_prompt(tok: Tokenizer, ids: list[int], mode: str) -> tuple[str, str]:
 
 def test_examples_are_the_servers_prompt_plus_middle_and_eos(corpus):
     tok = corpus["tok"]
-    examples = examples_of(corpus, cfg(ntp_rate=0.5, sticky_rate=0.5))
+    examples = examples_of(corpus, cfg(ntp_rate=0.5, sticky_rate=0.5, end_of_file_rate=0.0))
     kinds = Counter(e.kind for _, e in examples)
     assert set(kinds) == set(SPAN_KINDS) and len(examples) >= 200, kinds
     model_cfg = get_preset("lc-tiny", vocab_size=tok.vocab_size, max_seq_len=SEQ_LEN)
@@ -141,7 +141,7 @@ def test_line_kinds_cut_whole_lines_or_code_and_partial_lines_stay_on_one_line(c
         lines = LineIndex(f.content)
         if not lines.code_lines:
             continue
-        for e in (e for _, e in examples_of({**corpus, "files": [f]}, cfg(ntp_rate=0.2))):
+        for e in (e for _, e in examples_of({**corpus, "files": [f]}, cfg(ntp_rate=0.2, end_of_file_rate=0.0))):
             middle = f.content[e.start:e.end]
             if e.kind == "line":
                 assert middle.strip() and middle.count("\n") <= 1 and middle.rstrip("\n").strip() == middle.strip()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 MODES = ("psm", "spm")  # FIM prompt orders the eval accepts
 # Greedy decoding of the small models this project trains loops instead of ending the middle; this
 # penalty on repeated output ids was chosen by measurement (docs/evaluation.md, "Decoding").
-DEFAULT_FREQUENCY_PENALTY = 0.5
+DEFAULT_FREQUENCY_PENALTY = 1.0
 
 
 @dataclass(kw_only=True)

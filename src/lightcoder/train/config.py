@@ -68,9 +68,10 @@ class TrainConfig:
     fim_prompt_loss: bool = False
     # loss weight of every `</s>` target (the end of a FIM middle or a document) against 1 for other
     # tokens; the mean still divides by the number of targets. A weight w moves the converged p(</s>) odds
-    # by a factor w, and gives the stop decision w times the gradient. 2 was chosen by measurement
-    # (docs/training.md: 1 runs to the token limit, 4 cuts blocks to one line). Validation loss stays unweighted.
-    stop_loss_weight: float = 2.0
+    # by a factor w, and gives the stop decision w times the gradient. Validation loss stays unweighted.
+    # 1 (plain cross-entropy) by measurement (docs/training.md): with greedy decoding alone 2 stopped more
+    # often, but with the eval's frequency penalty (which ends the loops 1 ran into) 1 sizes blocks better
+    stop_loss_weight: float = 1.0
     # attention kernel: "auto" (CPU: our block-causal matmul kernel for windows whose saved probabilities
     # fit 256 MB per layer, else SDPA; GPU: SDPA), "sdpa", "blocks" (force the CPU kernel), "flex"
     # (FlexAttention BlockMasks, CUDA)
