@@ -156,3 +156,19 @@ def test_full_finetune_under_torchrun_fsdp(tmp_path, aix_base, package):
     assert any(not torch.equal(final[k], base[k]) for k in base)
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["parallel"] == "fsdp" and (out / "report.md").is_file()
+
+
+def test_the_demo_scores_with_the_decoding_its_base_was_measured_with(tmp_path):
+    run = tmp_path / "quickstart"
+    ckpt = run / "ckpt" / "step_000007"
+    ckpt.mkdir(parents=True)
+    args = build_parser().parse_args(["--base", str(run), "--replay", "0", "--out", str(tmp_path / "demo")])
+    cfg = resolve_config(*finetune_parser().parse_known_args(demo_argv(args, ckpt, tmp_path, "none", 8.5)))
+    assert cfg.eval.frequency_penalty == 0.0  # no run config: plain greedy
+    (run / "config.json").write_text(json.dumps({"eval": {"frequency_penalty": 1.0}}))
+    cfg = resolve_config(*finetune_parser().parse_known_args(demo_argv(args, ckpt, tmp_path, "none", 8.5)))
+    assert cfg.eval.frequency_penalty == 1.0
+    ft_args, ft_rest = finetune_parser().parse_known_args(demo_argv(args, ckpt, tmp_path, "none", 8.5))
+    assert resolve_config(ft_args, ft_rest + ["--eval.frequency_penalty", "0"]).eval.frequency_penalty == 0.0
+    with pytest.raises((ConfigError, ValueError), match="frequency_penalty"):
+        resolve_config(ft_args, ft_rest + ["--eval.frequency_penalty", "3"])

@@ -78,8 +78,16 @@ class FinetuneEvalSettings:
     mode: str = "spm"  # prompt order where the template has it (aiXcoder: spm)
     max_context_chars: int = 4096
     seed: int = 0
+    # decoding of the before/after scores (infer/penalties.py); 0 = plain greedy, as aiXcoder's script. The
+    # demo passes its quickstart base's eval.frequency_penalty, the decoding that base was measured with
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("frequency_penalty", "presence_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not -2.0 <= value <= 2.0:
+                raise ValueError(f"eval.{name} must be a number in [-2, 2] (OpenAI's range), got {value!r}")
         for name in ("per_type", "general_per_type", "max_new_tokens", "max_context_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"eval.{name} must be >= 1, got {getattr(self, name)}")

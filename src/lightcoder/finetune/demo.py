@@ -129,10 +129,23 @@ def base_corpus(base: str, ckpt: Path) -> Path | None:
     return next((d for d in (Path(base) / "data", ckpt.parent.parent / "data") if (d / "DONE").is_file()), None)
 
 
+def base_frequency_penalty(base: str, ckpt: Path) -> float:
+    """The base run's eval.frequency_penalty (the decoding its quickstart numbers used); 0 when not found."""
+    for config in (Path(base) / "config.json", ckpt.parent.parent / "config.json"):
+        try:
+            section = json.loads(config.read_text()).get("eval") if config.is_file() else None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            section = None
+        if isinstance(section, dict):
+            return float(section.get("frequency_penalty", 0.0))
+    return 0.0
+
+
 def demo_argv(args: argparse.Namespace, ckpt: Path, corpus: Path, general: str, train_minutes: float) -> list[str]:
     """The `lightcoder finetune` flags of the demo; the user's own overrides come after them and win."""
     argv = ["--base", str(ckpt), "--corpus", str(corpus), "--out", args.out, "--method", args.method,
-            "--train.max_minutes", f"{train_minutes:g}", "--eval.general", general]
+            "--train.max_minutes", f"{train_minutes:g}", "--eval.general", general,
+            "--eval.frequency_penalty", f"{base_frequency_penalty(args.base, ckpt):g}"]
     source = base_corpus(args.base, ckpt)
     replay = args.replay if args.replay is not None else (DEFAULT_REPLAY if source is not None else 0.0)
     if replay > 0:

@@ -90,7 +90,8 @@ def evaluate_models(base: Base, tune, settings: FinetuneEvalSettings, split_dir:
         if who == "tuned":
             model = tune(model)
         completer = Completer(model, base.tokenizer, cfg, template=base.template)
-        gen = GenerationSettings(model_id=model_id, template=base.template.name)
+        gen = GenerationSettings(model_id=model_id, template=base.template.name,
+                                 frequency_penalty=settings.frequency_penalty, presence_penalty=settings.presence_penalty)
         for name, tasks in sets.items():
             print(f"-- eval {who} on {name} ({len(tasks)} tasks)", file=sys.stderr, flush=True)
             task = get_task("run-fim", data=str(eval_dir / f"{name}_tasks.jsonl"), mode=settings.mode,
