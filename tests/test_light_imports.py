@@ -14,13 +14,15 @@ import pytest
 HEAVY = ("pyarrow", "tokenizers", "rapidfuzz", "torch")
 # The light tables the configs validate against: the language table and the special-token list.
 LIGHT_TABLES = {"lightcoder.languages", "lightcoder.tokenizer.special_tokens"}
+# The decoding penalties' validator (infer/penalties.py, no torch at import), shared by the eval configs.
+PENALTIES = {"lightcoder.infer", "lightcoder.infer.penalties"}
 DATA_CONFIG = {"lightcoder", "lightcoder.data", "lightcoder.data.config", "lightcoder.languages"}
 # Every module `import lightcoder.config` may load: the area configs, the override and file helpers.
 RUN_CONFIG = DATA_CONFIG | LIGHT_TABLES | {
     "lightcoder.config", "lightcoder.overrides", "lightcoder.artifacts", "lightcoder.pack_config",
     "lightcoder.tokenizer", "lightcoder.tokenizer.config", "lightcoder.model", "lightcoder.model.config",
     "lightcoder.train", "lightcoder.train.config", "lightcoder.eval", "lightcoder.eval.config",
-}
+} | PENALTIES
 # Modules of any kind (standard library included) `import lightcoder.config` adds: about 85 today;
 # the curation pipeline, the packer or numpy would add hundreds.
 RUN_CONFIG_MAX_MODULES = 120
@@ -39,7 +41,7 @@ def loaded_after(module: str) -> dict:
 
 @pytest.mark.parametrize("module, allowed", [
     ("lightcoder.shards", {"lightcoder", "lightcoder.artifacts", "lightcoder.shards"}),
-    ("lightcoder.eval.config", {"lightcoder", "lightcoder.eval", "lightcoder.eval.config"}),
+    ("lightcoder.eval.config", {"lightcoder", "lightcoder.eval", "lightcoder.eval.config"} | PENALTIES),
     ("lightcoder.train.config", {"lightcoder", "lightcoder.train", "lightcoder.train.config"}),
     ("lightcoder.model.config", {"lightcoder", "lightcoder.model", "lightcoder.model.config"}),
     ("lightcoder.data.config", DATA_CONFIG),
@@ -48,7 +50,7 @@ def loaded_after(module: str) -> dict:
                                      "lightcoder.tokenizer.special_tokens"}),
     ("lightcoder.finetune.config", DATA_CONFIG | {"lightcoder.pack_config", "lightcoder.finetune",
                                                   "lightcoder.finetune.config", "lightcoder.train",
-                                                  "lightcoder.train.config"}),
+                                                  "lightcoder.train.config"} | PENALTIES),
 ])
 def test_a_boundary_module_loads_only_itself(module, allowed):
     loaded = loaded_after(module)

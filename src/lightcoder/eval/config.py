@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lightcoder.infer.penalties import check_penalties
+
 MODES = ("psm", "spm")  # FIM prompt orders the eval accepts
 # Greedy decoding of the small models this project trains loops instead of ending the middle; this
 # penalty on repeated output ids was chosen by measurement (docs/evaluation.md, "Decoding").
@@ -44,10 +46,7 @@ class EvalConfig:
                 raise ValueError(f"eval.{field} must be >= 1, got {getattr(self, field)}")
         if self.mode not in MODES:
             raise ValueError(f"eval.mode must be one of {MODES}, got {self.mode!r}")
-        for field in ("frequency_penalty", "presence_penalty"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not -2.0 <= value <= 2.0:
-                raise ValueError(f"eval.{field} must be a number in [-2, 2] (OpenAI's range), got {value!r}")
+        check_penalties(self.frequency_penalty, self.presence_penalty, prefix="eval.")
         if self.max_prompt_tokens < 0:
             raise ValueError(
                 f"eval.max_prompt_tokens must be >= 0 (0 = fit the model context), got {self.max_prompt_tokens}"

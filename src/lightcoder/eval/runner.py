@@ -46,6 +46,7 @@ from lightcoder.eval.metrics import pass_at_k
 from lightcoder.eval.runtimes import runtime_for
 from lightcoder.eval.sandbox import mounts_available, netns_available, run_in_sandbox
 from lightcoder.eval.tasks import Task, get_task
+from lightcoder.infer.penalties import check_penalties
 
 RUNNER_VERSION = 1  # bump when a field of these files changes meaning
 CONFIG_FILE, RESULTS_FILE, SCORES_FILE = "config.json", "results.jsonl", "scores.json"
@@ -71,9 +72,7 @@ class GenerationSettings:
             raise ValueError(f"generation.n must be >= 1, got {self.n}")
         if self.n > 1 and self.temperature == 0:
             raise ValueError("generation.n > 1 needs temperature > 0 (greedy samples are identical)")
-        from lightcoder.infer.penalties import check_penalties
-
-        check_penalties(self.frequency_penalty, self.presence_penalty)
+        check_penalties(self.frequency_penalty, self.presence_penalty, prefix="generation.")
 
 
 def _hash(config: dict) -> str:

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from lightcoder.data.config import DataConfig
+from lightcoder.infer.penalties import check_penalties
 from lightcoder.pack_config import PackConfig
 from lightcoder.train.config import TrainConfig
 
@@ -84,10 +85,7 @@ class FinetuneEvalSettings:
     presence_penalty: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("frequency_penalty", "presence_penalty"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not -2.0 <= value <= 2.0:
-                raise ValueError(f"eval.{name} must be a number in [-2, 2] (OpenAI's range), got {value!r}")
+        check_penalties(self.frequency_penalty, self.presence_penalty, prefix="eval.")
         for name in ("per_type", "general_per_type", "max_new_tokens", "max_context_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"eval.{name} must be >= 1, got {getattr(self, name)}")

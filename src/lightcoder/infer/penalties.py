@@ -17,17 +17,21 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # the module itself needs no torch import: the configs validate with check_penalties
+    import torch
 
 LIMIT = 2.0  # OpenAI's range for both: [-2, 2]
 
 
-def check_penalties(frequency: float, presence: float) -> None:
-    """ValueError unless both are numbers in [-LIMIT, LIMIT] (OpenAI's range)."""
+def check_penalties(frequency: float, presence: float, *, prefix: str = "") -> None:
+    """ValueError unless both are numbers in [-LIMIT, LIMIT] (OpenAI's range); prefix names the config
+    section in the message (e.g. "eval.")."""
     for name, value in (("frequency_penalty", frequency), ("presence_penalty", presence)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not -LIMIT <= value <= LIMIT:
-            raise ValueError(f"{name} must be a number in [-{LIMIT:g}, {LIMIT:g}], got {value!r}")
+            raise ValueError(f"{prefix}{name} must be a number in [-{LIMIT:g}, {LIMIT:g}] (OpenAI's range), "
+                             f"got {value!r}")
 
 
 class Penalty:
@@ -51,8 +55,8 @@ class Penalty:
         counts = self.counts + Counter(ahead) if ahead else self.counts
         if not counts:
             return logits
-        ids = torch.tensor(list(counts), dtype=torch.long, device=logits.device)
-        n = torch.tensor(list(counts.values()), dtype=logits.dtype, device=logits.device)
+        ids = logits.new_tensor(list(counts)).long()
+        n = logits.new_tensor(list(counts.values()))
         out = logits.clone()
         out[ids] -= self.frequency * n + self.presence
         return out
@@ -60,4 +64,7 @@ class Penalty:
     def apply_rows(self, rows: torch.Tensor, draft: Sequence[int]) -> torch.Tensor:
         """rows (1 + len(draft), V), row i the logits after draft[:i]: each penalized as sequential
         decoding would see it, with draft[:i] counted as generated."""
-        return torch.stack([self.apply(rows[i], draft[:i]) for i in range(rows.size(0))])
+        out = rows.clone()
+        for i in range(rows.size(0)):
+            out[i] = self.apply(rows[i], draft[:i])
+        return out
