@@ -67,6 +67,21 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     return config_from_dict(RunConfig, values)
 
 
+def run_eval_section(checkpoint: str | Path) -> dict:
+    """The `eval` section of the lightcoder run that holds `checkpoint` (RUN or RUN/ckpt/step_N), read
+    as JSON without validation; {} for anything else (an HF directory, a missing or unreadable file).
+    The server and the fine-tune demo decode as the run's eval did (eval.frequency_penalty)."""
+    for run_dir in (Path(checkpoint), Path(checkpoint).parent.parent):
+        path = run_dir / "config.json"  # in a checkpoint dir, config.json is the HF model config: no "eval"
+        try:
+            section = json.loads(path.read_text()).get("eval") if path.is_file() else None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            section = None
+        if isinstance(section, dict):
+            return section
+    return {}
+
+
 def diff_configs(old: dict, new: dict, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two config dicts (for 'this stage was built differently')."""
     keys = []

@@ -131,14 +131,10 @@ def base_corpus(base: str, ckpt: Path) -> Path | None:
 
 def base_frequency_penalty(base: str, ckpt: Path) -> float:
     """The base run's eval.frequency_penalty (the decoding its quickstart numbers used); 0 when not found."""
-    for config in (Path(base) / "config.json", ckpt.parent.parent / "config.json"):
-        try:
-            section = json.loads(config.read_text()).get("eval") if config.is_file() else None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            section = None
-        if isinstance(section, dict):
-            return float(section.get("frequency_penalty", 0.0))
-    return 0.0
+    from lightcoder.config import run_eval_section
+
+    section = run_eval_section(base) or run_eval_section(ckpt)
+    return float(section.get("frequency_penalty", 0.0))
 
 
 def demo_argv(args: argparse.Namespace, ckpt: Path, corpus: Path, general: str, train_minutes: float) -> list[str]:

@@ -7,10 +7,8 @@ then open http://127.0.0.1:8000/ (playground) or point an OpenAI client at http:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from pathlib import Path
 
 from lightcoder.serve.schemas import Limits
 
@@ -95,16 +93,8 @@ def default_penalties(checkpoint: str, frequency: float | None, presence: float 
     """The penalties for requests that send none: the flags, else the eval settings of the lightcoder run
     that holds the checkpoint (RUN or RUN/ckpt/step_N; so the server decodes as the run's eval measured),
     else 0 (OpenAI's default; an HF directory)."""
-    run_eval = {}
-    for run_dir in (Path(checkpoint), Path(checkpoint).parent.parent):
-        config = run_dir / "config.json"
-        if config.is_file():
-            try:
-                section = json.loads(config.read_text()).get("eval")
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-                continue
-            if isinstance(section, dict):
-                run_eval = section
-                break
+    from lightcoder.config import run_eval_section
+
+    run_eval = run_eval_section(checkpoint)
     return (float(run_eval.get("frequency_penalty", 0.0)) if frequency is None else frequency,
             float(run_eval.get("presence_penalty", 0.0)) if presence is None else presence)

@@ -76,12 +76,16 @@ class ServeContext:
         the server's defaults. fim True: an infilling request (FIM prompt even with an empty suffix)."""
         generate = partial(self.scheduler.submit, id_slot=id_slot, cache_prompt=cache_prompt,
                            max_prompt_seconds=max_prompt_seconds)
+        frequency_penalty, presence_penalty = self.penalties(frequency_penalty, presence_penalty)
         return dict(prefix=prefix, suffix=suffix, path=path, max_new_tokens=max_tokens, temperature=temperature,
                     top_p=top_p, top_k=top_k, seed=seed or 0, stop=stop, mode=mode, context=context,
                     max_seconds=self.limits.max_seconds, middle=middle, generate=generate,
-                    frequency_penalty=self.config.frequency_penalty if frequency_penalty is None else frequency_penalty,
-                    presence_penalty=self.config.presence_penalty if presence_penalty is None else presence_penalty,
-                    fim=fim)
+                    frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, fim=fim)
+
+    def penalties(self, frequency: float | None, presence: float | None) -> tuple[float, float]:
+        """A request's (frequency_penalty, presence_penalty); None: the server's default."""
+        return (self.config.frequency_penalty if frequency is None else frequency,
+                self.config.presence_penalty if presence is None else presence)
 
     async def build_ids(self, kwargs: dict) -> list[int]:
         """The prompt ids, tokenized on a thread-pool thread (bad input fails here, before any reply)."""

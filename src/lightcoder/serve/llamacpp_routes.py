@@ -128,9 +128,7 @@ class LlamaCppRoutes:
         return kwargs
 
     def _generation_settings(self, req: LlamaCppRequest, run: LlamaCppSettings, seed: int) -> dict:
-        config = self.ctx.config
-        frequency = config.frequency_penalty if run.frequency_penalty is None else run.frequency_penalty
-        presence = config.presence_penalty if run.presence_penalty is None else run.presence_penalty
+        frequency, presence = self.ctx.penalties(run.frequency_penalty, run.presence_penalty)
         return {"n_predict": run.n_predict, "seed": seed, "temperature": run.temperature, "top_k": run.top_k,
                 "top_p": run.top_p, "frequency_penalty": frequency, "presence_penalty": presence,
                 "stop": req.stop, "n_indent": req.n_indent,

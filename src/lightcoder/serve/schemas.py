@@ -107,11 +107,10 @@ SAMPLER_LETTERS = {"e": "penalties", "d": "dry", "s": "top_n_sigma", "k": "top_k
                    "m": "min_p", "x": "xtc", "t": "temperature", "i": "infill"}
 
 
-def sampler_settings(req: LlamaCppRequest) -> tuple[float, int, float]:
-    """(temperature, top_k, top_p) to run with. When `samplers` is given, a setting applies only if its
-    sampler is listed; without "temperature" the choice is greedy (llama.cpp would draw from what
-    the listed samplers leave; an editor's ghost text wants the most likely one)."""
-    names = sampler_names(req)
+def sampler_settings(req: LlamaCppRequest, names: set[str]) -> tuple[float, int, float]:
+    """(temperature, top_k, top_p) to run with, `names` the listed samplers (sampler_names). A setting
+    applies only if its sampler is listed; without "temperature" the choice is greedy (llama.cpp would
+    draw from what the listed samplers leave; an editor's ghost text wants the most likely one)."""
     temperature = max(req.temperature, 0.0) if "temperature" in names else 0.0
     return (temperature, req.top_k if "top_k" in names else 0, req.top_p if "top_p" in names else 1.0)
 
@@ -268,7 +267,8 @@ def check_llamacpp_request(req: LlamaCppRequest, *, fim: bool, n_slots: int, voc
                            context_room: int) -> LlamaCppSettings:
     """llama.cpp /infill (fim) and /completion: what to run with, after checking every field and limit."""
     check_slot(req.id_slot, n_slots)
-    temperature, top_k, top_p = sampler_settings(req)
+    names = sampler_names(req)
+    temperature, top_k, top_p = sampler_settings(req, names)
     n_predict = default_new_tokens(req.n_predict, limits, context_room)
     check_new_tokens(n_predict, "n_predict", limits, context_room)
     check_limit(len(req.input_extra), limits.max_extra_files, "input_extra entries", "max_extra_files")
@@ -286,7 +286,7 @@ def check_llamacpp_request(req: LlamaCppRequest, *, fim: bool, n_slots: int, voc
     size += len(req.input_prefix) + len(req.input_suffix) if fim else 0
     check_limit(size, limits.max_prompt_chars, "input characters", "max_prompt_chars", "send less context",
                 status=413)
-    penalties = "penalties" in sampler_names(req)
+    penalties = "penalties" in names
     return LlamaCppSettings(n_predict, temperature, top_k, top_p, req.frequency_penalty if penalties else 0.0,
                             req.presence_penalty if penalties else 0.0)
 
