@@ -3,6 +3,7 @@
     lightcoder ablate --out run/ablate [--minutes 5 | --tokens N] [--seeds 3] [--variants ntp,fim,full]
                       [--orderings random,path,content,dependency,mix] [--ordering-seeds 1]
                       [--variant NAME:key=value;key=value ...] [--corpus PATH ...] [--section.field VALUE ...]
+    lightcoder ablate --out run/ablate --rescore [--eval.field VALUE ...]   # score the trained runs again
 
 Variants change the training data (research/aixcoder-7b.md §3, §4):
     ntp            next-token prediction only (pack.mix.ntp_rate 1)
@@ -19,6 +20,8 @@ tasks (structured FIM tasks from the test repositories and HumanEval infilling; 
 Layout: OUT/base (corpus + tokenizer, shared), OUT/packs/<variant> (one pack per variant, shared by its
 seeds), OUT/runs/<variant>-s<seed> (training + eval; data/tokenizer/shards are links). Finished stages
 are skipped, so an interrupted ablation resumes. OUT/ablation.md and .json hold the table (ablate_report.py).
+--rescore trains nothing: every trained run under OUT/runs is scored again with its own saved config and
+this invocation's eval.* overrides (another decoding, e.g. --eval.frequency_penalty 1), and the table rewritten.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from lightcoder.config import RunConfig, apply_overrides, parse_override_args, write_json_atomic
+from lightcoder.config import RunConfig, apply_overrides, load_run_config, parse_override_args, write_json_atomic
 
 
 def _without_sfim() -> str:
@@ -130,6 +133,38 @@ def run_ablation(args: argparse.Namespace, rest: list[str]) -> Path:
     return out / "ablation.md"
 
 
+def rescore_runs(out: Path, rest: list[str]) -> Path:
+    """Score every trained run under OUT/runs again: its saved config with the eval.* overrides of `rest`.
+    The first run also rescores the untrained model and the most-common-line baseline; the table is
+    rewritten with the tokens the runs trained (OUT/budget.json's or the first run's train summary)."""
+    from lightcoder import stages
+    from lightcoder.ablate_report import collect, write_report
+
+    overrides = parse_override_args(rest)
+    not_eval = sorted(k for k in overrides if not k.startswith("eval."))
+    if not_eval:
+        raise ValueError(f"--rescore changes only eval.* settings (the runs are already trained), got {not_eval}: "
+                         "drop them, or run the ablation into a new --out")
+    runs = [r for r in finished_runs(out, []) if (r[2] / "ckpt").is_dir() and (r[2] / "config.json").is_file()]
+    if not runs:
+        raise ValueError(f"--rescore: no trained runs under {out / 'runs'} (run `lightcoder ablate --out {out}` first)")
+    for i, (name, seed, run_dir) in enumerate(runs):
+        print(f"\n=== rescore {i + 1}/{len(runs)}: {name} seed {seed} ===", file=sys.stderr)
+        cfg = apply_overrides(load_run_config(run_dir), overrides)
+        stages.stage_eval(cfg, run_dir, models=("trained", "untrained", "most_common_line") if i == 0 else ("trained",))
+    write_report(out, collect(runs), tokens=trained_tokens(out, runs[0][2]))
+    return out / "ablation.md"
+
+
+def trained_tokens(out: Path, run_dir: Path) -> int:
+    """The per-run token budget: the earlier table's (OUT/ablation.json) or OUT/budget.json's, else what the
+    run's train summary says it trained."""
+    for path in (out / "ablation.json", out / "budget.json", run_dir / "train_summary.json"):
+        if path.is_file():
+            return int(json.loads(path.read_text()).get("tokens", 0))
+    return 0
+
+
 def finished_runs(out: Path, planned: list[tuple[str, int, Path]]) -> list[tuple[str, int, Path]]:
     """This invocation's runs, then every other run dir under OUT/runs (an earlier invocation's extra
     variants), so one table holds them all. Example: OUT/runs/temp1-s0 -> ("temp1", 0, path)."""
@@ -183,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", metavar="NAME:key=value;...", help="an extra variant")
     p.add_argument("--orderings", default=",".join(ORDERINGS), help="file orderings to run ('none' to skip)")
     p.add_argument("--ordering-seeds", type=int, default=1, help="seeds per ordering (default 1)")
+    p.add_argument("--rescore", action="store_true", help="train nothing: score the trained runs under OUT/runs "
+                   "again with the given --eval.* settings and rewrite the table")
     return p
 
 
@@ -190,7 +227,7 @@ def main(argv: list[str]) -> int:
     args, rest = build_parser().parse_known_args(argv)
     if args.seeds < 1 or args.ordering_seeds < 0 or args.minutes <= 0 or args.tokens < 0:
         raise ValueError("--seeds must be >= 1, --ordering-seeds >= 0, --minutes > 0 and --tokens >= 0")
-    report = run_ablation(args, rest)
+    report = rescore_runs(Path(args.out), rest) if args.rescore else run_ablation(args, rest)
     print(report.read_text())
     print(f"ablation table written to {report}", file=sys.stderr)
     return 0

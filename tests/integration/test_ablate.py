@@ -33,7 +33,7 @@ def test_variants_and_run_plan():
         plan_runs(build_parser().parse_known_args(["--variants", "sfim-only"])[0])
 
 
-def test_tiny_ablation_writes_the_table_and_resumes(tmp_path):
+def test_tiny_ablation_writes_the_table_and_resumes(tmp_path, capsys):
     src = tmp_path / "src"
     shutil.copytree(STDLIB / "json", src / "json", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("textwrap.py", "shlex.py", "heapq.py", "bisect.py", "glob.py"):
@@ -66,3 +66,15 @@ def test_tiny_ablation_writes_the_table_and_resumes(tmp_path):
     assert main(extra) == 0
     runs = [(r["variant"], r["seed"]) for r in json.loads((out / "ablation.json").read_text())["runs"]]
     assert runs[0] == ("ntp50", 0) and set(runs) == {("ntp50", 0), ("ntp", 0), ("ntp", 1), ("full", 0), ("full", 1)}
+    # --rescore trains nothing and scores every run again under another decoding
+    assert main(["ablate", "--out", str(out), "--rescore", "--eval.frequency_penalty", "1"]) == 0
+    assert (out / "runs" / "full-s1" / "metrics.jsonl").read_text() == metrics
+    rescored = json.loads((out / "ablation.json").read_text())
+    assert rescored["tokens"] == 6000 and {(r["variant"], r["seed"]) for r in rescored["runs"]} == set(runs)
+    for run in ("ntp-s0", "ntp-s1", "full-s0", "full-s1", "ntp50-s0"):
+        samples = out / "runs" / run / "eval" / "trained" / "samples.jsonl"
+        header = json.loads(samples.read_text().splitlines()[0])["eval_config"]["generation"]
+        assert header["frequency_penalty"] == 1.0, run
+    capsys.readouterr()
+    assert main(["ablate", "--out", str(out), "--rescore", "--train.lr", "1e-3"]) == 1
+    assert "--rescore changes only eval.* settings" in capsys.readouterr().err
