@@ -42,6 +42,9 @@ def test_lora_run_writes_every_stage_and_the_report(lora_run):
     assert set(results["heldout"]) >= {"base", "tuned", "n"}
     report = (lora_run / "report.md").read_text()
     assert "Before / after" in report and "| heldout |" in report and "lightcoder serve" in report
+    heldout_row = next(line for line in report.splitlines() if line.startswith("| heldout |"))
+    bpb = [results["heldout"][who]["total"]["bpb"] for who in ("base", "tuned")]
+    assert f"| {bpb[0]:.2f} -> {bpb[1]:.2f} |" in heldout_row  # bits per byte, base -> tuned
 
 
 def test_rerun_resumes_training_and_refuses_changed_stages(lora_run, capsys):

@@ -1,9 +1,10 @@
 """RUN/report.md of a fine-tune: data, training, and the before/after table a user decides on.
 
-Example row: | heldout | 112 | 3.6 / 18.2 / 21 % / 140:44 | 8.9 / 27.5 / 64 % / 52:44 | +51 % |
-(EM % / edit similarity / stop rate / mean characters predicted:reference; the last column is the
-relative change of edit similarity, the demo's target metric, with a 95 % bootstrap interval over the
-tasks: on ~85 tasks it spans tens of points, so one run cannot tell small changes apart).
+Example row: | heldout | 112 | 3.6 / 18.2 / 21 % / 140:44 | 8.9 / 27.5 / 64 % / 52:44 | 1.85 -> 1.35 | +51 % |
+(EM % / edit similarity / stop rate / mean characters predicted:reference; bits per byte of the reference
+middles, teacher-forced, which no decoding setting moves; the last column is the relative change of
+edit similarity, the demo's target metric, with a 95 % bootstrap interval over the tasks: on ~85 tasks it
+spans tens of points, so one run cannot tell small changes apart).
 """
 
 from __future__ import annotations
@@ -62,13 +63,20 @@ def change_text(results: dict, name: str) -> str:
     return f"{change:+.1f} %" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
 
 
+def bpb_text(row: dict) -> str:
+    """"1.85 -> 1.35": bits per byte of the reference middles, base -> tuned ("-" when a model has none)."""
+    base, tuned = (row[who][TOTAL].get("bpb") for who in ("base", "tuned"))
+    return "-" if base is None or tuned is None else f"{base:.2f} -> {tuned:.2f}"
+
+
 def eval_table(results: dict) -> list[str]:
-    lines = ["| task set | tasks | base: EM / ES / stop / len | tuned: EM / ES / stop / len | ES change [95 % CI] |",
-             "|---|---:|---|---|---:|"]
+    lines = ["| task set | tasks | base: EM / ES / stop / len | tuned: EM / ES / stop / len | bits per byte | "
+             "ES change [95 % CI] |", "|---|---:|---|---|---:|---:|"]
     for name, row in results.items():
         if "base" not in row or "tuned" not in row:
             continue
-        lines.append(f"| {name} | {row['n']} | {cell(row['base'])} | {cell(row['tuned'])} | {change_text(results, name)} |")
+        lines.append(f"| {name} | {row['n']} | {cell(row['base'])} | {cell(row['tuned'])} | {bpb_text(row)} | "
+                     f"{change_text(results, name)} |")
     return lines
 
 
@@ -83,6 +91,13 @@ def per_type_table(results: dict, name: str) -> list[str]:
         t = row["tuned"].get(task_type, {})
         lines.append(f"| {task_type} | {s['n']} | {s['es']:.1f} | {t.get('es', 0.0):.1f} |")
     return lines
+
+
+def decoding_text(eval_section: dict) -> str:
+    """"greedy" or "greedy, frequency penalty 1": how both models were decoded."""
+    parts = [f"{name.replace('_', ' ')} {eval_section[name]:g}" for name in ("frequency_penalty", "presence_penalty")
+             if eval_section.get(name)]
+    return ", ".join(["greedy", *parts])
 
 
 def _replayed(split: dict) -> str:
@@ -111,7 +126,8 @@ def build_report(record: dict, split: dict, train: dict, results: dict, run_dir)
                          f"{train['initial_val_loss']:.3f} -> {train['val_loss']:.3f}")
     lines += ["", "## Before / after", "",
               "EM % / edit similarity / stop rate (the completion ended with the stop token) / mean characters "
-              "predicted:reference; greedy, the server's prompt format for this base.", ""]
+              f"predicted:reference; {decoding_text(cfg.get('eval', {}))}, the server's prompt format for this base; "
+              "bits per byte of the reference middles (lower is better; no decoding setting moves it).", ""]
     lines += eval_table(results) if results else ["(no evaluation: see eval.enabled / held-out files)"]
     lines += ["", *per_type_table(results, "heldout")]
     lines += ["", "## Use it", "", "```bash",
