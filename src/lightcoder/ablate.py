@@ -136,7 +136,7 @@ def run_ablation(args: argparse.Namespace, rest: list[str]) -> Path:
 def rescore_runs(out: Path, rest: list[str]) -> Path:
     """Score every trained run under OUT/runs again: its saved config with the eval.* overrides of `rest`.
     The first run also rescores the untrained model and the most-common-line baseline; the table is
-    rewritten with the tokens the runs trained (OUT/budget.json's or the first run's train summary)."""
+    rewritten with the tokens the runs trained (trained_tokens)."""
     from lightcoder import stages
     from lightcoder.ablate_report import collect, write_report
 
