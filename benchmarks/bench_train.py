@@ -26,6 +26,7 @@ this machine in the same dtype (repeated 1024^2 / 8192^2 matmuls on CPU / GPU) a
     .venv/bin/python benchmarks/bench_train.py --compile             # + a torch.compile'd row
     .venv/bin/python benchmarks/bench_train.py --sdpa-row --malloc keep  # + ours on SDPA; no page-fault churn
     .venv/bin/python benchmarks/bench_train.py --dtype fp32 --steps 5 --rounds 2
+    .venv/bin/python benchmarks/bench_train.py --shards run/quickstart/shards --middles-only  # real windows, real targets
     .venv/bin/python benchmarks/bench_train.py --device cuda --preset lc-125m --seq-len 4097 --batch-size 8
 """
 
@@ -121,6 +122,13 @@ def make_batches(args, vocab_size: int) -> list[tuple[torch.Tensor, torch.Tensor
         windows = open_shard(args.shards, "train")
         if windows.shape[1] != args.seq_len:
             print(f"note: using the shards' seq_len {windows.shape[1]}", file=sys.stderr)
+        if args.middles_only:  # the targets `lightcoder train` uses: -100 on FIM prompts (train.fim_prompt_loss false)
+            from lightcoder.shards import open_mask
+            from lightcoder.windows import TARGET
+
+            loader = WindowLoader(windows, args.batch_size, seed=0, device=args.device,
+                                  masks=open_mask(args.shards, "train"), loss_from=TARGET)
+            return [loader.next_batch() for _ in range(n)]
     else:
         rng = np.random.default_rng(0)
         windows = rng.integers(0, vocab_size, (max(n * args.batch_size, args.batch_size), args.seq_len),
@@ -163,7 +171,7 @@ def peak_memory_mb(which: str, args) -> float:
            "--device", args.device, "--steps", "2", "--warmup", "1", "--rounds", "1",
            "--attention", args.attention, "--malloc", args.malloc]
     if args.shards:
-        cmd += ["--shards", args.shards]
+        cmd += ["--shards", args.shards] + (["--middles-only"] if args.middles_only else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_mb"]
 
@@ -189,9 +197,13 @@ def main() -> None:
                    help="keep: this process keeps freed memory (mallopt), for both models")
     p.add_argument("--no-hf", action="store_true", help="only our rows (e.g. a 1B model where both do not fit)")
     p.add_argument("--shards", default="", help="a packed shards dir to take the train windows from")
+    p.add_argument("--middles-only", action="store_true",
+                   help="with --shards: no loss on FIM prompts, as lightcoder train (both models get the same targets)")
     p.add_argument("--no-rss", action="store_true", help="skip the per-model peak memory subprocesses")
     p.add_argument("--only", choices=MODELS, help=argparse.SUPPRESS)  # peak-memory child process
     args = p.parse_args()
+    if args.middles_only and not args.shards:
+        p.error("--middles-only needs --shards DIR (a packed run's shards, e.g. run/quickstart/shards)")
 
     from lightcoder.train.telemetry import flops_per_token, measure_matmul_peak
 

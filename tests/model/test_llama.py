@@ -205,6 +205,32 @@ def test_fused_loss_matches_logits_loss_and_gradients(autocast):
         assert (grad - ref_grads[name]).abs().max().item() <= tol * scale + 1e-9, name
 
 
+def test_fused_loss_over_mostly_ignored_targets_matches_the_plain_loss():
+    """Context-level FIM leaves prompts without a loss: the fused path computes the head on the other rows
+    only, so rows without a target get no gradient and the mean is over the rows that have one."""
+    model = tiny_model().train()
+    tokens = torch.randint(0, model.cfg.vocab_size, (2, 24))
+    targets = torch.randint(0, model.cfg.vocab_size, (2, 24))
+    targets[0, :20] = -100  # a long prompt, then a short middle
+    targets[1, 5:15] = -100
+    results = []
+    for fused in (False, True):
+        model.zero_grad()
+        _, loss = model(tokens, targets, fused_loss=fused)
+        loss.backward()
+        results.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (ref_loss, ref_grads), (loss, grads) = results
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    for name, grad in grads.items():
+        scale = ref_grads[name].abs().max().item()
+        assert (grad - ref_grads[name]).abs().max().item() <= 1e-5 * scale + 1e-9, name
+    model.zero_grad()
+    _, loss = model(tokens, torch.full_like(targets, -100), fused_loss=True)  # no target at all
+    loss.backward()
+    assert loss.item() == 0.0
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+
+
 def test_weighted_loss_fused_equals_plain_and_matches_a_weighted_mean():
     """Weights scale each target's loss and gradient in both paths; the mean divides by valid targets."""
     model = tiny_model().train()

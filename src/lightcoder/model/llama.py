@@ -221,9 +221,26 @@ def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.T
     # Chunks of about 4M logits (16 MB fp32) on CPU, 32M on GPUs.
     chunk_rows = max(64, (2**25 if device == "cuda" else 2**22) // weight.shape[0])
     needs_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
+    h, targets = h.reshape(-1, h.shape[-1]), targets.reshape(-1)
     row_weights = None if target_weights is None else target_weights.reshape(-1).float()
-    return _LinearCrossEntropy.apply(h.reshape(-1, h.shape[-1]), weight, targets.reshape(-1), dtype, chunk_rows,
-                                     needs_grad, row_weights)
+    if device == "cpu":
+        h, targets, row_weights = rows_with_targets(h, targets, row_weights)
+    return _LinearCrossEntropy.apply(h, weight, targets, dtype, chunk_rows, needs_grad, row_weights)
+
+
+def rows_with_targets(h: torch.Tensor, targets: torch.Tensor, row_weights: torch.Tensor | None):
+    """Only the rows of h (N, D) whose target is not -100, with their targets and weights: the head's
+    (n, V) logits, softmax and gradient are then computed for the positions that have a loss only.
+
+    Context-level FIM leaves about half the positions without one (the prompts), so this halves the
+    head's work there; index_select's backward puts zeros in the dropped rows' gradient. The mean is
+    unchanged (it divides by the valid rows either way). CPU only: finding the rows is a host sync.
+    Example: targets [-100, 5, -100, 7] -> h[[1, 3]], [5, 7].
+    """
+    keep = (targets != -100).nonzero()[:, 0]  # (n,)
+    if keep.numel() in (0, targets.numel()):  # nothing to drop, or nothing left (a zero loss)
+        return h, targets, row_weights
+    return h.index_select(0, keep), targets[keep], None if row_weights is None else row_weights[keep]
 
 
 def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
