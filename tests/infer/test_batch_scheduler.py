@@ -43,6 +43,27 @@ def alone(model, prompt, params, **kw):
         sched.shutdown()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_decode_row_is_the_same_bits_beside_any_number_of_rows(model, threads):
+    """Batched row counts that a BLAS splits its own way (MKL: 2, 3, 5-7, 9-11 rows at 2 threads on an
+    AVX-512 EPYC) are padded to a row-invariant count, so one request's logits never depend on the rest."""
+    dec = FusedDecoder(model)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a = prompts((9,))[0]
+        kv = model.init_kv_cache(1, 128)
+        forward_segments(dec, [Segment(kv, 0, a, len(a))])  # a's keys/values, no logits
+        solo = forward_segments(dec, [Segment(kv, len(a), [7], 0)])[0]
+        for n_other in range(1, 14):
+            other = prompts((n_other,), seed=n_other)[0]
+            both = forward_segments(dec, [Segment(model.init_kv_cache(1, 128), 0, other, 0),
+                                          Segment(kv, len(a), [7], 0)])
+            assert torch.equal(solo, both[1]), n_other
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_segments_alone_equal_segments_batched(model):
     dec = FusedDecoder(model)
     a, b = prompts((37, 5))

@@ -6,10 +6,13 @@ decode step, a drafted continuation, a chunk of a newcomer's prompt) into one (R
 every weight matmul once over it, and attends per segment against that segment's own KV cache (a
 slot: keys/values of one sequence, position p at [:, :, p]).
 
-Batch invariance (a request's greedy tokens do not depend on who else is in the batch): every
-matmul over stacked rows is row-invariant on this BLAS once it has at least 2 rows (a single row
-takes a different kernel, gemv, whose sums round differently), so a lone row is padded with a
-dummy row; attention is computed per segment, so its shapes depend on that segment alone.
+Batch invariance (a request's greedy tokens do not depend on who else is in the batch): a BLAS
+picks its kernel by the number of rows, and some counts round differently (one row takes gemv; MKL
+on an AVX-512 EPYC with 2 threads also splits 2, 3, 5-7 and 9-11 rows its own way). So the stacked
+rows of the layers' matmuls are padded with dummy rows up to a count whose every row comes out as in
+a large matmul, probed once per decoder and thread count (`row_invariant_counts`); the output layer
+goes one row at a time (the same one-row kernel in any batch); attention is computed per segment, so
+its shapes depend on that segment alone.
 
 Example:
     dec = FusedDecoder(model)
@@ -35,6 +38,40 @@ class Segment:
     pos: int  # position of tokens[0]; keys/values 0..pos-1 are already in kv
     tokens: list[int]
     logits_from: int  # logits for tokens[logits_from:] (len(tokens) = none)
+
+
+PROBE_ROWS = 32  # row counts at or above this are taken as row-invariant (the large-matmul path)
+
+
+def row_invariant_counts(weights: list[torch.Tensor], *, probe_rows: int = PROBE_ROWS) -> list[int]:
+    """The row counts M <= probe_rows for which mm and addmm of any M stacked rows against every weight
+    (in, out) give each row exactly the bits it gets in a probe_rows-row matmul, at either end.
+    Example (MKL, AVX-512, 2 threads): [4, 8, 12, 13, ..., 32]; on a BLAS without small-M paths, 1..32."""
+    gen = torch.Generator().manual_seed(0)
+    ok = set(range(1, probe_rows + 1))
+    for w in weights:
+        w = w[:, :1024]  # the kernel is chosen by the row count; a slice of the columns keeps a 7B probe cheap
+        x = torch.randn(probe_rows, w.shape[0], generator=gen).to(w.dtype)
+        c = torch.randn(probe_rows, w.shape[1], generator=gen).to(w.dtype)
+        full, full_add = torch.mm(x, w), torch.addmm(c, x, w)
+        for m in sorted(ok):
+            ends = (slice(0, m), slice(probe_rows - m, probe_rows))
+            if not all(torch.equal(torch.mm(x[r], w), full[r]) and torch.equal(torch.addmm(c[r], x[r], w), full_add[r])
+                       for r in ends):
+                ok.discard(m)
+    return sorted(ok | {probe_rows})
+
+
+def padded_row_count(rows: int, dec: FusedDecoder) -> int:
+    """The least row-invariant count >= rows for this decoder's weights at the current thread count."""
+    if rows >= PROBE_ROWS:
+        return rows
+    key = torch.get_num_threads()
+    cache = dec.__dict__.setdefault("_row_counts", {})
+    if key not in cache:
+        layer = dec.layers[0]
+        cache[key] = row_invariant_counts([layer[1], layer[2], layer[4], layer[5]])  # the logits go row by row
+    return next(m for m in cache[key] if m >= rows)
 
 
 def _attend(q: torch.Tensor, cache: KVCache, pos: int, bias: torch.Tensor | None, mask: torch.Tensor | None,
@@ -78,9 +115,8 @@ def forward_segments(dec: FusedDecoder, segments: list[Segment]) -> list[torch.T
     H, K, Hd, n = dec.n_heads, dec.n_kv, dec.head_dim, dec.qk_dim
     device = m.output.weight.device
     tokens = [t for s in segments for t in s.tokens]
-    pad = len(tokens) == 1  # one row takes gemv, which rounds differently: add a dummy row
-    if pad:
-        tokens = tokens + tokens  # the dummy repeats the row (its keys/values are never stored)
+    pad = padded_row_count(len(tokens), dec) - len(tokens)  # dummy rows: see row_invariant_counts
+    tokens = tokens + tokens[-1:] * pad  # each dummy repeats the last row (its keys/values are never stored)
     R = len(tokens)
     h = m.tok_embeddings.weight[torch.tensor(tokens, device=device)]  # (R, D)
     cos, sin = _rope_rows(m, segments, pad, h.dtype)  # (R, 1, Hd) each
@@ -99,8 +135,8 @@ def forward_segments(dec: FusedDecoder, segments: list[Segment]) -> list[torch.T
             cache.k[0, :, s.pos:s.pos + b - a] = qk[a:b, H:].transpose(0, 1)  # (K, T, Hd)
             cache.v[0, :, s.pos:s.pos + b - a] = v[a:b].transpose(0, 1)
             ys.append(_attend(qk[a:b, :H], cache, s.pos, bias, mask, H, K))
-        if pad:  # the dummy row attends like the real one (two identical rows: row-invariant gemm)
-            ys.append(ys[0])
+        if pad:  # the dummy rows attend like the last real one
+            ys.append(ys[-1][-1:].expand(pad, -1))
         h = torch.addmm(h, torch.cat(ys) if len(ys) > 1 else ys[0], wo_t)  # (R, D)
         gate_up = torch.mm(dec._norm(h, ffn_norm), w13)  # (R, 2F)
         h = torch.addmm(h, F.silu(gate_up[:, :dec.ffn_dim]) * gate_up[:, dec.ffn_dim:], w2_t)
@@ -108,28 +144,26 @@ def forward_segments(dec: FusedDecoder, segments: list[Segment]) -> list[torch.T
     counts = [max(0, len(s.tokens) - s.logits_from) for s in segments]
     if not rows:
         return [h.new_empty(0, m.output.weight.shape[0]) for _ in segments]
-    logits = torch.mm(dec._norm(_output_rows(h, rows), m.norm.weight), dec.output_t)[:len(rows)]
+    normed = dec._norm(_output_rows(h, rows), m.norm.weight)  # (n, D)
+    # One row at a time: the output layer is the widest matmul, where padding to 4 rows would double a lone
+    # decode step's cost, and a one-row product takes the same kernel in any batch.
+    logits = torch.cat([torch.mm(normed[i:i + 1], dec.output_t) for i in range(len(rows))])  # (n, V)
     return [logits] if len(segments) == 1 else list(logits.split(counts))
 
 
-def _rope_rows(m, segments: list[Segment], pad: bool, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """RoPE cos/sin (R, 1, Hd) for the stacked rows; one segment's rows are a slice (no index tensor)."""
+def _rope_rows(m, segments: list[Segment], pad: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE cos/sin (R, 1, Hd) for the stacked rows, the `pad` dummies at the last row's position; one
+    segment's rows are a slice (no index tensor)."""
     if len(segments) == 1 and not pad:
         s = segments[0]
         rows = slice(s.pos, s.pos + len(s.tokens))
     else:
         positions = [s.pos + i for s in segments for i in range(len(s.tokens))]
-        rows = torch.tensor(positions + positions if pad else positions, device=m.rope_cos.device)
+        rows = torch.tensor(positions + positions[-1:] * pad, device=m.rope_cos.device)
     return m.rope_cos[rows, None].to(dtype), m.rope_sin[rows, None].to(dtype)
 
 
 def _output_rows(h: torch.Tensor, rows: list[int]) -> torch.Tensor:
-    """h's rows whose logits are wanted, at least 2 of them (row-invariant gemm, as above); the first
-    len(rows) are those rows. Consecutive rows are a slice, padded with the next (or previous) row."""
+    """h's rows whose logits are wanted: a slice where they are consecutive, else gathered."""
     lo, hi = rows[0], rows[-1] + 1
-    if hi - lo != len(rows):  # rows of several segments with gaps: gather
-        picked = rows + [rows[0]] if len(rows) == 1 else rows
-        return h[torch.tensor(picked, device=h.device)]
-    if len(rows) > 1:
-        return h[lo:hi]
-    return h[lo:lo + 2] if lo + 2 <= h.shape[0] else h[lo - 1:lo + 1].flip(0)
+    return h[lo:hi] if hi - lo == len(rows) else h[torch.tensor(rows, device=h.device)]
