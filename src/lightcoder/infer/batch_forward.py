@@ -66,12 +66,11 @@ def padded_row_count(rows: int, dec: FusedDecoder) -> int:
     """The least row-invariant count >= rows for this decoder's weights at the current thread count."""
     if rows >= PROBE_ROWS:
         return rows
-    key = torch.get_num_threads()
-    cache = dec.__dict__.setdefault("_row_counts", {})
-    if key not in cache:
+    threads = torch.get_num_threads()
+    if threads not in dec.row_counts:
         layer = dec.layers[0]
-        cache[key] = row_invariant_counts([layer[1], layer[2], layer[4], layer[5]])  # the logits go row by row
-    return next(m for m in cache[key] if m >= rows)
+        dec.row_counts[threads] = row_invariant_counts([layer[1], layer[2], layer[4], layer[5]])  # logits: row by row
+    return next(m for m in dec.row_counts[threads] if m >= rows)
 
 
 def _attend(q: torch.Tensor, cache: KVCache, pos: int, bias: torch.Tensor | None, mask: torch.Tensor | None,

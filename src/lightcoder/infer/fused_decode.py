@@ -67,6 +67,7 @@ class FusedDecoder:
             self.output_t = model.output.weight.t().contiguous()  # (D, V)
         self.ffn_dim = cfg.ffn_dim
         self.qk_dim = (cfg.n_heads + cfg.n_kv_heads) * cfg.head_dim
+        self.row_counts: dict[int, list[int]] = {}  # thread count -> row-invariant counts (batch_forward.py)
 
     @staticmethod
     def supports(model: Transformer) -> bool:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lightcoder.infer.batch_forward import Segment, forward_segments
+from lightcoder.infer.batch_forward import Segment, forward_segments, padded_row_count
 from lightcoder.infer.draft import accept_draft, prompt_lookup_draft
 from lightcoder.infer.engine import _DRAFT_WITH_PREFILL_MAX, SamplingParams, sample_next
 from lightcoder.infer.penalties import Penalty
@@ -214,6 +214,7 @@ class BatchScheduler:
     # ------------------------------------------------------------------ the loop
 
     def _loop(self) -> None:
+        padded_row_count(1, self.decoder)  # the BLAS probe, at this thread's thread count, before any request
         while True:
             with self.cond:
                 while not self.stopping and not self.waiting and not any(s.req for s in self.slots):
