@@ -85,6 +85,9 @@ class MixConfig:
     # window leaves]: short prompts make cheap examples (more middles per step), long ones are what the
     # server sends (0 = always the most the window leaves)
     min_prompt_tokens: int = 32
+    # context level: line and multi-line middles may end on a line that opens a block (`if a:` with its
+    # body left in the suffix); false keeps those out, so "a line, then </s>" is never taught after a header
+    line_span_headers: bool = True
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
@@ -101,8 +104,9 @@ class MixConfig:
         value = self.max_middle_chars
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"MixConfig.max_middle_chars must be a positive int (e.g. 2000), got {value!r}")
-        if not isinstance(self.sfim_partial_parse, bool):
-            raise ValueError(f"MixConfig.sfim_partial_parse must be true or false, got {self.sfim_partial_parse!r}")
+        for name in ("sfim_partial_parse", "line_span_headers"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"MixConfig.{name} must be true or false, got {getattr(self, name)!r}")
 
 
 @dataclass(kw_only=True)

@@ -93,7 +93,8 @@ def file_examples(f: SourceFile, ntp_tokens: int, tokenizer, cfg: PackConfig, rn
         for _ in range(MAX_DRAWS):
             parsed = spans.parsed() if kind == "sfim" else None
             span, node_type = draw_span(kind, f.content, spans.lines, parsed, rng, max_chars=max_chars,
-                                        whole_node_rate=mix.whole_node_rate, buckets=spans.buckets)
+                                        whole_node_rate=mix.whole_node_rate, buckets=spans.buckets,
+                                        line_headers=mix.line_span_headers)
             if span is None:
                 counts[f"fallback:{kind}:{spans.sfim_reason or 'no_span'}" if kind == "sfim"
                        else f"fallback:{kind}:no_span"] += 1

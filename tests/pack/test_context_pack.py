@@ -154,6 +154,26 @@ def test_line_kinds_cut_whole_lines_or_code_and_partial_lines_stay_on_one_line(c
     assert rng  # rng only seeds the draws above through file_rng
 
 
+def test_without_line_span_headers_no_line_middle_ends_on_a_line_that_opens_a_block(corpus):
+    """line_span_headers false: line and multi-line middles never end where the suffix holds the body."""
+    lines_only = {"line": 1.0, "multi_line": 1.0}
+    for headers in (True, False):
+        ends_on_opener = 0
+        drawn = examples_of(corpus, cfg(span_weights=lines_only, line_span_headers=headers, ntp_rate=0.2,
+                                        end_of_file_rate=0.0))
+        line_kinds = [(f, e) for f, e in drawn if e.kind in ("line", "multi_line")]
+        assert len(line_kinds) > 200
+        for f, e in line_kinds:
+            lines = LineIndex(f.content)
+            last = next(i for i, b in enumerate(lines.bounds) if b[0] <= e.end - 1 < b[3])  # its last line
+            ends_on_opener += lines.opens_block(last)
+        assert (ends_on_opener > 20) if headers else (ends_on_opener == 0)
+    index = LineIndex("if a:\n    b = 1\n\nc = (\n  2)\nd = 3\n")
+    assert [index.opens_block(i) for i in range(6)] == [True, False, False, True, False, False]
+    with pytest.raises(ValueError, match="line_span_headers"):
+        MixConfig(line_span_headers="no")
+
+
 def test_examples_per_file_follow_the_ntp_share():
     rng = random.Random(0)
     counts = [examples_for_file(5000, 512, 0.3, rng) for _ in range(2000)]

@@ -88,6 +88,19 @@ class LineIndex:
             self.bounds.append((pos, pos + indent, pos + len(body), pos + len(line)))
             pos += len(line)
         self.code_lines = [i for i, (_, a, b, _) in enumerate(self.bounds) if b > a]
+        self._openers: set[int] | None = None
+
+    def opens_block(self, i: int) -> bool:
+        """Is the next line with code indented deeper than line i (a block header, or a statement that
+        goes on below)? A middle that ends after such a line leaves its body to the suffix.
+
+        Example: lines of "if a:\n    b = 1\nc = 2\n": opens_block(0) -> True, opens_block(1) -> False
+        """
+        if self._openers is None:
+            indent = [a - s for s, a, _, _ in self.bounds]
+            pairs = zip(self.code_lines, self.code_lines[1:])
+            self._openers = {i for i, nxt in pairs if indent[nxt] > indent[i]}
+        return i in self._openers
 
     def span(self, first: int, last: int, whole: bool, kind: str) -> Span:
         """Lines first..last: from the first line's start (whole) or code start, to the last line's end."""
@@ -96,10 +109,12 @@ class LineIndex:
         return Span(start, end, kind)
 
 
-def line_span(lines: LineIndex, rng: random.Random) -> Span | None:
-    if not lines.code_lines:
+def line_span(lines: LineIndex, rng: random.Random, *, headers: bool = True) -> Span | None:
+    """One line with code; headers False: never a line that opens a block (LineIndex.opens_block)."""
+    candidates = lines.code_lines if headers else [i for i in lines.code_lines if not lines.opens_block(i)]
+    if not candidates:
         return None
-    i = rng.choice(lines.code_lines)
+    i = rng.choice(candidates)
     return lines.span(i, i, rng.random() < WHOLE_LINE_RATE, "line")
 
 
@@ -114,13 +129,15 @@ def partial_line_span(lines: LineIndex, rng: random.Random) -> Span | None:
     return Span(start, end, "partial_line")
 
 
-def multi_line_span(lines: LineIndex, rng: random.Random) -> Span | None:
-    """2..MAX_MULTI_LINES consecutive lines, starting and ending on a line with code."""
+def multi_line_span(lines: LineIndex, rng: random.Random, *, headers: bool = True) -> Span | None:
+    """2..MAX_MULTI_LINES consecutive lines, starting and ending on a line with code; headers False:
+    never ending on a line that opens a block."""
     if len(lines.code_lines) < 2:
         return None
     k = rng.randrange(len(lines.code_lines) - 1)
     first = lines.code_lines[k]
-    later = [i for i in lines.code_lines[k + 1 : k + MAX_MULTI_LINES] if i - first < MAX_MULTI_LINES]
+    later = [i for i in lines.code_lines[k + 1 : k + MAX_MULTI_LINES]
+             if i - first < MAX_MULTI_LINES and (headers or not lines.opens_block(i))]
     if not later:  # the next line with code is too far below
         return None
     return lines.span(first, rng.choice(later), rng.random() < WHOLE_LINE_RATE, "multi_line")
@@ -135,15 +152,17 @@ def random_span(text: str, rng: random.Random, max_chars: int) -> Span | None:
 
 
 def draw_span(kind: str, text: str, lines: LineIndex, parsed: ParsedSource | None, rng: random.Random, *,
-              max_chars: int, whole_node_rate: float, buckets: dict | None = None) -> tuple[Span | None, str]:
+              max_chars: int, whole_node_rate: float, buckets: dict | None = None,
+              line_headers: bool = True) -> tuple[Span | None, str]:
     """(span of `kind`, SFIM node type or ""); span None when the text has none (no code lines, no
-    parse, no structure that fits max_chars). buckets: fim/spans.node_buckets(parsed), computed once."""
+    parse, no structure that fits max_chars). buckets: fim/spans.node_buckets(parsed), computed once.
+    line_headers False: line and multi-line middles never end on a line that opens a block."""
     if kind == "line":
-        return line_span(lines, rng), ""
+        return line_span(lines, rng, headers=line_headers), ""
     if kind == "partial_line":
         return partial_line_span(lines, rng), ""
     if kind == "multi_line":
-        return multi_line_span(lines, rng), ""
+        return multi_line_span(lines, rng, headers=line_headers), ""
     if kind == "random":
         return random_span(text, rng, max_chars), ""
     if kind == "sfim":
