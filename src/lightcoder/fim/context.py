@@ -138,7 +138,7 @@ def multi_line_span(lines: LineIndex, rng: random.Random, *, headers: bool = Tru
     first = lines.code_lines[k]
     later = [i for i in lines.code_lines[k + 1 : k + MAX_MULTI_LINES]
              if i - first < MAX_MULTI_LINES and (headers or not lines.opens_block(i))]
-    if not later:  # the next line with code is too far below
+    if not later:  # the next lines with code are too far below (or, headers False, all open blocks)
         return None
     return lines.span(first, rng.choice(later), rng.random() < WHOLE_LINE_RATE, "multi_line")
 
