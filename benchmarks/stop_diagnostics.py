@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from lightcoder.eval.runner import read_rows
 from lightcoder.infer.completer import Completer
 
 OPENS_BLOCK = (":", "{", "(")
@@ -59,14 +60,12 @@ def line_count(text: str) -> int:
 def generated_shapes(run: Path, tasks: dict[str, dict]) -> dict[str, dict[str, float]]:
     """Per type: mean lines generated and in the reference, % whose first line opens a block."""
     rows = defaultdict(list)
-    with open(run / "eval" / "trained" / "samples.jsonl") as f:
-        for line in f:
-            sample = json.loads(line)
-            if "task_id" not in sample or sample["task_id"] not in tasks:
-                continue  # the header line holds the eval config
-            text, task = sample["completion"], tasks[sample["task_id"]]
-            opens = text.strip("\n").split("\n", 1)[0].rstrip().endswith(OPENS_BLOCK)
-            rows[task["task_type"]].append((line_count(text), line_count(task["middle"]), opens))
+    for sample in read_rows(run / "eval" / "trained" / "samples.jsonl")[1]:  # the header (eval config) apart
+        if sample["task_id"] not in tasks:
+            continue
+        text, task = sample["completion"], tasks[sample["task_id"]]
+        opens = text.strip("\n").split("\n", 1)[0].rstrip().endswith(OPENS_BLOCK)
+        rows[task["task_type"]].append((line_count(text), line_count(task["middle"]), opens))
     return {kind: {"lines": sum(r[0] for r in v) / len(v), "ref_lines": sum(r[1] for r in v) / len(v),
                    "opens_block": 100.0 * sum(r[2] for r in v) / len(v)} for kind, v in rows.items()}
 
