@@ -16,13 +16,15 @@ HEAVY = ("pyarrow", "tokenizers", "rapidfuzz", "torch")
 LIGHT_TABLES = {"lightcoder.languages", "lightcoder.tokenizer.special_tokens"}
 # The decoding penalties' validator (infer/penalties.py, no torch at import), shared by the eval configs.
 PENALTIES = {"lightcoder.infer", "lightcoder.infer.penalties"}
+# The device-name validator (devices.py loads torch only when a device is resolved), for eval.device.
+DEVICES = {"lightcoder.devices"}
 DATA_CONFIG = {"lightcoder", "lightcoder.data", "lightcoder.data.config", "lightcoder.languages"}
 # Every module `import lightcoder.config` may load: the area configs, the override and file helpers.
 RUN_CONFIG = DATA_CONFIG | LIGHT_TABLES | {
     "lightcoder.config", "lightcoder.overrides", "lightcoder.artifacts", "lightcoder.pack_config",
     "lightcoder.tokenizer", "lightcoder.tokenizer.config", "lightcoder.model", "lightcoder.model.config",
     "lightcoder.train", "lightcoder.train.config", "lightcoder.eval", "lightcoder.eval.config",
-} | PENALTIES
+} | PENALTIES | DEVICES
 # Modules of any kind (standard library included) `import lightcoder.config` adds: about 85 today;
 # the curation pipeline, the packer or numpy would add hundreds.
 RUN_CONFIG_MAX_MODULES = 120
@@ -41,7 +43,7 @@ def loaded_after(module: str) -> dict:
 
 @pytest.mark.parametrize("module, allowed", [
     ("lightcoder.shards", {"lightcoder", "lightcoder.artifacts", "lightcoder.shards"}),
-    ("lightcoder.eval.config", {"lightcoder", "lightcoder.eval", "lightcoder.eval.config"} | PENALTIES),
+    ("lightcoder.eval.config", {"lightcoder", "lightcoder.eval", "lightcoder.eval.config"} | PENALTIES | DEVICES),
     ("lightcoder.train.config", {"lightcoder", "lightcoder.train", "lightcoder.train.config"}),
     ("lightcoder.model.config", {"lightcoder", "lightcoder.model", "lightcoder.model.config"}),
     ("lightcoder.data.config", DATA_CONFIG),

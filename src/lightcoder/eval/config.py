@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lightcoder.devices import check_device_name
 from lightcoder.infer.penalties import check_penalties
 
 MODES = ("psm", "spm")  # FIM prompt orders the eval accepts
@@ -26,6 +27,7 @@ class EvalConfig:
     mode: str = "spm"  # "spm" (aiXcoder's inference default) or "psm" (what FIM-Eval ran)
     max_prompt_tokens: int = 0  # Completer(max_prompt_tokens=... or None); 0 = model context - max_new_tokens
     seed: int = 0
+    device: str = "auto"  # where the models are scored: "auto" = the GPU when CUDA is available, else the CPU
     # decoding (OpenAI's penalties over the ids generated so far, infer/penalties.py); `lightcoder serve RUN`
     # uses the same by default, so the eval measures what the server gives
     frequency_penalty: float = DEFAULT_FREQUENCY_PENALTY
@@ -44,6 +46,7 @@ class EvalConfig:
         for field in ("per_type", "max_context_chars", "max_new_tokens"):
             if getattr(self, field) < 1:
                 raise ValueError(f"eval.{field} must be >= 1, got {getattr(self, field)}")
+        check_device_name(self.device, "eval.device")
         if self.mode not in MODES:
             raise ValueError(f"eval.mode must be one of {MODES}, got {self.mode!r}")
         check_penalties(self.frequency_penalty, self.presence_penalty, prefix="eval.")

@@ -83,10 +83,13 @@ class Completer:
 
         The tokenizer (tokenizer.json, ours or another family's, or aiXcoder's SentencePiece
         tokenizer.model) comes from the checkpoint dir, else from RUN/tokenizer. dtype None keeps the
-        stored dtype (fp32 for our checkpoints).
+        stored dtype (fp32 for our checkpoints). device: "cpu", "auto" (the GPU when CUDA is available),
+        "cuda" or "cuda:N" (lightcoder.devices).
         """
+        from lightcoder.devices import resolve_device
         from lightcoder.finetune.deploy import load_finetuned
 
+        device = resolve_device(device)
         tuned = load_finetuned(run_or_ckpt, device=device, dtype=dtype)  # `lightcoder finetune` run or adapter
         if tuned is not None:
             kwargs["template"] = kwargs.get("template") or tuned.template

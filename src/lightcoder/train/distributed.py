@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from lightcoder.devices import resolve_device
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -47,11 +49,7 @@ def env_rank() -> int:
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
     """`auto` -> this rank's GPU when CUDA is available, else CPU; `cuda` without CUDA is an error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device='cuda' but no CUDA device is available; use --train.device cpu")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
+    return resolve_device(name, setting="train.device", local_rank=local_rank)
 
 
 def init_distributed(device: str = "auto", *, timeout_min: float = 30.0) -> Dist:
