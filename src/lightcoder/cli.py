@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from lightcoder.devices import add_device_flag
+
 DEFAULT_RUN_DIR = "run/quickstart"
 # stage command -> its function in lightcoder.stages (imported lazily)
 STAGE_FUNCTIONS = {"data": "stage_data", "tokenizer": "stage_tokenizer", "pack": "stage_pack",
@@ -84,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--mode", choices=("spm", "psm"), default="spm", help="FIM prompt order (aiXcoder: spm)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    add_device_flag(p)
     for name, text in MODULE_HELP.items():  # listed here, dispatched by find_module_command before parsing
         sub.add_parser(name, help=text, add_help=False)
     return parser
@@ -183,7 +186,7 @@ def _cmd_complete(args: argparse.Namespace) -> int:
     prefix = _read_text_arg(args.prefix_file, "--prefix-file")
     suffix = _read_text_arg(args.suffix_file, "--suffix-file") if args.suffix_file else ""
     path = args.path or ("" if args.prefix_file == "-" else Path(args.prefix_file).name)
-    completer = Completer.load(args.checkpoint)
+    completer = Completer.load(args.checkpoint, device=args.device)
     result = completer.complete(prefix, suffix, path=path, max_new_tokens=args.max_tokens,
                                 mode=args.mode, temperature=args.temperature)
     sys.stdout.write(result.text)

@@ -173,6 +173,7 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
     resumed otherwise.
     """
     from lightcoder.data.records import read_corpus
+    from lightcoder.devices import resolve_device
     from lightcoder.eval.baselines import MostCommonLinePredictor
     from lightcoder.eval.builders import build_fim_tasks, write_tasks
     from lightcoder.eval.runner import GenerationSettings, run_task
@@ -209,7 +210,8 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
             predictor, model_id = MostCommonLinePredictor.fit_from_corpus(run_dir / "data"), name
         else:
             ckpt = _checkpoint_for(run_dir, name)
-            predictor = Completer.load(ckpt, max_prompt_tokens=cfg.eval.max_prompt_tokens or None)
+            predictor = Completer.load(ckpt, device=resolve_device(cfg.eval.device, setting="eval.device"),
+                                       max_prompt_tokens=cfg.eval.max_prompt_tokens or None)
             model_id = f"{ckpt.resolve()}@{train_build}"
         print(f"-- {name}", file=sys.stderr, flush=True)
         gen = GenerationSettings(model_id=model_id, template=getattr(getattr(predictor, "template", None), "name", ""),

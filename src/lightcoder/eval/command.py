@@ -20,6 +20,8 @@ import json
 import sys
 from pathlib import Path
 
+from lightcoder.devices import add_device_flag
+
 
 def _task_options(args) -> dict:
     options = {}
@@ -42,7 +44,7 @@ def _predictor(args):
     kwargs = {"max_prompt_tokens": args.max_prompt_tokens or None}
     if args.template:
         kwargs["template"] = args.template
-    completer = Completer.load(args.model, **kwargs)
+    completer = Completer.load(args.model, device=args.device, **kwargs)
     template = getattr(getattr(completer, "template", None), "name", "aixcoder")
     return completer, str(Path(args.model).resolve()), template
 
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--max-new-tokens", type=int, default=0)
         s.add_argument("--mode", default="", choices=("", "psm", "spm"))
         s.add_argument("--max-prompt-tokens", type=int, default=0)
+        add_device_flag(s)
         s.add_argument("--frequency-penalty", type=float, default=0.0,
                        help="OpenAI's, over the ids generated so far (the run's eval uses eval.frequency_penalty)")
         s.add_argument("--presence-penalty", type=float, default=0.0)

@@ -402,6 +402,7 @@ def run_stage_benchmarks(eval_cfg, checkpoint: str | Path, tasks_dir: str | Path
     import sys
 
     from lightcoder.eval.tasks import humaneval_path
+    from lightcoder.devices import resolve_device
     from lightcoder.infer.completer import Completer
 
     try:
@@ -414,7 +415,8 @@ def run_stage_benchmarks(eval_cfg, checkpoint: str | Path, tasks_dir: str | Path
         ("santacoder-fim-py", eval_cfg.santacoder_fim_limit, 16)) if limit > 0]
     if not plan:
         return {}
-    completer = Completer.load(checkpoint, max_prompt_tokens=eval_cfg.max_prompt_tokens or None)
+    completer = Completer.load(checkpoint, device=resolve_device(eval_cfg.device, setting="eval.device"),
+                               max_prompt_tokens=eval_cfg.max_prompt_tokens or None)
     template = getattr(getattr(completer, "template", None), "name", "aixcoder")
     scores = {}
     for name, limit, max_new in plan:

@@ -255,7 +255,8 @@ def _evaluate(base, cfg: FinetuneConfig, run: Path, train: dict) -> dict:
         adapter = run / "adapter"
         stamp = (adapter / "adapter_model.safetensors").stat().st_mtime_ns
         tune, tuned_id = (lambda model: merged_model(model, adapter)), f"lora:{adapter.resolve()}:{stamp}"
-    return evaluate_models(base, tune, cfg.eval, run / "split", run / "eval", tuned_id=tuned_id)
+    return evaluate_models(base, tune, cfg.eval, run / "split", run / "eval", tuned_id=tuned_id,
+                           device=cfg.train.device)
 
 
 def main(argv: list[str]) -> int:

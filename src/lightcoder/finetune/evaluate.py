@@ -72,11 +72,13 @@ def task_sets(settings: FinetuneEvalSettings, split_dir: Path, eval_dir: Path) -
 
 
 def evaluate_models(base: Base, tune, settings: FinetuneEvalSettings, split_dir: Path, eval_dir: Path, *,
-                    tuned_id: str) -> dict:
-    """Score the base, then `tune(model) -> tuned model` (merges in place), on every task set.
+                    tuned_id: str, device: str = "cpu") -> dict:
+    """Score the base, then `tune(model) -> tuned model` (merges in place), on every task set, both on
+    `device` (the one the fine-tune trained on: a 7B base is not scored on a CPU).
 
     Returns {set: {"base": summary, "tuned": summary, "n": tasks}} with the harness's per-type summaries.
     """
+    from lightcoder.devices import resolve_device
     from lightcoder.infer.completer import Completer
     from lightcoder.model.hf import load_checkpoint
 
@@ -84,11 +86,12 @@ def evaluate_models(base: Base, tune, settings: FinetuneEvalSettings, split_dir:
     if not sets:
         print("finetune eval: no tasks (no held-out files, eval.general none): nothing to compare", file=sys.stderr)
         return {}
-    model, cfg = load_checkpoint(base.path)
+    device = resolve_device(device, setting="train.device")
+    model, cfg = load_checkpoint(base.path, device=device)
     results: dict[str, dict] = {name: {"n": len(tasks)} for name, tasks in sets.items()}
     for who, model_id in (("base", f"base:{base.fingerprint()}"), ("tuned", tuned_id)):
         if who == "tuned":
-            model = tune(model)
+            model = tune(model).to(device)
         completer = Completer(model, base.tokenizer, cfg, template=base.template)
         gen = GenerationSettings(model_id=model_id, template=base.template.name,
                                  frequency_penalty=settings.frequency_penalty, presence_penalty=settings.presence_penalty)

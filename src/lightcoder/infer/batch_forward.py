@@ -51,8 +51,8 @@ def row_invariant_counts(weights: list[torch.Tensor], *, probe_rows: int = PROBE
     ok = set(range(1, probe_rows + 1))
     for w in weights:
         w = w[:, :1024]  # the kernel is chosen by the row count; a slice of the columns keeps a 7B probe cheap
-        x = torch.randn(probe_rows, w.shape[0], generator=gen).to(w.dtype)
-        c = torch.randn(probe_rows, w.shape[1], generator=gen).to(w.dtype)
+        x = torch.randn(probe_rows, w.shape[0], generator=gen).to(w.device, w.dtype)
+        c = torch.randn(probe_rows, w.shape[1], generator=gen).to(w.device, w.dtype)
         full, full_add = torch.mm(x, w), torch.addmm(c, x, w)
         for m in sorted(ok):
             ends = (slice(0, m), slice(probe_rows - m, probe_rows))

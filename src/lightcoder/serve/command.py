@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from lightcoder.devices import add_device_flag
 from lightcoder.serve.schemas import Limits
 
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--presence-penalty", type=float, help="the same for presence_penalty")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: as stored")
+    add_device_flag(p)
     defaults = Limits()
     p.add_argument("--max-tokens-limit", type=int, default=defaults.max_tokens_limit)
     p.add_argument("--max-prompt-chars", type=int, default=defaults.max_prompt_chars)
@@ -68,7 +70,7 @@ def main(argv: list[str]) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    completer = Completer.load(args.checkpoint, dtype=dtype, template=args.template,
+    completer = Completer.load(args.checkpoint, device=args.device, dtype=dtype, template=args.template,
                                max_prompt_tokens=args.max_prompt_tokens or None,
                                cache_entries=args.cache_entries, sticky_lines=args.sticky_lines)
     index = None
