@@ -36,7 +36,7 @@ def test_auto_is_the_gpu_when_there_is_one_else_the_cpu(gpus):
 
 def test_cuda_without_a_gpu_names_the_setting_and_the_fix(gpus):
     gpus(0)
-    with pytest.raises(ValueError, match=r"eval\.device cuda: no CUDA device .* use eval\.device cpu or auto"):
+    with pytest.raises(ValueError, match=r"eval\.device cuda: no CUDA device .* use --eval\.device cpu or auto"):
         resolve_device("cuda", setting="eval.device")
     gpus(1)
     with pytest.raises(ValueError, match=r"--device cuda:1: only 1 CUDA device"):

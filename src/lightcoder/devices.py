@@ -38,8 +38,9 @@ def resolve_device(name: str | torch.device, *, setting: str = "device", local_r
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
+        flag = setting if setting.startswith("--") else f"--{setting}"  # a config key is set as --eval.device
         raise ValueError(f"{setting} {name}: no CUDA device is available here (torch {torch.__version__}, "
-                         f"built {'with' if torch.version.cuda else 'without'} CUDA); use {setting} cpu or auto")
+                         f"built {'with' if torch.version.cuda else 'without'} CUDA); use {flag} cpu or auto")
     index = _CUDA_INDEX.fullmatch(name)
     if index:
         if int(index.group(1)) >= torch.cuda.device_count():

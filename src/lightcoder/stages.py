@@ -172,6 +172,8 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
     redone when its checkpoint (path + training build) or the generation settings change, and
     resumed otherwise.
     """
+    import torch
+
     from lightcoder.data.records import read_corpus
     from lightcoder.devices import resolve_device
     from lightcoder.eval.baselines import MostCommonLinePredictor
@@ -181,6 +183,8 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
     from lightcoder.infer.completer import Completer
 
     heading("5/6 eval: structured FIM tasks from held-out repositories")
+    torch.backends.cuda.matmul.allow_tf32 = False  # score as the server does (PyTorch's default), not with the
+    torch.backends.cudnn.allow_tf32 = False  # TF32 that training in this same process switched on for fp32 runs
     save_run_config(cfg, run_dir)
     eval_dir = run_dir / "eval"
     stages = read_stages(run_dir)

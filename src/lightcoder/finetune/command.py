@@ -248,7 +248,11 @@ def _evaluate(base, cfg: FinetuneConfig, run: Path, train: dict) -> dict:
         from lightcoder.model.hf import load_checkpoint, resolve_checkpoint
 
         ckpt = resolve_checkpoint(run)
-        tune, tuned_id = (lambda _model: load_checkpoint(ckpt)[0]), f"full:{ckpt.resolve()}:{train.get('steps')}"
+        def tune(base_model):  # the trained weights (saved in fp32), scored in the base's dtype on its device
+            weight = base_model.output.weight
+            return load_checkpoint(ckpt, device=weight.device, dtype=weight.dtype)[0]
+
+        tuned_id = f"full:{ckpt.resolve()}:{train.get('steps')}"
     else:
         from lightcoder.finetune.lora import merged_model
 

@@ -14,6 +14,7 @@ Outputs: RUN/eval/<set>_tasks.jsonl, RUN/eval/<set>/<base|tuned>/ (the runner's 
 
 from __future__ import annotations
 
+import gc
 import random
 import sys
 import sysconfig
@@ -78,6 +79,8 @@ def evaluate_models(base: Base, tune, settings: FinetuneEvalSettings, split_dir:
 
     Returns {set: {"base": summary, "tuned": summary, "n": tasks}} with the harness's per-type summaries.
     """
+    import torch
+
     from lightcoder.devices import resolve_device
     from lightcoder.infer.completer import Completer
     from lightcoder.model.hf import load_checkpoint
@@ -91,6 +94,10 @@ def evaluate_models(base: Base, tune, settings: FinetuneEvalSettings, split_dir:
     results: dict[str, dict] = {name: {"n": len(tasks)} for name, tasks in sets.items()}
     for who, model_id in (("base", f"base:{base.fingerprint()}"), ("tuned", tuned_id)):
         if who == "tuned":
+            completer = None  # drop the base's fused weight copies and KV buffers: a 7B base's leave no room
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
             model = tune(model).to(device)
         completer = Completer(model, base.tokenizer, cfg, template=base.template)
         gen = GenerationSettings(model_id=model_id, template=base.template.name,
