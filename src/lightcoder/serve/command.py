@@ -84,7 +84,8 @@ def main(argv: list[str]) -> int:
                                              workspace_index=index, parallel=args.parallel,
                                              draft_tokens=args.draft_tokens, model_path=str(args.checkpoint),
                                              frequency_penalty=frequency, presence_penalty=presence))
-    print(f"lightcoder serve: {args.checkpoint} as {args.model_name!r} (template {completer.template.name}) on "
+    print(f"lightcoder serve: {args.checkpoint} as {args.model_name!r} (template {completer.template.name}, "
+          f"{args.device}) on "
           f"http://{args.host}:{args.port}/ with {args.parallel} slots, frequency penalty {frequency:g}  (playground "
           "at /, OpenAI base_url .../v1, llama.cpp /infill, Ollama /api/generate)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
