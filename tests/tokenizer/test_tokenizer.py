@@ -176,3 +176,22 @@ def test_run_tokenizer(tmp_path):
     assert (tmp_path / "tok" / "tokenizer.json").stat().st_mtime_ns == mtime  # DONE: skipped
     assert run_tokenizer(TokenizerConfig(vocab_size=300), tmp_path / "data", tmp_path / "tok",
                          force=True)["vocab_size"] == 300
+
+
+def test_separate_newlines_make_every_line_end_a_token_boundary():
+    texts = stdlib_texts(20)
+    glued = train_tokenizer(texts, TokenizerConfig(vocab_size=VOCAB))
+    separate = train_tokenizer(texts, TokenizerConfig(vocab_size=VOCAB, glue_newlines=False))
+
+    def mixed(tok):  # tokens holding a newline and something other than whitespace
+        pieces = (tok.decode([i]) for i in range(len(st.SPECIAL_TOKENS), tok.vocab_size))
+        return [p for p in pieces if "\n" in p and p.strip()]
+
+    assert mixed(glued) and not mixed(separate)  # the default glues "):\n"; the option never does
+    # lines that end in code (trailing spaces join the newline's piece, by rule 4 of the split)
+    lines = [line for text in texts[:5] for line in text.splitlines() if line.strip() and line == line.rstrip()]
+    for line in lines:  # the tokens of a line are a prefix of the line's tokens when a newline follows
+        assert separate.encode(line + "\n    x")[: len(separate.encode(line))] == separate.encode(line)
+    assert sum(glued.encode(line + "\n")[: len(glued.encode(line))] != glued.encode(line) for line in lines) > 0
+    for text in texts[:5]:
+        assert separate.decode(separate.encode(text)) == text

@@ -19,6 +19,9 @@ class TokenizerConfig:
     vocab_size: int = 8192  # including the 11 special tokens and the 256 byte symbols
     min_frequency: int = 2  # a pair must occur this often to be merged
     max_train_chars: int = 0  # train on at most this many characters of the train split; 0 = all
+    # True: a punctuation run takes its trailing newlines ("):\n" is one token); False: a newline never shares
+    # a token with code, so every line end is a token boundary, as it is where a FIM middle ends (train.py)
+    glue_newlines: bool = True
 
     def __post_init__(self) -> None:
         if self.vocab_size < MIN_VOCAB:

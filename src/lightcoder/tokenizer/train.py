@@ -44,6 +44,9 @@ from lightcoder.tokenizer.tokenizer import Tokenizer
 #      boundaries, again common cursor points, fall inside tokens;
 #   6. any other whitespace.
 # No contraction rule ('s, 't): in code those are string quotes.
+# tokenizer.glue_newlines false drops the trailing newlines of rule 3: a middle that ends at a line's end
+# ("f(x)" before a suffix "\n...") then ends on a token boundary, and the model decides to stop after ")"
+# between </s> and "\n", instead of between ")" + </s> and the far more common ")\n" one token earlier.
 CODE_SPLIT_PATTERN = (
     r"[^\r\n\p{L}\p{N}_]?[\p{L}_]+"
     r"|\p{N}"
@@ -52,13 +55,18 @@ CODE_SPLIT_PATTERN = (
     r"|[ \t]+(?=\S)"
     r"|\s+"
 )
+SEPARATE_NEWLINES_PATTERN = CODE_SPLIT_PATTERN.replace(r"| ?[^\s\p{L}\p{N}_]+[\r\n]*", r"| ?[^\s\p{L}\p{N}_]+")
 
 
-def build_backend() -> HFTokenizer:
-    """An untrained HF tokenizer with our normalizer-free, byte-level code pipeline."""
+def build_backend(*, glue_newlines: bool = True) -> HFTokenizer:
+    """An untrained HF tokenizer with our normalizer-free, byte-level code pipeline.
+
+    Example: pieces of "f(x):\n    y" -> "f", "(x", "):\n", "    ", "y" (glue_newlines False: "):", "\n", ...)
+    """
+    pattern = CODE_SPLIT_PATTERN if glue_newlines else SEPARATE_NEWLINES_PATTERN
     backend = HFTokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(CODE_SPLIT_PATTERN), behavior="isolated"),
+        pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     backend.decoder = decoders.ByteLevel()
@@ -68,7 +76,7 @@ def build_backend() -> HFTokenizer:
 
 def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
     """Train a byte-level BPE of cfg.vocab_size tokens on the texts."""
-    backend = build_backend()
+    backend = build_backend(glue_newlines=cfg.glue_newlines)
     trainer = trainers.BpeTrainer(
         vocab_size=cfg.vocab_size,
         min_frequency=cfg.min_frequency,
