@@ -4,11 +4,14 @@
 
 Two looks at a trained run, per task type of its held-out FIM tasks (RUN/eval/tasks.jsonl):
 
-- **teacher-forced**: the prompt the eval builds, plus the reference middle's first line; the model's
-  probability of `</s>` next, and how often `</s>` is its top choice. Stopping there is right for a
-  one-line reference and wrong for a block (whose first line is a header or its first statement).
-  The AUC says how well that probability ranks one-line holes above multi-line ones (0.5: no signal;
-  below 0.5: it wants to stop more where it should go on);
+- **teacher-forced**: the prompt the eval builds, plus the reference middle's first line; how much of the
+  model's probability goes to ending the middle there rather than going on to a next line (the **stop
+  share**). Stopping there is right for a one-line reference and wrong for a block. The AUC says how well
+  the share ranks one-line holes above multi-line ones (0.5: no signal). The share compares whole paths,
+  because the tokenizer glues a line's closing punctuation to its newline ("):\n" is one token): a middle
+  that ends at "f(x)" ends with ")" + </s>, while going on starts with ")\n". So P(</s>) right after the
+  line's own tokens (also printed) is not the stop decision: after an unglued ":" the only way on that the
+  model ever saw is </s>, which made that number look higher after block headers than after single lines;
 - **generated**: from the run's eval samples (RUN/eval/trained/samples.jsonl, greedy as scored),
   the mean lines written against the reference's, and the share whose first line opens a block
   (ends with `:`, `{` or `(`), which commits the model to writing a body.
@@ -32,19 +35,35 @@ from lightcoder.infer.completer import Completer
 OPENS_BLOCK = (":", "{", "(")
 
 
-def first_line_stop(completer: Completer, task: dict) -> tuple[float, bool] | None:
-    """P(</s>) after the prompt + the reference's first line, and whether </s> is the top id there
-    (None: the first line is blank)."""
+def log_prob(completer: Completer, prompt: list[int], ids: list[int]) -> float:
+    """log P(ids | prompt) under the model."""
+    x = torch.tensor([prompt + ids])
+    with torch.inference_mode():
+        logp = torch.log_softmax(completer.model(x)[0, len(prompt) - 1 : -1].float(), -1)  # (len(ids), V)
+    return float(logp[torch.arange(len(ids)), torch.tensor(ids)].sum())
+
+
+def first_line_stop(completer: Completer, task: dict) -> tuple[float, float] | None:
+    """(stop share, P(</s>) right after the line's tokens) at the end of the reference's first line; None
+    when that line is blank. The stop share is P(the middle ends after the line) / P(it ends or goes on to a
+    new line), over whole token paths: with the cursor at a line's start (the middle holds whole lines,
+    HumanEval-infilling) ending is line + newline + </s>; with the cursor after the indentation (FIM-Eval)
+    it is the line + </s>, against the line + newline, which may tokenize differently."""
     first = task["middle"].split("\n", 1)[0]
     if not first.strip():
         return None
+    tok, eos = completer.tokenizer, completer.tokenizer.eos_id
     prompt = completer.build(task["prefix"], task["suffix"], path=task["path"], mode="spm",
                              max_new_tokens=128, fim=True)
-    ids = torch.tensor([prompt + completer.tokenizer.encode(first)])
-    with torch.inference_mode():
-        logits = completer.model(ids)[0, -1].float()
-    eos = completer.tokenizer.eos_id
-    return math.exp(torch.log_softmax(logits, -1)[eos].item()), int(logits.argmax()) == eos
+    line, line_nl = tok.encode(first), tok.encode(first + "\n")
+    naive = math.exp(log_prob(completer, prompt, line + [eos]) - log_prob(completer, prompt, line))
+    if task["prefix"].endswith("\n") or not task["prefix"]:  # whole lines: the newline is in the middle
+        go_on = log_prob(completer, prompt, line_nl)
+        share = math.exp(log_prob(completer, prompt, line_nl + [eos]) - go_on)
+    else:
+        stop, go_on = log_prob(completer, prompt, line + [eos]), log_prob(completer, prompt, line_nl)
+        share = 1.0 / (1.0 + math.exp(go_on - stop))
+    return share, naive
 
 
 def ranking_auc(positives: list[float], negatives: list[float]) -> float:
@@ -86,17 +105,17 @@ def main() -> None:
         by_type[task["task_type"]].append(probed)
         (multi_line if "\n" in task["middle"].strip("\n") else one_line).append(probed[0])
     shapes = generated_shapes(args.run, tasks)
-    print("| task type | tasks | P(</s>) after the reference's first line | </s> on top | lines written : reference "
-          "| first line opens a block |")
+    print("| task type | tasks | stop share after the reference's first line | P(</s>) after its tokens "
+          "| lines written : reference | first line opens a block |")
     print("|---|---:|---:|---:|---:|---:|")
     for kind, probed in by_type.items():
         s = shapes.get(kind, {})
-        mean_p, top = sum(p for p, _ in probed) / len(probed), sum(on_top for _, on_top in probed)
-        print(f"| {kind} | {len(probed)} | {mean_p:.2f} | {top} | "
+        share, naive = (sum(p[i] for p in probed) / len(probed) for i in (0, 1))
+        print(f"| {kind} | {len(probed)} | {share:.2f} | {naive:.2f} | "
               f"{s.get('lines', float('nan')):.1f} : {s.get('ref_lines', float('nan')):.1f} | "
               f"{s.get('opens_block', float('nan')):.0f} % |")
     if one_line and multi_line:
-        print(f"\none-line references: {len(one_line)}, mean P(</s>) {sum(one_line) / len(one_line):.2f}; "
+        print(f"\none-line references: {len(one_line)}, mean stop share {sum(one_line) / len(one_line):.2f}; "
               f"multi-line: {len(multi_line)}, {sum(multi_line) / len(multi_line):.2f}; "
               f"AUC (one-line above multi-line) {ranking_auc(one_line, multi_line):.2f}")
 
