@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from lightcoder.devices import add_device_flag, check_device_name, resolve_device
+from lightcoder.devices import add_device_flag, check_device_name, model_id_suffix, resolve_device
 from lightcoder.eval.config import EvalConfig
 
 
@@ -74,3 +74,9 @@ def test_complete_on_cuda_without_a_gpu_is_a_usage_error_naming_the_fix(tmp_path
                           "--prefix-file", str(prefix), "--device", "cuda"], capture_output=True, text=True)
     assert out.returncode == 2
     assert "--device cuda: no CUDA device" in out.stderr and "use --device cpu or auto" in out.stderr
+
+
+def test_model_ids_tell_gpu_samples_from_cpu_ones():
+    assert model_id_suffix(torch.device("cpu")) == ""  # the ids of existing CPU runs are unchanged
+    assert model_id_suffix(torch.device("cuda", 0)) == "@cuda:0"
+    assert model_id_suffix(torch.device("cuda", 0)) != model_id_suffix(torch.device("cuda", 1))

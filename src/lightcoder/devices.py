@@ -49,6 +49,15 @@ def resolve_device(name: str | torch.device, *, setting: str = "device", local_r
     return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
+def model_id_suffix(device: torch.device) -> str:
+    """What a model id gains on a GPU ("@cuda:0"; nothing on the CPU, so the ids of CPU runs stay as they
+    were): the eval restarts rather than mixes samples generated on different devices.
+
+    Example: model_id_suffix(torch.device("cuda", 0)) -> "@cuda:0"
+    """
+    return "" if device.type == "cpu" else f"@{device}"
+
+
 def add_device_flag(parser, *, what: str = "the model") -> None:
     """`--device auto|cpu|cuda|cuda:N` on an argparse parser (default auto), resolved to a torch.device as
     it is parsed, so "cuda" on a machine without CUDA is a usage error before any model is loaded."""

@@ -175,7 +175,7 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
     import torch
 
     from lightcoder.data.records import read_corpus
-    from lightcoder.devices import resolve_device
+    from lightcoder.devices import model_id_suffix, resolve_device
     from lightcoder.eval.baselines import MostCommonLinePredictor
     from lightcoder.eval.builders import build_fim_tasks, write_tasks
     from lightcoder.eval.runner import GenerationSettings, run_task
@@ -208,15 +208,15 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
     print(f"{len(task.problems())} tasks from the test split", file=sys.stderr)
 
     train_build = stages.get("ckpt", {}).get("build")
+    device = resolve_device(cfg.eval.device, setting="eval.device")
     scores: dict[str, dict] = {}
     for name in models:
         if name == "most_common_line":
             predictor, model_id = MostCommonLinePredictor.fit_from_corpus(run_dir / "data"), name
         else:
             ckpt = _checkpoint_for(run_dir, name)
-            predictor = Completer.load(ckpt, device=resolve_device(cfg.eval.device, setting="eval.device"),
-                                       max_prompt_tokens=cfg.eval.max_prompt_tokens or None)
-            model_id = f"{ckpt.resolve()}@{train_build}"
+            predictor = Completer.load(ckpt, device=device, max_prompt_tokens=cfg.eval.max_prompt_tokens or None)
+            model_id = f"{ckpt.resolve()}@{train_build}{model_id_suffix(device)}"
         print(f"-- {name}", file=sys.stderr, flush=True)
         gen = GenerationSettings(model_id=model_id, template=getattr(getattr(predictor, "template", None), "name", ""),
                                  max_prompt_tokens=cfg.eval.max_prompt_tokens,
@@ -227,7 +227,8 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
         from lightcoder.eval.runner import run_stage_benchmarks
 
         ckpt = _checkpoint_for(run_dir, "trained")
-        run_stage_benchmarks(cfg.eval, ckpt, eval_dir / "tasks", model_id=f"{ckpt.resolve()}@{train_build}")
+        run_stage_benchmarks(cfg.eval, ckpt, eval_dir / "tasks",
+                             model_id=f"{ckpt.resolve()}@{train_build}{model_id_suffix(device)}")
     return scores
 
 

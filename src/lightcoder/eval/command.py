@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from lightcoder.devices import add_device_flag
+from lightcoder.devices import add_device_flag, model_id_suffix
 
 
 def _task_options(args) -> dict:
@@ -46,7 +46,7 @@ def _predictor(args):
         kwargs["template"] = args.template
     completer = Completer.load(args.model, device=args.device, **kwargs)
     template = getattr(getattr(completer, "template", None), "name", "aixcoder")
-    return completer, str(Path(args.model).resolve()), template
+    return completer, str(Path(args.model).resolve()) + model_id_suffix(args.device), template
 
 
 def _generation(args, model_id: str, template: str):
