@@ -52,7 +52,8 @@ def check_stage(cfg: RunConfig, run_dir: Path, stage: str, *, force: bool) -> No
     if record is None:
         return
     command = STAGES[stage][0]
-    changes = diff_configs(record["config"], _stage_config(cfg, stage))
+    recorded = with_missing_keys(record["config"], _stage_config(RunConfig(), stage))
+    changes = diff_configs(recorded, _stage_config(cfg, stage))
     if changes:
         raise ConfigError(
             f"{run_dir / stage} was built with a different config ({'; '.join(changes[:5])}). "
@@ -62,6 +63,22 @@ def check_stage(cfg: RunConfig, run_dir: Path, stage: str, *, force: bool) -> No
             raise ConfigError(
                 f"{run_dir / stage} was built from an earlier {upstream} stage that has since been rebuilt: "
                 f"rebuild it with `lightcoder {command} --force` (or `lightcoder quickstart --force`).")
+
+
+def with_missing_keys(recorded: dict, defaults: dict) -> dict:
+    """A stage record with the keys added to the config since it was written, at their defaults: a new
+    key's default keeps the old behaviour, so a run made before it resumes instead of being refused.
+
+    Example: with_missing_keys({"tokenizer": {"vocab_size": 512}}, {"tokenizer": {"vocab_size": 8192,
+             "glue_newlines": True}}) -> {"tokenizer": {"vocab_size": 512, "glue_newlines": True}}
+    """
+    filled = dict(recorded)
+    for key, default in defaults.items():
+        if key not in filled:
+            filled[key] = default
+        elif isinstance(filled[key], dict) and isinstance(default, dict):
+            filled[key] = with_missing_keys(filled[key], default)
+    return filled
 
 
 def record_stage(cfg: RunConfig, run_dir: Path, stage: str, *, new_build: bool) -> str:

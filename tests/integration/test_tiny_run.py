@@ -91,6 +91,26 @@ def test_rebuilt_upstream_stage_makes_downstream_stages_refuse(run_dir, tmp_path
     assert "lightcoder pack --force" in capsys.readouterr().err
 
 
+def test_a_run_made_before_a_config_key_existed_still_resumes(run_dir, tmp_path, capsys):
+    """Records and config.json written before tokenizer.glue_newlines existed: its default (the old split)
+    fills in, so the stages are accepted; a record that differs from it is still refused."""
+    copy = tmp_path / "old"
+    copy.mkdir()
+    for name in ("data", "tokenizer", "shards"):
+        shutil.copytree(run_dir / name, copy / name)
+    stages = json.loads((run_dir / "stages.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    del stages["tokenizer"]["config"]["tokenizer"]["glue_newlines"]
+    del config["tokenizer"]["glue_newlines"]
+    (copy / "stages.json").write_text(json.dumps(stages))
+    (copy / "config.json").write_text(json.dumps(config))
+    assert main(["tokenizer", "--out", str(copy)]) == 0
+    assert main(["pack", "--out", str(copy)]) == 0
+    capsys.readouterr()
+    assert main(["tokenizer", "--out", str(copy), "--tokenizer.glue_newlines", "false"]) == 2
+    assert "glue_newlines" in capsys.readouterr().err
+
+
 def test_complete_cli(run_dir, tmp_path, capsys):
     prefix = tmp_path / "a.py"
     prefix.write_text("import json\n\ndef load(path):\n    with open(path) as f:\n        return ")
