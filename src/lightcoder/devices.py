@@ -50,12 +50,13 @@ def resolve_device(name: str | torch.device, *, setting: str = "device", local_r
 
 
 def model_id_suffix(device: torch.device) -> str:
-    """What a model id gains on a GPU ("@cuda:0"; nothing on the CPU, so the ids of CPU runs stay as they
-    were): the eval restarts rather than mixes samples generated on different devices.
+    """What a model id gains on a GPU ("@cuda"; nothing on the CPU, so the ids of CPU runs stay as they
+    were): an eval resumed on the other kind of device restarts rather than mixes samples. The kind, not
+    the index, so shards generated on cuda:0 and cuda:1 still belong together.
 
-    Example: model_id_suffix(torch.device("cuda", 0)) -> "@cuda:0"
+    Example: model_id_suffix(torch.device("cuda", 1)) -> "@cuda"
     """
-    return "" if device.type == "cpu" else f"@{device}"
+    return "" if device.type == "cpu" else f"@{device.type}"
 
 
 def add_device_flag(parser, *, what: str = "the model") -> None:

@@ -126,7 +126,7 @@ def test_tiny_model_end_to_end_through_the_command(tiny_run, tmp_path, capsys):
 
     out = tmp_path / "he"
     code = main(["run", "--task", "multipl-e-js", "--limit", "2", "--model", str(tiny_run), "--out", str(out),
-                 "--max-new-tokens", "8"])
+                 "--max-new-tokens", "8", "--device", "cpu"])  # on a GPU the model id would gain "@cuda"
     assert code == 0
     scores = json.loads((out / "scores.json").read_text())
     total = scores["summary"]["total"]
@@ -160,7 +160,7 @@ def test_an_hf_llama_directory_is_a_model_too(tmp_path):
                                  max_position_embeddings=256)).save_pretrained(hf)
     out = tmp_path / "out"
     assert main(["run", "--task", "santacoder-fim-js", "--limit", "3", "--model", str(hf), "--out", str(out),
-                 "--max-new-tokens", "6"]) == 0
+                 "--max-new-tokens", "6", "--device", "cpu"]) == 0
     scores = json.loads((out / "scores.json").read_text())
     assert scores["summary"]["total"]["n_samples"] == 3
     assert scores["eval_config"]["generation"]["model_id"] == str(hf.resolve())

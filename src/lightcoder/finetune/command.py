@@ -242,15 +242,19 @@ def _train(base, cfg: FinetuneConfig, run: Path, meta: dict) -> dict:
 
 
 def _evaluate(base, cfg: FinetuneConfig, run: Path, train: dict) -> dict:
-    from lightcoder.finetune.evaluate import evaluate_models
+    from lightcoder.finetune.evaluate import evaluate_models, free_memory
 
     if cfg.method == "full":
         from lightcoder.model.hf import load_checkpoint, resolve_checkpoint
 
         ckpt = resolve_checkpoint(run)
-        def tune(base_model):  # the trained weights (saved in fp32), scored in the base's dtype on its device
-            weight = base_model.output.weight
-            return load_checkpoint(ckpt, device=weight.device, dtype=weight.dtype)[0]
+
+        def tune(holder):  # the trained weights (saved in fp32), in the base's dtype on its device, loaded
+            weight = holder.model.output.weight  # once the base (holder.model, its last reference) is dropped
+            dtype, device = weight.dtype, weight.device
+            holder.model = weight = None
+            free_memory(device)
+            return load_checkpoint(ckpt, device=device, dtype=dtype)[0]
 
         tuned_id = f"full:{ckpt.resolve()}:{train.get('steps')}"
     else:
@@ -258,7 +262,7 @@ def _evaluate(base, cfg: FinetuneConfig, run: Path, train: dict) -> dict:
 
         adapter = run / "adapter"
         stamp = (adapter / "adapter_model.safetensors").stat().st_mtime_ns
-        tune, tuned_id = (lambda model: merged_model(model, adapter)), f"lora:{adapter.resolve()}:{stamp}"
+        tune, tuned_id = (lambda holder: merged_model(holder.model, adapter)), f"lora:{adapter.resolve()}:{stamp}"
     return evaluate_models(base, tune, cfg.eval, run / "split", run / "eval", tuned_id=tuned_id,
                            device=cfg.train.device)
 

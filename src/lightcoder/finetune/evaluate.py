@@ -19,6 +19,7 @@ import random
 import sys
 import sysconfig
 from pathlib import Path
+from types import SimpleNamespace
 
 from lightcoder.data.records import read_corpus
 from lightcoder.data.records import SourceFile
@@ -74,14 +75,14 @@ def task_sets(settings: FinetuneEvalSettings, split_dir: Path, eval_dir: Path) -
 
 def evaluate_models(base: Base, tune, settings: FinetuneEvalSettings, split_dir: Path, eval_dir: Path, *,
                     tuned_id: str, device: str = "cpu") -> dict:
-    """Score the base, then `tune(model) -> tuned model` (merges in place), on every task set, both on
-    `device` (the one the fine-tune trained on: a 7B base is not scored on a CPU).
+    """Score the base, then the tuned model, on every task set, both on `device` (the one the fine-tune
+    trained on: a 7B base is not scored on a CPU). `tune(base) -> tuned model` gets a holder whose `.model`
+    is the only reference left to the base: it merges into it (LoRA) or drops it before loading the trained
+    weights (full), so two models never share the GPU.
 
     Returns {set: {"base": summary, "tuned": summary, "n": tasks}} with the harness's per-type summaries.
     """
-    import torch
-
-    from lightcoder.devices import resolve_device
+    from lightcoder.devices import model_id_suffix, resolve_device
     from lightcoder.infer.completer import Completer
     from lightcoder.model.hf import load_checkpoint
 
@@ -92,13 +93,13 @@ def evaluate_models(base: Base, tune, settings: FinetuneEvalSettings, split_dir:
     device = resolve_device(device, setting="train.device")
     model, cfg = load_checkpoint(base.path, device=device)
     results: dict[str, dict] = {name: {"n": len(tasks)} for name, tasks in sets.items()}
-    for who, model_id in (("base", f"base:{base.fingerprint()}"), ("tuned", tuned_id)):
+    suffix = model_id_suffix(device)
+    for who, model_id in (("base", f"base:{base.fingerprint()}{suffix}"), ("tuned", f"{tuned_id}{suffix}")):
         if who == "tuned":
             completer = None  # drop the base's fused weight copies and KV buffers: a 7B base's leave no room
-            gc.collect()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            model = tune(model).to(device)
+            holder, model = SimpleNamespace(model=model), None
+            free_memory(device)
+            model = tune(holder).to(device)
         completer = Completer(model, base.tokenizer, cfg, template=base.template)
         gen = GenerationSettings(model_id=model_id, template=base.template.name,
                                  frequency_penalty=settings.frequency_penalty, presence_penalty=settings.presence_penalty)
@@ -112,6 +113,15 @@ def evaluate_models(base: Base, tune, settings: FinetuneEvalSettings, split_dir:
         base_es, tuned_es = (task_es(eval_dir / name / who) for who in ("base", "tuned"))
         results[name]["es_change_ci"] = relative_change_ci(base_es, tuned_es)
     return results
+
+
+def free_memory(device) -> None:
+    """Collect what was dropped and, on a GPU, hand its cached blocks back, before the next model loads."""
+    import torch
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def task_es(out_dir: Path) -> dict[str, float]:

@@ -56,6 +56,8 @@ CODE_SPLIT_PATTERN = (
     r"|\s+"
 )
 SEPARATE_NEWLINES_PATTERN = CODE_SPLIT_PATTERN.replace(r"| ?[^\s\p{L}\p{N}_]+[\r\n]*", r"| ?[^\s\p{L}\p{N}_]+")
+if SEPARATE_NEWLINES_PATTERN == CODE_SPLIT_PATTERN:  # rule 3 was rewritten: derive the variant again
+    raise ImportError("tokenizer/train.py: SEPARATE_NEWLINES_PATTERN no longer drops rule 3's newlines")
 
 
 def build_backend(*, glue_newlines: bool = True) -> HFTokenizer:
