@@ -47,17 +47,16 @@ from lightcoder.tokenizer.tokenizer import Tokenizer
 # tokenizer.glue_newlines false drops the trailing newlines of rule 3: a middle that ends at a line's end
 # ("f(x)" before a suffix "\n...") then ends on a token boundary, and the model decides to stop after ")"
 # between </s> and "\n", instead of between ")" + </s> and the far more common ")\n" one token earlier.
-CODE_SPLIT_PATTERN = (
-    r"[^\r\n\p{L}\p{N}_]?[\p{L}_]+"
-    r"|\p{N}"
-    r"| ?[^\s\p{L}\p{N}_]+[\r\n]*"
-    r"|\s*[\r\n]+"
-    r"|[ \t]+(?=\S)"
-    r"|\s+"
-)
-SEPARATE_NEWLINES_PATTERN = CODE_SPLIT_PATTERN.replace(r"| ?[^\s\p{L}\p{N}_]+[\r\n]*", r"| ?[^\s\p{L}\p{N}_]+")
-if SEPARATE_NEWLINES_PATTERN == CODE_SPLIT_PATTERN:  # rule 3 was rewritten: derive the variant again
-    raise ImportError("tokenizer/train.py: SEPARATE_NEWLINES_PATTERN no longer drops rule 3's newlines")
+def split_pattern(*, glue_newlines: bool = True) -> str:
+    """The split regex of the rules above; glue_newlines False leaves the newlines out of rule 3 (rule 4 takes them)."""
+    return (
+        r"[^\r\n\p{L}\p{N}_]?[\p{L}_]+"
+        r"|\p{N}"
+        r"| ?[^\s\p{L}\p{N}_]+" + (r"[\r\n]*" if glue_newlines else "") +
+        r"|\s*[\r\n]+"
+        r"|[ \t]+(?=\S)"
+        r"|\s+"
+    )
 
 
 def build_backend(*, glue_newlines: bool = True) -> HFTokenizer:
@@ -65,10 +64,9 @@ def build_backend(*, glue_newlines: bool = True) -> HFTokenizer:
 
     Example: pieces of "f(x):\n    y" -> "f", "(x", "):\n", "    ", "y" (glue_newlines False: "):", "\n", ...)
     """
-    pattern = CODE_SPLIT_PATTERN if glue_newlines else SEPARATE_NEWLINES_PATTERN
     backend = HFTokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+        pre_tokenizers.Split(Regex(split_pattern(glue_newlines=glue_newlines)), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     backend.decoder = decoders.ByteLevel()
