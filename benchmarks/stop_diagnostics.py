@@ -16,12 +16,15 @@ Two looks at a trained run, per task type of its held-out FIM tasks (RUN/eval/ta
   the mean lines written against the reference's, and the share whose first line opens a block
   (ends with `:`, `{` or `(`), which commits the model to writing a body.
 
-The numbers in docs/evaluation.md ("Why lengths miss") come from this script.
+`--mode psm` asks the same with PSM prompts (the middle token right before the middle, not before the
+prefix); `--split train` cuts the same kinds of tasks from the files the model trained on (does it stop
+better on code it has seen?). The numbers in docs/evaluation.md ("Why lengths miss") come from this script.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from collections import defaultdict
@@ -29,6 +32,8 @@ from pathlib import Path
 
 import torch
 
+from lightcoder.data.records import read_corpus
+from lightcoder.eval.builders import build_fim_tasks
 from lightcoder.eval.runner import read_rows
 from lightcoder.infer.completer import Completer
 
@@ -43,7 +48,7 @@ def log_prob(completer: Completer, prompt: list[int], ids: list[int]) -> float:
     return float(logp[torch.arange(len(ids)), torch.tensor(ids)].sum())
 
 
-def first_line_stop(completer: Completer, task: dict) -> tuple[float, float] | None:
+def first_line_stop(completer: Completer, task: dict, mode: str = "spm") -> tuple[float, float] | None:
     """(stop share, P(</s>) right after the line's tokens) at the end of the reference's first line; None
     when that line is blank. The stop share is P(the middle ends after the line) / P(it ends or goes on to a
     new line), over whole token paths: with the cursor at a line's start (the middle holds whole lines,
@@ -53,7 +58,7 @@ def first_line_stop(completer: Completer, task: dict) -> tuple[float, float] | N
     if not first.strip():
         return None
     tok, eos = completer.tokenizer, completer.tokenizer.eos_id
-    prompt = completer.build(task["prefix"], task["suffix"], path=task["path"], mode="spm",
+    prompt = completer.build(task["prefix"], task["suffix"], path=task["path"], mode=mode,
                              max_new_tokens=128, fim=True)
     line, line_nl = tok.encode(first), tok.encode(first + "\n")
     naive = math.exp(log_prob(completer, prompt, line + [eos]) - log_prob(completer, prompt, line))
@@ -89,31 +94,43 @@ def generated_shapes(run: Path, tasks: dict[str, dict]) -> dict[str, dict[str, f
                    "opens_block": 100.0 * sum(r[2] for r in v) / len(v)} for kind, v in rows.items()}
 
 
+def read_tasks(run: Path, split: str) -> dict[str, dict]:
+    """The run's held-out eval tasks (test), or tasks of the same kinds and settings cut from its train split."""
+    if split == "test":
+        return {t["task_id"]: t for t in map(json.loads, open(run / "eval" / "tasks.jsonl"))}
+    cfg = json.loads((run / "config.json").read_text())["eval"]
+    built = build_fim_tasks(read_corpus(run / "data", "train"), per_type=cfg["per_type"], seed=cfg["seed"],
+                            max_context_chars=cfg["max_context_chars"])
+    return {t.task_id: dataclasses.asdict(t) for t in built}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, default=Path("run/quickstart"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--mode", choices=("spm", "psm"), default="spm", help="the prompts' layout (the eval's: spm)")
+    parser.add_argument("--split", choices=("test", "train"), default="test",
+                        help="train: the same kinds of tasks cut from the files the model trained on")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    tasks = {t["task_id"]: t for t in map(json.loads, open(args.run / "eval" / "tasks.jsonl"))}
+    tasks = read_tasks(args.run, args.split)
     completer = Completer.load(args.run)
     by_type, one_line, multi_line = defaultdict(list), [], []
     for task in tasks.values():
-        probed = first_line_stop(completer, task)
+        probed = first_line_stop(completer, task, args.mode)
         if probed is None:
             continue
         by_type[task["task_type"]].append(probed)
         (multi_line if "\n" in task["middle"].strip("\n") else one_line).append(probed[0])
-    shapes = generated_shapes(args.run, tasks)
+    shapes = generated_shapes(args.run, tasks) if args.split == "test" else {}
     print("| task type | tasks | stop share after the reference's first line | P(</s>) after its tokens "
           "| lines written : reference | first line opens a block |")
     print("|---|---:|---:|---:|---:|---:|")
     for kind, probed in by_type.items():
         s = shapes.get(kind, {})
         share, naive = (sum(p[i] for p in probed) / len(probed) for i in (0, 1))
-        print(f"| {kind} | {len(probed)} | {share:.2f} | {naive:.2f} | "
-              f"{s.get('lines', float('nan')):.1f} : {s.get('ref_lines', float('nan')):.1f} | "
-              f"{s.get('opens_block', float('nan')):.0f} % |")
+        written = f"{s['lines']:.1f} : {s['ref_lines']:.1f} | {s['opens_block']:.0f} %" if s else "- | -"
+        print(f"| {kind} | {len(probed)} | {share:.2f} | {naive:.2f} | {written} |")
     if one_line and multi_line:
         print(f"\none-line references: {len(one_line)}, mean stop share {sum(one_line) / len(one_line):.2f}; "
               f"multi-line: {len(multi_line)}, {sum(multi_line) / len(multi_line):.2f}; "
