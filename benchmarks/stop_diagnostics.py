@@ -41,10 +41,10 @@ OPENS_BLOCK = (":", "{", "(")
 
 
 def log_prob(completer: Completer, prompt: list[int], ids: list[int]) -> float:
-    """log P(ids | prompt) under the model."""
-    x = torch.tensor([prompt + ids])
+    """log P(ids | prompt) under the model (the prompt's oldest ids dropped past the model's context)."""
+    x = torch.tensor([(prompt + ids)[-completer.model.cfg.max_seq_len:]])
     with torch.inference_mode():
-        logp = torch.log_softmax(completer.model(x)[0, len(prompt) - 1 : -1].float(), -1)  # (len(ids), V)
+        logp = torch.log_softmax(completer.model(x)[0, -len(ids) - 1 : -1].float(), -1)  # (len(ids), V)
     return float(logp[torch.arange(len(ids)), torch.tensor(ids)].sum())
 
 

@@ -36,6 +36,7 @@ from lightcoder.eval.metrics import edit_similarity
 from lightcoder.infer.completer import Completer
 from lightcoder.infer.engine import decode_one, prefill
 from lightcoder.infer.penalties import Penalty
+from stop_diagnostics import log_prob  # benchmarks/ is on sys.path when this script runs
 
 NEW_TOKENS = 128
 SUFFIX_LINES = 2
@@ -87,13 +88,6 @@ def suffix_head(suffix: str) -> tuple[str, str]:
         k = suffix.find("\n", end)
         end = len(suffix) if k < 0 else k + 1
     return suffix[:j], suffix[j:end]
-
-
-def log_prob(completer: Completer, prompt: list[int], ids: list[int]) -> float:
-    x = torch.tensor([(prompt + ids)[-completer.model.cfg.max_seq_len:]])
-    with torch.inference_mode():
-        logp = torch.log_softmax(completer.model(x)[0, -len(ids) - 1:-1].float(), -1)  # (len(ids), V)
-    return float(logp[torch.arange(len(ids)), torch.tensor(ids)].sum())
 
 
 def scored_candidates(completer: Completer, task: dict, penalty: float) -> list[dict]:
