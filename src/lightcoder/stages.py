@@ -161,7 +161,8 @@ def stage_train(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
     env = init_distributed(cfg.train.device)  # no-op outside torchrun
     if env.is_main:
         schedule = "warmup-stable-decay" if cfg.train.schedule == "wsd" else cfg.train.schedule
-        heading(f"4/6 train: LLaMA-style decoder, AdamW + {schedule}, bf16 autocast")
+        optimizer = "Muon + AdamW" if cfg.train.optimizer == "muon" else "AdamW"
+        heading(f"4/6 train: LLaMA-style decoder, {optimizer} + {schedule}, bf16 autocast")
     check_stage(cfg, run_dir, "ckpt", force=force)
     model_cfg = model_config_for_run(cfg, run_dir)
     if env.is_main:

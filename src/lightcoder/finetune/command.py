@@ -88,8 +88,8 @@ def check_record(cfg: FinetuneConfig, run: Path) -> dict:
     for stage, values in record.get("stages", {}).items():
         if stage not in STAGE_KEYS or not (run / stage).exists():
             continue
-        now = stage_values(cfg, stage)
-        changed = [k for k in now if now[k] != values.get(k)]
+        now, defaults = stage_values(cfg, stage), stage_values(FinetuneConfig(), stage)
+        changed = [k for k in now if now[k] != values.get(k, defaults[k])]  # a key added since: its default
         if changed:
             raise ConfigError(f"{run / stage} was built with other {', '.join(changed)}; rerun with --force to "
                               f"rebuild {run}, or use a new --out")

@@ -106,9 +106,9 @@ def _pack_defaults() -> PackConfig:
 
 def _train_defaults() -> TrainConfig:
     # LoRA: 2e-4 (finetune.py used 2e-6, which barely moves an adapter in its 100 steps)
-    # plain cross-entropy as aiXcoder's finetune.py (stop_loss_weight 1: the demo in docs/finetune.md)
+    # plain cross-entropy and AdamW as aiXcoder's finetune.py (stop_loss_weight 1: the demo in docs/finetune.md)
     return TrainConfig(lr=2e-4, min_lr=2e-5, warmup_steps=10, weight_decay=0.0, batch_size=4,
-                       eval_every=50, ckpt_every=100, export_hf="final", stop_loss_weight=1.0)
+                       eval_every=50, ckpt_every=100, export_hf="final", stop_loss_weight=1.0, optimizer="adamw")
 
 
 @dataclass(kw_only=True)
@@ -140,7 +140,8 @@ STAGE_KEYS = {
     "split": ("split",),
     "shards": ("template", "pack"),
     "ckpt": ("method", "lora", "train.lr", "train.min_lr", "train.batch_size", "train.seed",
-             "train.weight_decay", "train.warmup_steps", "train.fim_prompt_loss", "train.document_mask"),
+             "train.weight_decay", "train.warmup_steps", "train.fim_prompt_loss", "train.document_mask",
+             "train.optimizer"),
 }
 
 

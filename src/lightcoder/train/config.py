@@ -27,6 +27,7 @@ SCHEDULES = ("wsd", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 PARALLEL_MODES = ("fsdp", "ddp")
 EXPORT_HF = ("all", "final")
+OPTIMIZERS = ("adamw", "muon")
 ATTENTION_IMPLS = ("auto", "sdpa", "blocks", "flex")  # = lightcoder.model.llama.ATTENTION_IMPLS (import-light)
 
 
@@ -40,6 +41,9 @@ class TrainConfig:
     weight_decay: float = 0.1  # on matrices only; not on norms or embeddings
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
+    # "adamw", or "muon": Muon on the blocks' weight matrices and AdamW on embeddings, head and norms
+    # (train/muon.py), at the same lr and weight decay
+    optimizer: str = "adamw"
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     max_steps: int = 0
     max_tokens: int = 0
@@ -111,6 +115,8 @@ class TrainConfig:
             raise ValueError(f"train.betas must be two numbers in [0, 1), got {self.betas}")
         if self.eps <= 0:
             raise ValueError(f"train.eps must be > 0, got {self.eps}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"train.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"train.dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.parallel not in PARALLEL_MODES:
@@ -132,6 +138,7 @@ class TrainConfig:
 # Fields that change the numbers a resumed run computes; a resume with a different value warns.
 RESUME_SENSITIVE = ("batch_size", "lr", "min_lr", "warmup_steps", "weight_decay", "betas", "eps",
                     "grad_clip", "schedule_steps", "seed", "dtype", "document_mask", "stream_order",
-                    "fim_prompt_loss", "schedule", "decay_fraction", "stop_loss_weight")
+                    "fim_prompt_loss", "schedule", "decay_fraction", "stop_loss_weight", "optimizer")
 
-__all__ = ["TrainConfig", "DTYPES", "SCHEDULES", "DEVICES", "PARALLEL_MODES", "EXPORT_HF", "RESUME_SENSITIVE"]
+__all__ = ["TrainConfig", "DTYPES", "SCHEDULES", "DEVICES", "PARALLEL_MODES", "EXPORT_HF", "OPTIMIZERS",
+           "RESUME_SENSITIVE"]

@@ -378,6 +378,11 @@ def check_resume(ckpt_dir: Path, cfg: TrainConfig, model_cfg) -> Path | None:
         raise ResumeMismatchError(
             f"{path} was trained with a different model config ({'; '.join(diffs)}); use a new output dir, "
             f"or delete {ckpt_dir} (and metrics.jsonl) to start over")
+    trained_with = saved["train_cfg"].get("optimizer", "adamw")  # checkpoints from before the option: AdamW
+    if trained_with != cfg.optimizer:  # the optimizer state would not fit
+        raise ResumeMismatchError(
+            f"{path} was trained with train.optimizer {trained_with!r}, not {cfg.optimizer!r}: resume it with "
+            f"--train.optimizer {trained_with}, or use a new output dir")
     changed = [k for k in RESUME_SENSITIVE
                if k in saved["train_cfg"] and _plain(saved["train_cfg"][k]) != _plain(getattr(cfg, k))]
     if changed:
@@ -394,7 +399,8 @@ def restore(path: Path | None, model, optimizer, loader: WindowLoader, state: di
     saved = ckpt.load_train_checkpoint(path, model, optimizer, env=env)
     for group in optimizer.param_groups:  # the saved state carries the old hyperparameters: apply today's
         group.update(betas=tuple(cfg.betas), eps=cfg.eps)
-    optimizer.param_groups[0]["weight_decay"] = cfg.weight_decay  # group 0 decays (optim.param_groups)
+    for i, group in enumerate(optimizer.param_groups):  # groups flagged "decay" (older checkpoints: group 0)
+        group["weight_decay"] = cfg.weight_decay if group.get("decay", i == 0) else 0.0
     if saved["loader"]["batch_size"] == loader.batch_size:
         loader.load_state_dict(saved["loader"])
     else:  # a new batch size cannot continue the same permutation walk exactly; start the next epoch

@@ -61,15 +61,20 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             no_decay.append(p)
         else:
             decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay, "decay": True},
+            {"params": no_decay, "weight_decay": 0.0, "decay": False}]
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over fp32 master weights; the fused kernel (CPU and CUDA) is the fastest implementation.
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over fp32 master weights (the fused kernel, CPU and CUDA, is the fastest implementation), or
+    with train.optimizer "muon" Muon on the blocks' matrices and AdamW on the rest (train/muon.py).
 
     The lr set here is a placeholder: the loop calls `set_lr(optimizer, lr_at(...))` before every step.
     """
+    if cfg.optimizer == "muon":
+        from lightcoder.train.muon import build_muon_adamw
+
+        return build_muon_adamw(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps)
     return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
                              eps=cfg.eps, fused=True)
 
