@@ -7,7 +7,8 @@
 #               after data, tokenizer, packing, the eval reserve (2.5 min) and the HumanEval run (about
 #               4.5 minutes; TRAIN_MIN fixes it instead, the issue allows up to 8), scored there by the
 #               run's eval stage (240 held-out FIM tasks + the HumanEval rows), then HumanEval single-line
-#               infilling EM on HE_LIMIT (300) tasks through the eval harness.
+#               infilling EM on HE_LIMIT (300) tasks through the eval harness. OPTIMIZER=muon trains with
+#               Muon instead of AdamW (one recipe run fits the budget: choose before the call).
 #   tests       the CUDA tests (tests/infer/test_cuda_inference.py, tests/train/test_cuda.py), about 1 minute
 #   finetune7b  issue 14: one LoRA step and one QLoRA step on the exact aiXcoder-7B shape (random bf16
 #               weights): trainable parameters, step time, peak memory. About 3 minutes.
@@ -31,6 +32,7 @@ PRESET=${PRESET:-lc-125m}
 TRAIN_MIN=${TRAIN_MIN:-}  # empty: quickstart sizes training from the time left (see recipe)
 SEQ_LEN=${SEQ_LEN:-1024}  # tokens per training window (lc-125m's context is 4096)
 BATCH=${BATCH:-32}  # windows per step
+OPTIMIZER=${OPTIMIZER:-adamw}  # or muon (docs/training.md, "The optimizer")
 HE_LIMIT=${HE_LIMIT:-300}
 DEADLINE_S=${DEADLINE_S:-570}  # the whole command ends by then (the tool stops a command at 600 s)
 RUN=${RUN:-/tmp/lightcoder-gpu-run}
@@ -88,7 +90,8 @@ recipe() {
   # batch 32 x 1024 tokens and GPT-3-small's peak rate for the 125M model; trained and scored on the GPU
   within $(( $(left) - 45 )) "$PY" -m lightcoder quickstart --out "$RUN" --model-preset "$PRESET" \
     --minutes "$minutes" "${budget[@]}" --corpus "${corpus[@]}" --train.device "$DEVICE" --eval.device "$DEVICE" \
-    --pack.seq_len "$SEQ_LEN" --train.batch_size "$BATCH" --train.lr 6e-4 --train.min_lr 6e-5 2>&1 | tee -a "$OUT/recipe.log"
+    --pack.seq_len "$SEQ_LEN" --train.batch_size "$BATCH" --train.lr 6e-4 --train.min_lr 6e-5 \
+    --train.optimizer "$OPTIMIZER" 2>&1 | tee -a "$OUT/recipe.log"
   # HumanEval single-line infilling through the harness, as the issue measured it (greedy, penalty as the run's eval)
   [ -f "$RUN/report.md" ] || { echo "no report: the quickstart did not finish" | tee -a "$OUT/recipe.log"; return; }
   within $(( $(left) - 5 )) "$PY" -m lightcoder.eval run --task humaneval-infill-single-line --model "$RUN" \

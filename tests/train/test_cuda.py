@@ -17,7 +17,8 @@ two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two C
 
 
 @cuda
-def test_bf16_training_and_exact_resume_on_one_gpu(tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_bf16_training_and_exact_resume_on_one_gpu(tmp_path, optimizer):
     from test_train_loop import FAST, MODEL, N, write_shards  # this directory is on sys.path under pytest
 
     from lightcoder.train.config import TrainConfig
@@ -26,7 +27,7 @@ def test_bf16_training_and_exact_resume_on_one_gpu(tmp_path):
     shards = write_shards(tmp_path / "shards")
 
     def run(out, steps):
-        cfg = TrainConfig(**{**FAST, "max_steps": steps, "device": "cuda", "dtype": "bf16"})
+        cfg = TrainConfig(**{**FAST, "max_steps": steps, "device": "cuda", "dtype": "bf16", "optimizer": optimizer})
         return train(cfg, MODEL, shards_dir=shards, tokenizer_dir=None, out_dir=out)
 
     straight = run(tmp_path / "a", N)
