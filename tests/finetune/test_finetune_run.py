@@ -48,6 +48,10 @@ def test_lora_run_writes_every_stage_and_the_report(lora_run):
 
 
 def test_rerun_resumes_training_and_refuses_changed_stages(lora_run, capsys):
+    record_path = lora_run / "finetune.json"  # as a run from before `train.optimizer` existed wrote it
+    record = json.loads(record_path.read_text())
+    assert record["stages"]["ckpt"].pop("train.optimizer") == "adamw"
+    record_path.write_text(json.dumps(record))
     code = main(["finetune", "--out", str(lora_run), "--train.max_steps", "9"])
     assert code == 0
     assert "resuming the adapter from" in capsys.readouterr().err
@@ -56,6 +60,8 @@ def test_rerun_resumes_training_and_refuses_changed_stages(lora_run, capsys):
     assert steps == sorted(steps) and steps[-1] == 9
     assert main(["finetune", "--out", str(lora_run), "--pack.seq_len", "64"]) == 2
     assert "was built with other pack" in capsys.readouterr().err
+    assert main(["finetune", "--out", str(lora_run), "--train.optimizer", "muon"]) == 2
+    assert "was built with other train.optimizer" in capsys.readouterr().err
 
 
 class _Server:

@@ -1,6 +1,6 @@
 """train.optimizer "muon": the Newton–Schulz orthogonalization, AdamW parity on the non-Muon groups, which
-weights each rule gets, training end to end with exact resume, and a clear error for a wrong name
-(FSDP2 against one process: tests/train/test_distributed.py)."""
+weights each rule gets, training end to end with exact resume, and clear errors for a wrong name or a resume
+with the other optimizer (FSDP2 against one process: tests/train/test_distributed.py)."""
 
 import pytest
 import torch
@@ -10,6 +10,7 @@ from lightcoder.model.config import get_preset
 from lightcoder.model.llama import Transformer
 from lightcoder.train.config import TrainConfig
 from lightcoder.train.muon import MuonAdamW, orthogonalize
+from lightcoder.train.loop import ResumeMismatchError
 from lightcoder.train.optim import build_optimizer
 
 from test_train_loop import N, assert_same_weights, run, train_losses, write_shards  # this dir is on sys.path
@@ -41,7 +42,7 @@ def test_groups_without_muon_take_exactly_torch_adamw_steps():
                     lr=1e-2, betas=(0.9, 0.95), eps=1e-8)
     ref_opt = torch.optim.AdamW([{"params": [ref.weight], "weight_decay": 0.1},
                                  {"params": [ref.bias], "weight_decay": 0.0}], lr=1e-2, betas=(0.9, 0.95), eps=1e-8)
-    for step in range(5):
+    for _ in range(5):
         x = torch.randn(4, 16)
         for model, optimizer in ((ours, opt), (ref, ref_opt)):
             model(x).square().mean().backward()
@@ -93,3 +94,11 @@ def test_training_with_muon_lowers_the_loss_and_resumes_bit_for_bit(tmp_path):
 def test_an_unknown_optimizer_is_refused_with_the_choices():
     with pytest.raises(ValueError, match=r"train.optimizer must be one of \('adamw', 'muon'\), got 'sgd'"):
         TrainConfig(optimizer="sgd")
+
+
+def test_resuming_with_another_optimizer_is_a_clear_error(tmp_path):
+    shards = write_shards(tmp_path / "shards")
+    run(tmp_path / "run", shards, max_steps=1, eval_every=0)  # AdamW
+    with pytest.raises(ResumeMismatchError, match=r"train.optimizer 'adamw', not 'muon': resume it with "
+                                                  r"--train.optimizer adamw"):
+        run(tmp_path / "run", shards, max_steps=2, eval_every=0, optimizer="muon")
