@@ -27,13 +27,15 @@ def tiny_model(vocab_size: int, seed: int = 0, **overrides):
 TOKENS = torch.randint(3, 500, (4, 33), generator=torch.Generator().manual_seed(0))
 
 
-def trained_adapter(model, steps: int = 25, settings: LoraSettings = LoraSettings(r=4, dropout=0.0)):
-    """A LoRA-wrapped model after `steps` AdamW steps on one batch; returns (peft model, losses)."""
+def trained_adapter(model, steps: int = 25, settings: LoraSettings = LoraSettings(r=4, dropout=0.0),
+                    optimizer_name: str = "adamw"):
+    """A LoRA-wrapped model after `steps` optimizer steps on one batch; returns (peft model, losses)."""
     from lightcoder.train.config import TrainConfig
     from lightcoder.train.optim import build_optimizer
 
     peft_model = add_lora(model, settings)
-    optimizer = build_optimizer(peft_model, TrainConfig(lr=1e-2, min_lr=1e-3, weight_decay=0.0))
+    optimizer = build_optimizer(peft_model, TrainConfig(lr=1e-2, min_lr=1e-3, weight_decay=0.0,
+                                                        optimizer=optimizer_name))
     inputs, targets = TOKENS[:, :-1], TOKENS[:, 1:]
     nullctx = torch.autocast("cpu", enabled=False)
     losses = [float(lora_step(peft_model, optimizer, inputs, targets, autocast=nullctx, grad_clip=1.0,
@@ -41,10 +43,11 @@ def trained_adapter(model, steps: int = 25, settings: LoraSettings = LoraSetting
     return peft_model.eval(), losses
 
 
-def test_lora_trains_only_the_adapter_and_the_loss_goes_down():
+@pytest.mark.parametrize("optimizer_name", ["adamw", "muon"])  # Muon orthogonalizes each adapter matrix
+def test_lora_trains_only_the_adapter_and_the_loss_goes_down(optimizer_name):
     model = tiny_model(512)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    peft_model, losses = trained_adapter(model)
+    peft_model, losses = trained_adapter(model, optimizer_name=optimizer_name)
     # one fixed batch of random tokens: 25 steps take it from ln(512) = 6.24 to ~5.4 nats
     assert losses[-1] < losses[0] - 0.5, losses
     trainable, total = trainable_parameters(peft_model)
