@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.distributed.tensor import distribute_tensor
 
+from lightcoder.train.optim import param_groups
+
 # Quintic Newton–Schulz coefficients of the published Muon: they push singular values in (0, 1] into
 # roughly [0.7, 1.2] in five steps, which trains as well as an exact orthogonalization.
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -116,19 +118,12 @@ class MuonAdamW(torch.optim.Optimizer):
 
 def build_muon_adamw(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float],
                      eps: float) -> MuonAdamW:
-    """Muon on the blocks' matrices (decayed), AdamW on the rest (matrices decayed, norms and embeddings
-    not, as `optim.param_groups`)."""
-    muon, adam_decay, adam_plain = [], [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if is_hidden_matrix(name, p):
-            muon.append(p)
-        elif p.ndim < 2 or "embed" in name or "norm" in name:
-            adam_plain.append(p)
-        else:
-            adam_decay.append(p)
-    groups = [{"params": muon, "weight_decay": weight_decay, "muon": True, "decay": True},
-              {"params": adam_decay, "weight_decay": weight_decay, "muon": False, "decay": True},
-              {"params": adam_plain, "weight_decay": 0.0, "muon": False, "decay": False}]
+    """AdamW's groups (`optim.param_groups`: matrices decayed, norms and embeddings not), with the blocks'
+    matrices moved out of the decayed one into a Muon group (decayed too)."""
+    hidden = {id(p) for name, p in model.named_parameters() if p.requires_grad and is_hidden_matrix(name, p)}
+    decayed, plain = param_groups(model, weight_decay)
+    muon = {"params": [p for p in decayed["params"] if id(p) in hidden], "weight_decay": weight_decay,
+            "muon": True, "decay": True}
+    decayed["params"] = [p for p in decayed["params"] if id(p) not in hidden]
+    groups = [muon, {**decayed, "muon": False}, {**plain, "muon": False}]
     return MuonAdamW([g for g in groups if g["params"]], lr=lr, betas=betas, eps=eps)
