@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lightcoder.infer.completer import Completer, Completion
-from lightcoder.infer.engine import generate, sample_next
+from lightcoder.infer.engine import MIN_SAMPLING_TEMPERATURE, SamplingParams, generate, sample_next, seeded_generator
 from lightcoder.model.config import get_preset
 from lightcoder.model.hf import CheckpointError, save_checkpoint
 from lightcoder.model.llama import Transformer
@@ -102,6 +102,23 @@ def test_sampled_generation_is_reproducible():
     runs = [list(generate(model, [1, 50, 60], max_new_tokens=15, stop_ids=(), temperature=1.0, top_k=50,
                           top_p=0.9, rng=torch.Generator().manual_seed(7))) for _ in range(2)]
     assert runs[0] == runs[1]
+
+
+def test_a_temperature_too_small_for_fp32_decodes_greedily_and_nan_is_refused():
+    logits = torch.randn(512, generator=torch.Generator().manual_seed(1))
+    for temperature in (1e-45, 1e-300, MIN_SAMPLING_TEMPERATURE / 2):  # logits / t: inf, and a NaN softmax
+        assert sample_next(logits, temperature, rng=seeded_generator(0)) == int(logits.argmax())
+    with pytest.raises(ValueError, match="temperature"):
+        sample_next(logits, float("nan"), rng=seeded_generator(0))
+    assert SamplingParams(temperature=1e-45).temperature == 0.0  # greedy: drafts and replay apply
+
+
+def test_any_integer_seeds_a_generator_and_wraps_at_64_bits():
+    for seed, same in ((2**64 + 5, 5), (-1, 2**64 - 1), (-(2**70), (-(2**70)) % 2**64)):
+        assert torch.rand(4, generator=seeded_generator(seed)).tolist() == \
+            torch.rand(4, generator=seeded_generator(same)).tolist()
+    assert torch.rand(4, generator=seeded_generator(-1)).tolist() == \
+        torch.rand(4, generator=torch.Generator().manual_seed(-1)).tolist()  # torch's own range is unchanged
 
 
 def test_greedy_tokens_match_transformers_generate(tmp_path):

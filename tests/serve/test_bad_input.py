@@ -20,6 +20,10 @@ CASES = [
     (b'{"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}', 400, "stop"),
     (b'{"prompt": "\\ud800"}', 400, "invalid field prompt: lone UTF-16 surrogate"),  # valid JSON, not Unicode
     (b'{"prompt": "x", "suffix": "a\\udfff"}', 400, "invalid field suffix"),
+    (b'{"prompt": "x", "top_p": NaN}', 400, "NaN is not a JSON number"),  # Python's json reads it by default
+    (b'{"prompt": "x", "seed": ' + b"9" * 5000 + b'}', 400, "5000 digits is out of range"),
+    (b'{"prompt": ' + b"[" * 5000 + b"]" * 5000 + b'}', 400, "nested too deeply"),  # RecursionError in json
+    (b'{"prompt": "x", "path": "' + b"a/" * 1000 + b'f.py"}', 400, "send a shorter path"),
 ]
 
 
@@ -30,6 +34,33 @@ def test_bad_completion_requests(server, body, status, words):
     assert words in r.json()["error"]["message"]
     ok = httpx.post(server.url + "/v1/completions", json={"prompt": "x = ", "max_tokens": 2})
     assert ok.status_code == 200
+
+
+@pytest.mark.parametrize("endpoint,body", [
+    ("/v1/completions", {"prompt": "x", "max_tokens": 3, "temperature": 0.7, "seed": 2**64, "n": 2}),
+    ("/infill", {"input_prefix": "x", "n_predict": 3, "temperature": 0.7, "seed": -(2**70)}),
+    ("/api/generate", {"model": "tiny", "prompt": "x", "stream": False,
+                       "options": {"num_predict": 3, "temperature": 0.7, "seed": 2**80}}),
+    ("/v1/completions", {"prompt": "x", "max_tokens": 3, "temperature": 1e-45}),  # overflows fp32 logits
+    ("/infill", {"input_prefix": "x", "n_predict": 3, "temperature": 1e-300, "stream": True}),
+])
+def test_any_seed_or_tiny_temperature_is_served_and_the_server_goes_on(server, endpoint, body):
+    """Seeds past torch's 64 bits wrap; temperatures that would overflow the logits decode greedily.
+    Either used to kill the batch thread or fail every running request."""
+    r = httpx.post(server.url + endpoint, json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    assert "error" not in r.text
+    ok = httpx.post(server.url + "/v1/completions", json={"prompt": "x = ", "max_tokens": 2}, timeout=30)
+    assert ok.status_code == 200
+
+
+def test_unknown_paths_get_the_error_object_in_each_api_shape(server):
+    r = httpx.get(server.url + "/v1/nothing")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = httpx.get(server.url + "/v1/completions")
+    assert r.status_code == 405 and "POST" in r.headers["allow"] and "docs/serving.md" in r.json()["error"]["message"]
+    r = httpx.post(server.url + "/api/generate", content=b'{"prompt": Infinity}')
+    assert r.status_code == 400 and "Infinity is not a JSON number" in r.json()["error"]  # Ollama's shape
 
 
 def test_bad_infill_requests(server):
@@ -82,3 +113,29 @@ def test_requests_the_model_context_cannot_hold_are_400_even_when_streaming(tiny
                                                             "stream": stream})
             assert r.status_code == 400 and "no room" in r.json()["error"]["message"]
         assert httpx.post(s.url + "/v1/completions", json={"prompt": "x", "max_tokens": 2}).status_code == 200
+
+
+@pytest.mark.parametrize("shape", ["sse", "ndjson"])
+def test_a_stream_that_fails_midway_ends_with_an_error_item_not_silence(shape):
+    """The status line is out by then, so the client learns of the failure from the last item."""
+    import asyncio
+    import json as jsonlib
+
+    from lightcoder.serve.metrics import Metrics
+    from lightcoder.serve.streaming import ndjson_response, sse_response
+
+    async def items():
+        yield {"content": "x = "}
+        raise RuntimeError("probability tensor contains nan")
+
+    async def body(response):
+        return [chunk async for chunk in response.body_iterator]
+
+    metrics = Metrics()
+    respond = sse_response if shape == "sse" else ndjson_response
+    chunks = asyncio.run(body(respond(items(), metrics, "/completion", 0.0)))
+    last = chunks[-1].removeprefix("data: ").strip()
+    error = jsonlib.loads(last)["error"]
+    assert "probability tensor contains nan" in (error["message"] if shape == "sse" else error)
+    assert len(chunks) == 2 and "[DONE]" not in "".join(chunks)
+    assert metrics.requests[("/completion", 500)] == 1

@@ -28,6 +28,16 @@ from lightcoder.model.llama import KVCache, Transformer
 STOP_REASONS = ("stop", "length", "max_seq_len", "time", "cancelled")
 _FUSED_PREFILL_MAX = 256  # prompt tails up to this long go through the fused path; longer: the model
 _DRAFT_WITH_PREFILL_MAX = 32  # prompt tails up to this long also carry a draft of the first new ids
+# Temperatures below this sample as 0 (argmax): fp32 logits divided by 1e-45 overflow to inf and the
+# softmax turns to NaN, and what such a temperature asks for is the argmax anyway.
+MIN_SAMPLING_TEMPERATURE = 1e-4
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU generator for any integer seed: torch takes [-2**63, 2**64), so a seed outside wraps
+    modulo 2**64 (the same bits for every seed torch takes). Example: seeded_generator(2**64 + 5) draws
+    as seeded_generator(5)."""
+    return torch.Generator().manual_seed(seed % 2**64)
 
 
 def sample_next(
@@ -39,10 +49,11 @@ def sample_next(
 ) -> int:
     """Next token id from logits (V,): argmax when temperature == 0, else a draw from the
     temperature-scaled distribution restricted to the top_k tokens (0 = all) and to the smallest
-    set whose probability reaches top_p (1.0 = all). The draw uses `rng` only."""
-    if temperature < 0 or top_k < 0 or not 0.0 < top_p <= 1.0:
+    set whose probability reaches top_p (1.0 = all). The draw uses `rng` only. A temperature below
+    MIN_SAMPLING_TEMPERATURE is taken as 0."""
+    if not temperature >= 0 or top_k < 0 or not 0.0 < top_p <= 1.0:  # `not >=`: NaN fails too
         raise ValueError(f"need temperature >= 0, top_k >= 0, 0 < top_p <= 1; got {temperature}, {top_k}, {top_p}")
-    if temperature == 0:
+    if temperature < MIN_SAMPLING_TEMPERATURE:
         return int(logits.argmax())
     if rng is None:
         raise ValueError("sampling (temperature > 0) needs an explicit rng: torch.Generator().manual_seed(seed)")
@@ -123,8 +134,8 @@ def generate(
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     if max_new_tokens == 0:
         return "length"
-    if temperature > 0 and rng is None:
-        rng = torch.Generator().manual_seed(0)
+    if temperature >= MIN_SAMPLING_TEMPERATURE and rng is None:
+        rng = seeded_generator(0)
     kv_cache = model.init_kv_cache(1, min(len(prompt_ids) + max_new_tokens, model.cfg.max_seq_len))
     prompt = torch.tensor([prompt_ids], dtype=torch.long, device=model.output.weight.device)  # (1, T)
     logits = prefill(model, prompt, kv_cache)
@@ -154,7 +165,7 @@ def generate(
 @dataclass(kw_only=True)
 class SamplingParams:
     max_new_tokens: int = 64
-    temperature: float = 0.0  # 0 = greedy
+    temperature: float = 0.0  # 0 = greedy (so is anything below MIN_SAMPLING_TEMPERATURE)
     top_k: int = 0
     top_p: float = 1.0
     seed: int = 0
@@ -166,11 +177,13 @@ class SamplingParams:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
-        if self.temperature < 0 or self.top_k < 0 or not 0.0 < self.top_p <= 1.0:
+        if not self.temperature >= 0 or self.top_k < 0 or not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"need temperature >= 0, top_k >= 0, 0 < top_p <= 1; got "
                              f"{self.temperature}, {self.top_k}, {self.top_p}")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ValueError(f"max_seconds must be > 0 (or None), got {self.max_seconds}")
+        if self.temperature < MIN_SAMPLING_TEMPERATURE:
+            self.temperature = 0.0  # greedy: drafts, replay and the prefix cache's continuations apply
         check_penalties(self.frequency_penalty, self.presence_penalty)
 
 
@@ -203,7 +216,7 @@ class _Run:
     def begin(cls, params: SamplingParams, cancelled: Callable[[], bool] | None) -> _Run:
         greedy = params.temperature == 0
         return cls(params=params, stop_ids=frozenset(params.stop_ids), greedy=greedy,
-                   rng=None if greedy else torch.Generator().manual_seed(params.seed),
+                   rng=None if greedy else seeded_generator(params.seed),
                    started=time.perf_counter(), cancelled=cancelled,
                    penalty=Penalty.of(params.frequency_penalty, params.presence_penalty))
 

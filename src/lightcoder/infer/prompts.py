@@ -143,8 +143,9 @@ def _build_main(tokenizer, lay, header: str, prefix: str, suffix: str, cfg: Prom
     budget = max_tokens - fixed
     if budget <= 0:
         raise ValueError(
-            f"PromptConfig.max_prompt_tokens ({cfg.max_prompt_tokens}) leaves no room for code after the "
-            f"{fixed} tokens of special tokens and header; raise it"
+            f"the prompt budget ({max_tokens} tokens, PromptConfig.max_prompt_tokens) leaves no room for code "
+            f"after the {fixed} tokens of special tokens and header lines (the header holds the file path, "
+            f"{len(header)} characters here); send a shorter path or raise the budget"
         )
     # Text farther from the cursor than any budget-sized run of tokens can reach is never kept: skip it.
     # Try a tight window first (code averages ~3.3 chars per token); widen only when the window

@@ -32,7 +32,7 @@ import torch
 
 from lightcoder.infer.batch_forward import Segment, forward_segments, padded_row_count
 from lightcoder.infer.draft import accept_draft, prompt_lookup_draft
-from lightcoder.infer.engine import _DRAFT_WITH_PREFILL_MAX, SamplingParams, sample_next
+from lightcoder.infer.engine import _DRAFT_WITH_PREFILL_MAX, SamplingParams, sample_next, seeded_generator
 from lightcoder.infer.penalties import Penalty
 from lightcoder.infer.fused_decode import FusedDecoder
 from lightcoder.infer.prefix_cache import CacheEntry, PrefixCache
@@ -249,7 +249,10 @@ class BatchScheduler:
             if not idle:
                 continue
             self.waiting.remove(req)
-            self._start(idle[0], req)
+            try:
+                self._start(idle[0], req)
+            except Exception as e:  # this request's own settings failed: it alone ends, the loop goes on
+                self._finish(idle[0], None, error=e)
 
     def _start(self, slot: _Slot, req: _Request) -> None:
         """Bind req to slot: replay a cached greedy continuation, or plan the prompt's prefill."""
@@ -260,7 +263,7 @@ class BatchScheduler:
         p = req.params
         slot.deadline = None if p.max_seconds is None else now + p.max_seconds
         slot.prompt_deadline = None if req.max_prompt_seconds is None else now + req.max_prompt_seconds
-        slot.rng = None if slot.greedy else torch.Generator().manual_seed(p.seed)
+        slot.rng = None if slot.greedy else seeded_generator(p.seed)
         slot.fill_only = p.max_new_tokens == 0
         slot.stop_ids = frozenset(p.stop_ids)
         slot.penalty = Penalty.of(p.frequency_penalty, p.presence_penalty)
@@ -367,19 +370,26 @@ class BatchScheduler:
         for (slot, seg, decoding), logits in zip(plan, outputs):
             if slot.req is None:
                 continue
-            if self.vocab_size is not None and self.vocab_size < logits.size(-1):
-                logits[:, self.vocab_size:] = float("-inf")  # ids no tokenizer can decode
-            if decoding:
-                self._after_feed(slot, slot.fed, logits)
-                continue
-            chunk = slot.chunks.popleft()
-            if slot.chunks:
-                slot.entry.tokens.extend(chunk)
-            elif slot.fill_only:
-                slot.entry.tokens.extend(chunk)
-                self._finish(slot, "length")
-            else:
-                self._after_feed(slot, chunk, logits)
+            try:
+                self._take_output(slot, decoding, logits)
+            except Exception as e:  # its own sampling settings failed on its logits: fail this slot only
+                self._finish(slot, None, error=e)
+
+    def _take_output(self, slot: _Slot, decoding: bool, logits: torch.Tensor) -> None:
+        """One planned segment's logits (rows, V): a decoding slot's next ids, or a prompt chunk's end."""
+        if self.vocab_size is not None and self.vocab_size < logits.size(-1):
+            logits[:, self.vocab_size:] = float("-inf")  # ids no tokenizer can decode
+        if decoding:
+            self._after_feed(slot, slot.fed, logits)
+            return
+        chunk = slot.chunks.popleft()
+        if slot.chunks:
+            slot.entry.tokens.extend(chunk)
+        elif slot.fill_only:
+            slot.entry.tokens.extend(chunk)
+            self._finish(slot, "length")
+        else:
+            self._after_feed(slot, chunk, logits)
 
     def _after_feed(self, slot: _Slot, fed: list[int], logits: torch.Tensor) -> None:
         """fed (+ slot.draft) went in; logits (1 + len(draft), V). Accept drafts, sample, emit."""

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from lightcoder.infer.completer import Completer
 from lightcoder.serve.context import ServeContext, ServerConfig, finish_reason
@@ -44,6 +46,8 @@ def create_app(completer: Completer, config: ServerConfig | None = None) -> Fast
         app.include_router(routes.router)
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(ValueError, value_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.middleware("http")(check_api_key)
     return app
 
@@ -62,8 +66,22 @@ async def api_error(request: Request, exc: ApiError) -> JSONResponse:
 
 async def value_error(request: Request, exc: ValueError) -> JSONResponse:
     # Input the engine refuses (e.g. a prompt budget that leaves no room): the client's to fix.
+    return await api_error(request, ApiError(400, str(exc)))
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # An unknown path or method: the same error object as every other refusal, not FastAPI's {"detail"}.
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    message = f"{request.method} {request.url.path}: {exc.detail}; the endpoints are listed in docs/serving.md"
+    response = await api_error(request, ApiError(exc.status_code, message, code=code))
+    response.headers.update(exc.headers or {})  # 405's Allow
+    return response
+
+
+async def client_gone(request: Request, exc: ClientDisconnect) -> PlainTextResponse:
+    # The client hung up before its body arrived: nobody reads this reply, and it is no server error.
     request.app.state.ctx.metrics.request(request.url.path, 400)
-    return JSONResponse(ApiError(400, str(exc)).body(), status_code=400)
+    return PlainTextResponse("client disconnected before sending the whole body", status_code=400)
 
 
 async def check_api_key(request: Request, call_next):

@@ -183,10 +183,15 @@ def parse_body(raw: bytes, model: type[BaseModel]) -> BaseModel:
         raise ApiError(400, f"request body is not valid UTF-8 (byte {e.start}); send UTF-8 JSON",
                        code="invalid_utf8") from None
     try:
-        data = json.loads(text) if text.strip() else None
+        data = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int) if text.strip() else None
     except json.JSONDecodeError as e:
         raise ApiError(400, f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
                        code="invalid_json") from None
+    except ValueError as e:  # NaN / Infinity, or an absurdly long integer (the hooks below)
+        raise ApiError(400, f"request body is not valid JSON: {e}", code="invalid_json") from None
+    except RecursionError:
+        raise ApiError(400, "request body is not valid JSON: arrays or objects nested too deeply; "
+                       "send a flat request object", code="invalid_json") from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object", code="invalid_json")
     bad = find_bad_unicode(data)
@@ -202,6 +207,20 @@ def parse_body(raw: bytes, model: type[BaseModel]) -> BaseModel:
         field = ".".join(str(p) for p in err["loc"]) or None
         raise ApiError(400, f"invalid field {field}: {err['msg']} (got {err.get('input')!r:.80})", param=field,
                        code="invalid_value") from None
+
+
+def _reject_constant(name: str):
+    # json.loads takes NaN / Infinity / -Infinity by default; they are not JSON, and strict clients
+    # (JavaScript's JSON.parse) cannot read them echoed back in generation settings.
+    raise ValueError(f"{name} is not a JSON number; send a finite number")
+
+
+def _bounded_int(digits: str) -> int:
+    # Python refuses to convert integers over 4300 digits with a hint for Python programmers; no field
+    # here needs more than a 64-bit seed's 20.
+    if len(digits.lstrip("-")) > 40:
+        raise ValueError(f"an integer of {len(digits.lstrip('-'))} digits is out of range; send at most 40")
+    return int(digits)
 
 
 def check_limit(value: int | float, limit: int | float, param: str, limit_name: str, hint: str = "",
@@ -306,19 +325,22 @@ def check_ollama_generate(req: OllamaGenerateRequest) -> None:
 def find_bad_unicode(data, path: str = "") -> tuple[str, int] | None:
     """(field path, character index) of the first string (or key) in parsed JSON that is not valid
     Unicode text: JSON can spell a lone surrogate ("\\ud800"), which no tokenizer or UTF-8 encoder takes.
+    Walks with an explicit stack, so deep nesting cannot exhaust Python's recursion limit.
     Example: find_bad_unicode({"a": ["x", "\\ud800"]}) -> ("a.1", 0)"""
-    if isinstance(data, str):
-        try:
-            data.encode("utf-8")
-        except UnicodeEncodeError as e:
-            return path or "body", e.start
-        return None
-    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
-    for key, value in items:
-        where = f"{path}.{key}" if path else str(key)
-        if isinstance(key, str) and find_bad_unicode(key) is not None:
-            return where, find_bad_unicode(key)[1]
-        found = find_bad_unicode(value, where)
-        if found is not None:
-            return found
+    stack = [(data, path)]  # (a value or key, its field path), popped in document order
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                return where or "body", e.start
+            continue
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        children = []
+        for key, item in items:
+            child = f"{where}.{key}" if where else str(key)
+            children += [(key, child)] if isinstance(key, str) else []
+            children.append((item, child))
+        stack.extend(reversed(children))
     return None

@@ -11,6 +11,7 @@ Example (one streamed completion, SSE):
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -48,22 +49,28 @@ def sse_response(items: AsyncIterator[dict], metrics: Metrics, endpoint: str, st
     """Server-sent events, one `data: {json}` per item, then `data: [DONE]` (OpenAI; llama.cpp has none)."""
     return _streamed(items, metrics, endpoint, started, encode=lambda item: f"data: {json.dumps(item)}\n\n",
                      end="data: [DONE]\n\n" if done_marker else "", media_type="text/event-stream",
-                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                     error=lambda message: {"error": {"message": message, "type": "server_error", "code": 500}})
 
 
 def ndjson_response(items: AsyncIterator[dict], metrics: Metrics, endpoint: str, started: float) -> StreamingResponse:
     """One JSON object per line (Ollama)."""
     return _streamed(items, metrics, endpoint, started, encode=lambda item: json.dumps(item) + "\n", end="",
-                     media_type="application/x-ndjson")
+                     media_type="application/x-ndjson", error=lambda message: {"error": message})
 
 
 def _streamed(items: AsyncIterator[dict], metrics: Metrics, endpoint: str, started: float, *,
-              encode: Callable[[dict], str], end: str, media_type: str,
+              encode: Callable[[dict], str], end: str, media_type: str, error: Callable[[str], dict],
               headers: dict | None = None) -> StreamingResponse:
     async def body():
         try:
             async for item in items:
                 yield encode(item)
+        except Exception as e:  # the status line is sent: the failure goes to the client as the last item
+            metrics.request(endpoint, 500, time.perf_counter() - started)
+            logging.getLogger("uvicorn.error").exception("streamed completion failed on %s", endpoint)
+            yield encode(error(f"the completion failed: {e}"))
+        else:
             if end:
                 yield end
             metrics.request(endpoint, 200, time.perf_counter() - started)
