@@ -25,3 +25,21 @@ def test_serve_help_still_parses_its_own_arguments():
     out = subprocess.run([sys.executable, "-m", "lightcoder.cli", "serve", "--help"], capture_output=True, text=True,
                          check=True).stdout
     assert "--parallel" in out and "usage: lightcoder serve" in out
+
+
+def test_an_out_path_that_is_a_file_is_a_one_line_error_not_a_traceback(tmp_path, capsys):
+    from lightcoder.cli import main
+
+    taken = tmp_path / "single.py"
+    taken.write_text("x = 1\n")
+    assert main(["data", "--out", str(taken), "--corpus", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{taken} exists and is not a directory" in err and "Traceback" not in err
+
+
+def test_describe_os_error_names_the_path_and_the_fix():
+    from lightcoder.cli import describe_os_error
+
+    assert "permission denied on /x" in describe_os_error(PermissionError(13, "Permission denied", "/x"))
+    assert "/d is a directory: give a file path" in describe_os_error(IsADirectoryError(21, "Is a directory", "/d"))
+    assert "a file is in the way of /f/g" in describe_os_error(NotADirectoryError(20, "Not a directory", "/f/g"))

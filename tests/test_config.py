@@ -41,6 +41,27 @@ def test_bad_values_are_rejected_with_the_field_name():
         apply_overrides(RunConfig(), {"pack.mix.ntp_rate": "1.5"})
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_non_finite_numbers_are_refused_before_anything_is_written(value):
+    with pytest.raises(ConfigError, match="train.lr: expected a finite number"):
+        apply_overrides(RunConfig(), {"train.lr": value})
+
+
+def test_a_stage_that_built_nothing_does_not_hold_its_first_config(tmp_path):
+    """A first try that failed before writing output (a bad setting) must not refuse the fixed rerun;
+    once the stage has output, a changed config is refused as before."""
+    from lightcoder.stages import check_stage, record_stage
+
+    first, fixed = RunConfig(), RunConfig()
+    apply_overrides(fixed, {"train.lr": str(first.train.lr * 2)})
+    record_stage(first, tmp_path, "ckpt", new_build=True)
+    (tmp_path / "ckpt").mkdir()
+    check_stage(fixed, tmp_path, "ckpt", force=False)  # empty ckpt/: nothing to keep consistent
+    (tmp_path / "ckpt" / "step_000010").mkdir()
+    with pytest.raises(ConfigError, match="train.lr"):
+        check_stage(fixed, tmp_path, "ckpt", force=False)
+
+
 def test_override_args_need_dotted_keys_and_values():
     with pytest.raises(ConfigError, match="unexpected argument"):
         parse_override_args(["--lr", "1"])

@@ -125,10 +125,28 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"lightcoder: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # permissions, a file where a directory belongs, ...: name the path and the fix
+        print(f"lightcoder: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\nlightcoder: interrupted; finished stages and the last checkpoint are kept — rerun the "
               "same command to resume", file=sys.stderr)
         return 130
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the path and what to do. Example: FileExistsError(17, "File exists", "a.py") ->
+    "a.py exists and is not a directory: choose another --out (a directory path)"."""
+    path = exc.filename or "the path"
+    if isinstance(exc, PermissionError):
+        return f"permission denied on {path}: change its permissions or use another path"
+    if isinstance(exc, FileExistsError):
+        return f"{path} exists and is not a directory: choose another --out (a directory path)"
+    if isinstance(exc, IsADirectoryError):
+        return f"{path} is a directory: give a file path (or another --out)"
+    if isinstance(exc, NotADirectoryError):
+        return f"a file is in the way of {path}: a directory is needed there; choose another path"
+    return f"{exc.strerror or exc} ({path})" if exc.filename else str(exc)
 
 
 def _resolve_config(args: argparse.Namespace, rest: list[str]):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import typing
 from typing import Any
 
@@ -179,7 +180,10 @@ def _coerce_value(value: Any, kind: Any, dotted: str) -> Any:
                 if not number.is_integer():
                     raise ValueError
                 return int(number)
-            return kind(value)
-        except (TypeError, ValueError):
+            coerced = kind(value)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"--{dotted}: expected {kind.__name__}, got {value!r}") from None
+        if kind is float and not math.isfinite(coerced):  # float("nan") parses; no setting means it
+            raise ConfigError(f"--{dotted}: expected a finite number, got {value!r}")
+        return coerced
     return value  # Any / unannotated

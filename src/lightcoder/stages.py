@@ -49,8 +49,9 @@ def check_stage(cfg: RunConfig, run_dir: Path, stage: str, *, force: bool) -> No
         return
     stages = read_stages(run_dir)
     record = stages.get(stage)
-    if record is None:
-        return
+    out = run_dir / stage
+    if record is None or not (out.is_dir() and any(out.iterdir())):
+        return  # nothing built yet (e.g. a first try that failed on a bad setting): nothing to keep apart
     command = STAGES[stage][0]
     recorded = with_missing_keys(record["config"], _stage_config(RunConfig(), stage))
     changes = diff_configs(recorded, _stage_config(cfg, stage))

@@ -144,3 +144,20 @@ def test_plan_covers_every_listed_file(tmp_path):
     listed = sum(len(s["refs"]) for s in plan["shards"]) + len(plan["drops"])
     assert listed == plan["seen"]["files"] == 10
     assert len(plan["shards"]) == 5  # shards never exceed shard_bytes unless one file does
+
+
+def test_stack_rows_with_bad_values_or_columns_are_counted_not_fatal(tmp_path):
+    """A non-numeric `stars` keeps its row (and every later row); a non-text `content` is a bad row;
+    a Parquet file without `content` names the columns it has."""
+    rows = _stack_rows()
+    rows[1]["stars"] = "many"
+    jl = tmp_path / "stars.jsonl"
+    jl.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert sum(len(r.files) for r in _list(jl).values()) == len(rows)
+    numbers = tmp_path / "numbers.parquet"
+    pq.write_table(pa.Table.from_pylist([{**r, "content": i} for i, r in enumerate(_stack_rows())]), numbers)
+    assert {p.reason for p in _list(numbers)["numbers.parquet"].problems} == {"bad_row"}
+    wrong = tmp_path / "wrong.parquet"
+    pq.write_table(pa.Table.from_pylist([{"text": "x = 1", "filename": "a.py"}]), wrong)
+    problem, = _list(wrong)["wrong.parquet"].problems
+    assert problem.reason == "broken_archive" and "no `content` column" in problem.detail and "text" in problem.detail

@@ -164,3 +164,12 @@ def test_an_hf_llama_directory_is_a_model_too(tmp_path):
     scores = json.loads((out / "scores.json").read_text())
     assert scores["summary"]["total"]["n_samples"] == 3
     assert scores["eval_config"]["generation"]["model_id"] == str(hf.resolve())
+
+
+def test_task_options_are_checked_against_the_task_before_it_is_built():
+    with pytest.raises(ValueError, match=r"run-fim' needs --option data=VALUE"):
+        get_task("run-fim")
+    with pytest.raises(ValueError, match=r"has no option\(s\) \['nosuchopt'\]; its options: \[.*'limit'"):
+        get_task("humaneval", nosuchopt=1)
+    with pytest.raises(ValueError, match="--limit must be a positive number"):
+        get_task("humaneval", limit=-1)  # a slice [:-1] would silently drop the last problem

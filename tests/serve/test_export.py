@@ -44,3 +44,20 @@ def test_gguf_export_carries_fim_tokens(tiny_run, tmp_path):
     assert value("llama.block_count") == 2
     names = {t.name for t in reader.tensors}
     assert {"token_embd.weight", "blk.1.attn_q.weight", "output.weight"} <= names
+
+
+def test_hf_export_refuses_a_truncated_checkpoint_and_its_own_directory(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from lightcoder.cli import main as lightcoder
+    from lightcoder.model.hf import resolve_checkpoint
+
+    broken = tmp_path / "broken"
+    shutil.copytree(resolve_checkpoint(tiny_run), broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    assert lightcoder(["export", str(broken), "--format", "hf", "--out", str(tmp_path / "hf")]) == 1
+    assert "incomplete or corrupt" in capsys.readouterr().err and not (tmp_path / "hf").exists()
+    ckpt = resolve_checkpoint(tiny_run)
+    assert lightcoder(["export", str(ckpt), "--format", "hf", "--out", str(ckpt)]) == 1
+    assert "is the checkpoint itself" in capsys.readouterr().err

@@ -106,3 +106,14 @@ def test_another_familys_tokenizer_json_gets_its_template(tmp_path):
     assert tok.encode("<fim_prefix>") != [fim_prefix]  # special-token text inside code stays text
     result = completer.complete("def f(x):\n    return ", "\n", path="m.py", max_new_tokens=4, stop_ids=())
     assert result.new_tokens == 4
+
+
+def test_a_truncated_tokenizer_json_names_the_file_and_the_fix(tmp_path):
+    from lightcoder.tokenizer.config import TokenizerConfig
+    from lightcoder.tokenizer.train import train_tokenizer
+
+    train_tokenizer([inspect.getsource(textwrap)], TokenizerConfig(vocab_size=300)).save(tmp_path)
+    text = (tmp_path / "tokenizer.json").read_text()
+    (tmp_path / "tokenizer.json").write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match=r"cannot read .*tokenizer\.json.*intact tokenizer\.json"):
+        load_tokenizer(tmp_path)

@@ -208,10 +208,12 @@ def assemble(cfg, plan: dict, work: Path, tmp: Path, stages: tuple[str, ...]) ->
     tally = merge_funnel(plan, work, cfg.max_rejected_per_reason)
     repo_bytes = kept_repo_bytes(work, count)
     if not repo_bytes:
+        firsts = "; ".join(f"{reason}: {rows[0].get('path', '')} ({rows[0].get('detail', '')})"
+                           for reason, rows in sorted(tally.samples.items()) if rows and reason != "language")
         raise ValueError(
             f"no usable source files in {', '.join(plan['roots'])}: {plan['seen']['files']} "
-            f"files seen, dropped: {files_per_reason(tally, stages)} (allowed languages: "
-            f"{cfg.languages}; pass --corpus DIR with source files in those languages)")
+            f"files seen, dropped: {files_per_reason(tally, stages)}{' — first of each: ' + firsts if firsts else ''} "
+            f"(allowed languages: {cfg.languages}; pass --corpus DIR with source files in those languages)")
     split_of = assign_splits(repo_bytes, valid_fraction=cfg.valid_fraction,
                              test_fraction=cfg.test_fraction, seed=cfg.seed)
     writer = SplitWriter(tmp, split_of)

@@ -114,7 +114,7 @@ def list_source(root: Path, name: str, *, multi: bool, layout: str, exclude_dirs
 def _list_dir(root: Path, prefix: str, layout: str, excluded: set[str],
               exclude_suffixes: tuple[str, ...]) -> list[Repo]:
     root_license = _dir_license(root)
-    if layout == "root" or (layout == "auto" and (root / ".git").exists()):
+    if layout == "root" or (layout == "auto" and _is_git_checkout(root)):
         repo = Repo(name=prefix.rstrip("/") or root.name, source=str(root), kind="dir")
         _walk(root, root, repo, f"{repo.name}/", excluded, exclude_suffixes)
         _set_repo_license(repo, root, root_license)
@@ -154,9 +154,18 @@ def _set_repo_license(repo: Repo, directory: Path, root_license: str) -> None:
     own = _dir_license(directory)
     repo.license, repo.license_from = (own, "repo") if own else (
         root_license, "root" if root_license else "")
-    if (directory / ".git").exists():
+    if _is_git_checkout(directory):
         repo.kind = "git"
         repo.commits = git_commit_count(directory)
+
+
+def _is_git_checkout(directory: Path) -> bool:
+    # Path.exists() raises on an unreadable directory (EACCES); the walk records such a directory as
+    # a problem of its repository instead of stopping the whole corpus.
+    try:
+        return (directory / ".git").exists()
+    except OSError:
+        return False
 
 
 def _dir_license(directory: Path) -> str:

@@ -44,18 +44,29 @@ def _license(value) -> str:
     return str(value or "")
 
 
+def _stars(value) -> int:
+    # Metadata only (ranking): a value that is not a count ("many") counts as 0 and keeps its row.
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _rows_meta(path: Path) -> Iterator[tuple[str, dict | None, str]]:
     """(loc, row metadata or None, error) for every row; content is replaced by its byte size."""
     name = path.name.lower()
     if name.endswith(".parquet"):
         pf = pq.ParquetFile(path)
+        if "content" not in pf.schema_arrow.names:
+            raise ValueError(f"no `content` column (it has {pf.schema_arrow.names[:8]}); a Stack-layout file "
+                             "needs content, path and repo_name")
         cols = [c for c in pf.schema_arrow.names if c != "content"]
         for g in range(pf.num_row_groups):
             meta = pf.read_row_group(g, columns=cols).to_pylist()
             sizes = pf.read_row_group(g, columns=["content"]).column(0)
             for i, row in enumerate(meta):
                 content = sizes[i].as_py()
-                row["content"] = None if content is None else len(content.encode("utf-8"))
+                row["content"] = len(content.encode("utf-8")) if isinstance(content, str) else None
                 yield f"{g}:{i}", row, ""
         return
     gz = name.endswith(".gz")
@@ -101,8 +112,7 @@ def list_rows(path: Path):
                 repo = repos[repo_name] = Repo(name=repo_name, source=str(path), kind="stack",
                                                license=_license(_get(row, "license")),
                                                license_from="rows")
-            stars = _get(row, "stars")
-            repo.stars = max(repo.stars, int(stars or 0))
+            repo.stars = max(repo.stars, _stars(_get(row, "stars")))
             repo.files.append(FileRef(repo=repo_name, path=f"{repo_name}/{file_path}",
                                       size=int(row["content"]), loc=loc))
     except (OSError, EOFError, ValueError, gzip.BadGzipFile) as e:  # pyarrow errors are ValueError/OSError

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from lightcoder.artifacts import replace_dir, write_json_atomic
@@ -253,19 +253,36 @@ def load_checkpoint(
     return model.eval(), cfg
 
 
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    if (path / WEIGHTS_NAME).is_file():
-        files = [path / WEIGHTS_NAME]
-    elif (path / WEIGHTS_INDEX_NAME).is_file():
-        index = _read_json(path, WEIGHTS_INDEX_NAME)
+def verify_checkpoint_files(path: Path) -> None:
+    """CheckpointError unless config.json and tokenizer.json (when present) parse and every weights
+    file's header covers the file (safetensors' own check, without reading the tensors): a copy of
+    the directory (`lightcoder export --format hf`) is then one that loads."""
+    _read_json(path, "config.json")
+    if (path / "tokenizer.json").is_file():
+        _read_json(path, "tokenizer.json")
+    for file in _weight_files(path):
         try:
-            files = [path / name for name in sorted(set(index["weight_map"].values()))]
-        except (KeyError, AttributeError, TypeError):
-            _corrupt(path, f"{WEIGHTS_INDEX_NAME} has no valid weight_map")
-    else:
+            with safe_open(file, "pt"):
+                pass
+        except (SafetensorError, OSError) as e:
+            _corrupt(path, f"cannot read {file.name} ({e})")
+
+
+def _weight_files(path: Path) -> list[Path]:
+    if (path / WEIGHTS_NAME).is_file():
+        return [path / WEIGHTS_NAME]
+    if not (path / WEIGHTS_INDEX_NAME).is_file():
         _corrupt(path, f"no {WEIGHTS_NAME} (or {WEIGHTS_INDEX_NAME}); only safetensors weights are supported")
+    index = _read_json(path, WEIGHTS_INDEX_NAME)
+    try:
+        return [path / name for name in sorted(set(index["weight_map"].values()))]
+    except (KeyError, AttributeError, TypeError):
+        _corrupt(path, f"{WEIGHTS_INDEX_NAME} has no valid weight_map")
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     state = {}
-    for file in files:
+    for file in _weight_files(path):
         try:
             state.update(load_file(file))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from lightcoder.model.hf import TOKENIZER_FILES, load_checkpoint, resolve_checkpoint, to_hf_name
+from lightcoder.model.hf import TOKENIZER_FILES, load_checkpoint, resolve_checkpoint, to_hf_name, verify_checkpoint_files
 
 _GGUF_LAYER = {
     "attention.wq": "attn_q", "attention.wk": "attn_k", "attention.wv": "attn_v", "attention.wo": "attn_output",
@@ -50,6 +50,9 @@ def rope_interleave(w: torch.Tensor, n_heads: int) -> torch.Tensor:
 
 
 def export_hf(ckpt: Path, out: Path) -> Path:
+    if out.resolve() == ckpt.resolve():
+        raise ValueError(f"--out {out} is the checkpoint itself; choose another directory")
+    verify_checkpoint_files(ckpt)  # a truncated weights file must not be copied and called exported
     out.mkdir(parents=True, exist_ok=True)
     names = ["config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
              *TOKENIZER_FILES]

@@ -116,7 +116,11 @@ class ForeignTokenizer:
 
         file = Path(path)
         file = file if file.is_file() else file / "tokenizer.json"
-        self.backend = HFTokenizer.from_file(str(file))
+        try:
+            self.backend = HFTokenizer.from_file(str(file))
+        except Exception as e:  # the Rust side raises a bare Exception on malformed JSON
+            raise ValueError(f"cannot read {file}: {e}; copy an intact tokenizer.json next to the weights "
+                             "(the base model's, or the run's tokenizer/)") from e
         self.backend.encode_special_tokens = True
         self.vocab_size = self.backend.get_vocab_size(with_added_tokens=True)
         config = _read_config(file.parent)

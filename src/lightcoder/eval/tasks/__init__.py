@@ -17,6 +17,7 @@ task's options (limit, data path, seed, ...) as keyword arguments.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -122,6 +123,16 @@ def get_task(name: str, **options) -> Task:
     _load_all()
     if name not in _REGISTRY:
         raise ValueError(f"unknown eval task {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
-    task = _REGISTRY[name][1](**options)
+    factory = _REGISTRY[name][1]
+    params = inspect.signature(factory).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    known = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if unknown := sorted(set(options) - set(known)) if not takes_any else []:
+        raise ValueError(f"eval task {name!r} has no option(s) {unknown}; its options: {known}")
+    if missing := [n for n in known if params[n].default is params[n].empty and n not in options]:
+        raise ValueError(f"eval task {name!r} needs --option {missing[0]}=VALUE (its options: {known})")
+    if isinstance(options.get("limit"), int) and options["limit"] < 1:
+        raise ValueError(f"--limit must be a positive number of problems, got {options['limit']}")
+    task = factory(**options)
     task.registry_name, task.options = name, dict(options)  # what `execute` needs to rebuild it from files
     return task
