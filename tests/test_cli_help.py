@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from lightcoder.cli import MODULE_COMMANDS, MODULE_HELP, STAGE_FUNCTIONS, STAGE_SUBCOMMANDS
 
 
@@ -43,3 +45,25 @@ def test_describe_os_error_names_the_path_and_the_fix():
     assert "permission denied on /x" in describe_os_error(PermissionError(13, "Permission denied", "/x"))
     assert "/d is a directory: give a file path" in describe_os_error(IsADirectoryError(21, "Is a directory", "/d"))
     assert "a file is in the way of /f/g" in describe_os_error(NotADirectoryError(20, "Not a directory", "/f/g"))
+
+
+def test_settings_that_cannot_work_are_refused_before_any_stage_runs(tmp_path, capsys):
+    from lightcoder.cli import main
+
+    run = tmp_path / "run"
+    assert main(["data", "--out", str(run), "--model-preset", "lc-tiny", "--corpus", str(tmp_path)]) == 2
+    assert "pass --pack.seq_len 256" in capsys.readouterr().err and not run.exists()  # lc-tiny holds 256
+    assert main(["report", "--out", str(run)]) == 1
+    assert "no run directory at" in capsys.readouterr().err and not run.exists()
+    for minutes in ("nan", "0", "-1"):
+        with pytest.raises(SystemExit):
+            main(["quickstart", "--out", str(run), "--minutes", minutes])
+        assert "number of minutes > 0" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_port_out_of_range_before_loading_the_model(capsys):
+    from lightcoder.serve.command import main as serve
+
+    with pytest.raises(SystemExit):
+        serve(["no/such/run", "--port", "99999"])
+    assert "a TCP port is 0-65535, got 99999" in capsys.readouterr().err

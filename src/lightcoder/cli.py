@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("quickstart", help="run every stage end to end within a time budget")
     add_run_args(p)
-    p.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget (default 15)")
+    p.add_argument("--minutes", type=positive_minutes, default=15.0, help="wall-clock budget (default 15)")
     for name in STAGE_FUNCTIONS:
         more = f" (also: {STAGE_SUBCOMMANDS[name]})" if name in STAGE_SUBCOMMANDS else ""
         p = sub.add_parser(name, help=f"run the {name} stage over a run directory{more}")
@@ -134,6 +135,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def positive_minutes(text: str) -> float:
+    """argparse type: a finite number of minutes > 0 ("nan", "0" and "-1" are usage errors)."""
+    try:
+        minutes = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {text!r}") from None
+    if not (math.isfinite(minutes) and minutes > 0):
+        raise argparse.ArgumentTypeError(f"expected a number of minutes > 0, got {text!r}")
+    return minutes
+
+
 def describe_os_error(exc: OSError) -> str:
     """One line naming the path and what to do. Example: FileExistsError(17, "File exists", "a.py") ->
     "a.py exists and is not a directory: choose another --out (a directory path)"."""
@@ -150,7 +162,7 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def _resolve_config(args: argparse.Namespace, rest: list[str]):
-    from lightcoder.config import RunConfig, apply_overrides, load_run_config, parse_override_args
+    from lightcoder.config import ConfigError, RunConfig, apply_overrides, load_run_config, parse_override_args
     from lightcoder.model.config import get_preset
 
     run_dir = Path(args.out)
@@ -162,6 +174,10 @@ def _resolve_config(args: argparse.Namespace, rest: list[str]):
         cfg.data.sources = [str(Path(p)) for p in args.corpus]
     overrides = parse_override_args(rest)
     apply_overrides(cfg, overrides)
+    if cfg.model.max_seq_len < cfg.pack.seq_len:  # caught here, not after data, tokenizer and pack ran
+        raise ConfigError(f"model.max_seq_len ({cfg.model.max_seq_len}) is shorter than pack.seq_len "
+                          f"({cfg.pack.seq_len}): pass --pack.seq_len {cfg.model.max_seq_len} (or less), or raise "
+                          "--model.max_seq_len")
     return cfg, run_dir, overrides
 
 
@@ -182,6 +198,9 @@ def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
             cfg.train.max_tokens = 0
         run_quickstart(cfg, run_dir, minutes=args.minutes, force=args.force)
         return 0
+    if args.command != "data" and not run_dir.is_dir():  # every later stage reads what data wrote there
+        raise ValueError(f"no run directory at {run_dir}: start one with `lightcoder data --out {run_dir}` "
+                         f"(or `lightcoder quickstart --out {run_dir}`)")
     stages.prepare_run_dir(run_dir)
     started = time.time()
     result = getattr(stages, STAGE_FUNCTIONS[args.command])(cfg, run_dir, force=args.force)
@@ -220,6 +239,8 @@ def _read_text_arg(path: str, flag: str) -> str:
     if path == "-":
         return sys.stdin.read()
     file = Path(path)
+    if file.is_dir():
+        raise ValueError(f"{flag} {path} is a directory: give the source file to complete")
     if not file.is_file():
         raise FileNotFoundError(f"{flag} {path}: no such file")
     try:

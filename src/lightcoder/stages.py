@@ -215,7 +215,12 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
         shutil.rmtree(eval_dir)  # different tasks: every model's samples are stale
     tasks_path = eval_dir / "tasks.jsonl"
     if not tasks_path.exists():
-        tasks = build_fim_tasks(read_corpus(run_dir / "data", "test"), per_type=cfg.eval.per_type,
+        test_files = list(read_corpus(run_dir / "data", "test"))
+        if not test_files:  # e.g. one repository: the split by repository put it all in train
+            raise ConfigError(f"the test split of {run_dir / 'data'} is empty: the data stage splits by repository, "
+                              "so evaluation needs a corpus of several (--corpus with more packages or repositories, "
+                              "or a larger --data.test_fraction); training output is kept")
+        tasks = build_fim_tasks(test_files, per_type=cfg.eval.per_type,
                                 seed=cfg.eval.seed, max_context_chars=cfg.eval.max_context_chars)
         if not tasks:
             raise ConfigError(f"no evaluation tasks could be built from the test split of {run_dir / 'data'}: "

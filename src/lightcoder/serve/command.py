@@ -14,6 +14,17 @@ from lightcoder.devices import add_device_flag
 from lightcoder.serve.schemas import Limits
 
 
+def tcp_port(text: str) -> int:
+    """argparse type: 0-65535 (0 = any free port), refused before the model loads."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 0-65535, got {port}")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lightcoder serve", description="Serve code completions over HTTP "
                                 "(OpenAI /v1/completions with suffix, llama.cpp /infill and /completion, Ollama "
@@ -21,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "together (continuous batching).")
     p.add_argument("checkpoint", help="run dir, checkpoint dir, or an HF Llama dir (tokenizer.json or tokenizer.model)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=tcp_port, default=8000)
     p.add_argument("--model-name", default="lightcoder", help="the model id clients send (default lightcoder)")
     p.add_argument("--api-key", default=os.environ.get("LIGHTCODER_API_KEY"),
                    help="require 'Authorization: Bearer KEY' (default: $LIGHTCODER_API_KEY, else open)")

@@ -97,7 +97,8 @@ def model_config_for_run(cfg, run_dir: Path):
     tokenizer = Tokenizer.load(run_dir / "tokenizer")
     if cfg.model.max_seq_len < cfg.pack.seq_len:
         raise ConfigError(f"model.max_seq_len ({cfg.model.max_seq_len}) is shorter than pack.seq_len "
-                          f"({cfg.pack.seq_len}): raise --model.max_seq_len or lower --pack.seq_len")
+                          f"({cfg.pack.seq_len}): raise --model.max_seq_len, or repack shorter windows with "
+                          f"`lightcoder pack --out {run_dir} --pack.seq_len {cfg.model.max_seq_len} --force`")
     # The checkpoint records the context it was trained on (max_position_embeddings), so prompts
     # are budgeted to it: positions past the training window are untrained for RoPE.
     return dataclasses.replace(cfg.model, vocab_size=tokenizer.vocab_size, max_seq_len=cfg.pack.seq_len)
