@@ -21,6 +21,7 @@ CASES = [
     (b'{"prompt": "\\ud800"}', 400, "invalid field prompt: lone UTF-16 surrogate"),  # valid JSON, not Unicode
     (b'{"prompt": "x", "suffix": "a\\udfff"}', 400, "invalid field suffix"),
     (b'{"prompt": "x", "top_p": NaN}', 400, "NaN is not a JSON number"),  # Python's json reads it by default
+    (b'{"prompt": "x", "max_tokens": 1e400}', 400, "out of the range of a double"),  # valid JSON, read as inf
     (b'{"prompt": "x", "seed": ' + b"9" * 5000 + b'}', 400, "5000 digits is out of range"),
     (b'{"prompt": ' + b"[" * 5000 + b"]" * 5000 + b'}', 400, "nested too deeply"),  # RecursionError in json
     (b'{"prompt": "x", "path": "' + b"a/" * 1000 + b'f.py"}', 400, "send a shorter path"),

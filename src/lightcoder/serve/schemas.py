@@ -10,6 +10,7 @@ a limit) gets a 4xx with an OpenAI-style error object that says what to fix:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -183,7 +184,8 @@ def parse_body(raw: bytes, model: type[BaseModel]) -> BaseModel:
         raise ApiError(400, f"request body is not valid UTF-8 (byte {e.start}); send UTF-8 JSON",
                        code="invalid_utf8") from None
     try:
-        data = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int) if text.strip() else None
+        data = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int,
+                          parse_float=_finite_float) if text.strip() else None
     except json.JSONDecodeError as e:
         raise ApiError(400, f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
                        code="invalid_json") from None
@@ -213,6 +215,14 @@ def _reject_constant(name: str):
     # json.loads takes NaN / Infinity / -Infinity by default; they are not JSON, and strict clients
     # (JavaScript's JSON.parse) cannot read them echoed back in generation settings.
     raise ValueError(f"{name} is not a JSON number; send a finite number")
+
+
+def _finite_float(text: str) -> float:
+    # 1e400 is valid JSON that Python reads as inf: refused like Infinity itself.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is out of the range of a double; send a finite number")
+    return value
 
 
 def _bounded_int(digits: str) -> int:
