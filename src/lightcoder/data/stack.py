@@ -8,8 +8,9 @@ is recognised as a duplicate by the repository dedup (ranking.py).
 
 The listing reads every row once for its metadata (content length only); a file's `loc` is its
 byte offset (plain JSONL), its line number (gzipped JSONL) or "row_group:row" (Parquet), and a
-shard reads its rows back with `read_rows`. A row without content/path/repo_name is a problem
-"bad_row"; an unparseable line is "bad_json".
+shard reads its rows back with `read_rows`. A row without content/path/repo_name (or whose content is
+not text) is a problem "bad_row"; an unparseable line is "bad_json"; a `stars` that is not a count
+counts 0; a Parquet file without a `content` column is a "broken_archive" naming its columns.
 """
 
 from __future__ import annotations
