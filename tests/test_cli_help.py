@@ -67,3 +67,34 @@ def test_serve_refuses_a_port_out_of_range_before_loading_the_model(capsys):
     with pytest.raises(SystemExit):
         serve(["no/such/run", "--port", "99999"])
     assert "a TCP port is 0-65535, got 99999" in capsys.readouterr().err
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        with pytest.raises(SystemExit):
+            serve(["no/such/run", "--port", str(holder.getsockname()[1])])
+    assert "Address already in use); choose another --port" in capsys.readouterr().err
+
+
+def test_a_truncated_archive_keeps_its_readable_files_and_says_so(tmp_path, capsys):
+    import inspect
+    import io
+    import tarfile
+    import textwrap
+
+    from lightcoder.cli import main
+
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for i, module in enumerate((textwrap, inspect, io)):
+            data = inspect.getsource(module).encode()
+            info = tarfile.TarInfo(f"pkg{i}/{module.__name__}.py")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    whole = archive.getvalue()
+    (tmp_path / "cut.tgz").write_bytes(whole[: len(whole) * 2 // 3])
+    assert main(["data", "--out", str(tmp_path / "run"), "--corpus", str(tmp_path / "cut.tgz")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 1 source(s) broken archive; what could be read was kept" in err
+    assert (tmp_path / "run" / "data" / "rejected" / "broken_archive.jsonl").exists()

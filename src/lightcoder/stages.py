@@ -116,9 +116,20 @@ def _stage_config(cfg: RunConfig, stage: str) -> dict:
 def stage_data(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
     from lightcoder.data.pipeline import run_data
 
-    return _run_file_stage(cfg, run_dir, "data", "1/6 data: licence, ranking, filters, MinHash dedup, "
-                           "PII, syntax, static analysis, split by repository",
-                           lambda: run_data(cfg.data, run_dir / "data", force=force), force=force)
+    stats = _run_file_stage(cfg, run_dir, "data", "1/6 data: licence, ranking, filters, MinHash dedup, "
+                            "PII, syntax, static analysis, split by repository",
+                            lambda: run_data(cfg.data, run_dir / "data", force=force), force=force)
+    _warn_unreadable_sources(stats, run_dir / "data")
+    return stats
+
+
+def _warn_unreadable_sources(stats: dict, data_dir: Path) -> None:
+    # A truncated archive or an unreadable folder keeps what could be read; say so, not only in stats.json.
+    for stage in stats.get("stages", []):
+        for reason in ("broken_archive", "unreadable", "symlink_loop"):
+            if dropped := stage.get("dropped", {}).get(reason):
+                print(f"warning: {dropped['files']} source(s) {reason.replace('_', ' ')}; what could be read was "
+                      f"kept (paths and errors in {data_dir / 'rejected' / (reason + '.jsonl')})", file=sys.stderr)
 
 
 def stage_tokenizer(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 
 from lightcoder.devices import add_device_flag
@@ -23,6 +24,19 @@ def tcp_port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"a TCP port is 0-65535, got {port}")
     return port
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """Why host:port cannot be listened on (e.g. "Address already in use"), or None. Port 0 is always free."""
+    if port == 0:
+        return None
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is free
+            probe.bind((host, port))
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +81,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.parallel < 1:
         parser.error(f"--parallel must be >= 1, got {args.parallel}")
+    if problem := port_taken(args.host, args.port):  # before the model loads, not after the banner
+        parser.error(f"cannot listen on {args.host}:{args.port} ({problem}); choose another --port or --host")
     frequency, presence = default_penalties(args.checkpoint, args.frequency_penalty, args.presence_penalty)
     for name, value in (("--frequency-penalty", frequency), ("--presence-penalty", presence)):
         if not -2.0 <= value <= 2.0:
