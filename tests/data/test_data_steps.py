@@ -86,6 +86,11 @@ def test_clean_checks():
     assert decode_source(b"\xef\xbb\xbfx = 1\n") == ("x = 1\n", None)
     assert decode_source(b"x\0")[1][0] == "binary"
     assert decode_source(b"caf\xe9")[1][0] == "undecodable"
+    for codec in ("utf-16", "utf-16-be"):  # with a BOM (utf-16 writes one; big-endian gets it by hand)
+        data = ("\ufeff" if codec.endswith("be") else "").encode(codec) + "s = 'café'\n".encode(codec)
+        assert decode_source(data) == ("s = 'café'\n", None)
+    assert decode_source("x = 1\n".encode("utf-16-le"))[1][0] == "binary"  # no BOM: NUL bytes, not guessed
+    assert decode_source(b"\xff\xfe" + b"\x00\xd8")[1][0] == "undecodable"  # a lone surrogate
 
 
 def test_generated_minified_lock_vendored():

@@ -51,11 +51,18 @@ def check_size(size: int, max_file_bytes: int) -> Check:
 
 
 def decode_source(data: bytes) -> tuple[str, Check]:
-    """(text, None) for usable UTF-8 source, else ("", (reason, detail)).
+    """(text, None) for usable UTF-8 source (or UTF-16 with its byte-order mark, as Windows editors
+    save it), else ("", (reason, detail)).
 
     Example: decode_source(b"x = 1\\n") -> ("x = 1\\n", None)
+    Example: decode_source("x = 1\\n".encode("utf-16")) -> ("x = 1\\n", None)
     Example: decode_source(b"\\0") -> ("", ("binary", "NUL byte at offset 0"))
     """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) and not data.startswith(b"\xff\xfe\0\0"):  # not UTF-32
+        try:
+            data = data.decode("utf-16").encode("utf-8")  # the codec reads and drops the BOM
+        except UnicodeDecodeError as e:
+            return "", ("undecodable", f"invalid UTF-16 at offset {e.start}")
     nul = data.find(b"\0")
     if nul >= 0:
         return "", ("binary", f"NUL byte at offset {nul}")
