@@ -151,6 +151,7 @@ def test_stack_rows_with_bad_values_or_columns_are_counted_not_fatal(tmp_path):
     a Parquet file without `content` names the columns it has."""
     rows = _stack_rows()
     rows[1]["stars"] = "many"
+    rows[2]["stars"] = float("inf")  # json.dumps writes Infinity, which json.loads reads back
     jl = tmp_path / "stars.jsonl"
     jl.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert sum(len(r.files) for r in _list(jl).values()) == len(rows)

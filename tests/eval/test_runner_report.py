@@ -171,5 +171,8 @@ def test_task_options_are_checked_against_the_task_before_it_is_built():
         get_task("run-fim")
     with pytest.raises(ValueError, match=r"has no option\(s\) \['nosuchopt'\]; its options: \[.*'limit'"):
         get_task("humaneval", nosuchopt=1)
+    for per_language in ("multipl-e-js", "humaneval-infill-single-line", "santacoder-fim-py"):  # registered per language
+        with pytest.raises(ValueError, match=r"has no option\(s\) \['nosuchopt'\]"):
+            get_task(per_language, nosuchopt=1)
     with pytest.raises(ValueError, match="--limit must be a positive number"):
         get_task("humaneval", limit=-1)  # a slice [:-1] would silently drop the last problem

@@ -60,6 +60,10 @@ def test_unknown_paths_get_the_error_object_in_each_api_shape(server):
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     r = httpx.get(server.url + "/v1/completions")
     assert r.status_code == 405 and "POST" in r.headers["allow"] and "docs/serving.md" in r.json()["error"]["message"]
+    r = httpx.get(server.url + '/scan/"x"')
+    assert r.status_code == 404
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'endpoint="unmatched",status="404"' in metrics and "/scan" not in metrics  # made-up paths add no labels
     r = httpx.post(server.url + "/api/generate", content=b'{"prompt": Infinity}')
     assert r.status_code == 400 and "Infinity is not a JSON number" in r.json()["error"]  # Ollama's shape
 

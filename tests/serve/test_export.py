@@ -60,4 +60,6 @@ def test_hf_export_refuses_a_truncated_checkpoint_and_its_own_directory(tiny_run
     assert "incomplete or corrupt" in capsys.readouterr().err and not (tmp_path / "hf").exists()
     ckpt = resolve_checkpoint(tiny_run)
     assert lightcoder(["export", str(ckpt), "--format", "hf", "--out", str(ckpt)]) == 1
-    assert "is the checkpoint itself" in capsys.readouterr().err
+    assert "holds the checkpoint or a run" in capsys.readouterr().err
+    assert lightcoder(["export", str(tiny_run), "--format", "hf", "--out", str(tiny_run)]) == 1  # the run's own dir
+    assert "holds the checkpoint or a run" in capsys.readouterr().err

@@ -49,7 +49,7 @@ def _stars(value) -> int:
     # Metadata only (ranking): a value that is not a count ("many") counts as 0 and keeps its row.
     try:
         return int(value or 0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: inf (JSON's Infinity, 1e400)
         return 0
 
 

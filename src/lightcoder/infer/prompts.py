@@ -143,9 +143,10 @@ def _build_main(tokenizer, lay, header: str, prefix: str, suffix: str, cfg: Prom
     budget = max_tokens - fixed
     if budget <= 0:
         raise ValueError(
-            f"the prompt budget ({max_tokens} tokens, PromptConfig.max_prompt_tokens) leaves no room for code "
-            f"after the {fixed} tokens of special tokens and header lines (the header holds the file path, "
-            f"{len(header)} characters here); send a shorter path or raise the budget"
+            f"the prompt budget ({max_tokens} tokens) leaves no room for code after the {fixed} tokens of special "
+            f"tokens and header" + (f" (the header holds the file path, {len(header)} characters here: send a "
+                                    "shorter path, or" if header else " (") +
+            " raise the budget: `serve --max-prompt-tokens`, `--eval.max_prompt_tokens`)"
         )
     # Text farther from the cursor than any budget-sized run of tokens can reach is never kept: skip it.
     # Try a tight window first (code averages ~3.3 chars per token); widen only when the window

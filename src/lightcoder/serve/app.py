@@ -58,8 +58,14 @@ async def lifespan(app: FastAPI):
     app.state.ctx.shutdown()
 
 
+def endpoint_label(request: Request) -> str:
+    # Only the app's own paths become metric labels: a scanner's made-up paths must not grow /metrics.
+    return request.url.path if request.url.path in {getattr(r, "path", None) for r in request.app.routes} \
+        else "unmatched"
+
+
 async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-    request.app.state.ctx.metrics.request(request.url.path, exc.status)
+    request.app.state.ctx.metrics.request(endpoint_label(request), exc.status)
     body = error_body(exc) if request.url.path.startswith("/api/") else exc.body()  # Ollama's shape there
     return JSONResponse(body, status_code=exc.status)
 
@@ -80,7 +86,7 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
 
 async def client_gone(request: Request, exc: ClientDisconnect) -> PlainTextResponse:
     # The client hung up before its body arrived: nobody reads this reply, and it is no server error.
-    request.app.state.ctx.metrics.request(request.url.path, 400)
+    request.app.state.ctx.metrics.request(endpoint_label(request), 400)
     return PlainTextResponse("client disconnected before sending the whole body", status_code=400)
 
 
@@ -92,7 +98,7 @@ async def check_api_key(request: Request, call_next):
         auth = request.headers.get("authorization", "")
         given = auth[7:] if auth.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
         if not secrets.compare_digest(given.encode(), key.encode()):
-            ctx.metrics.request(request.url.path, 401)
+            ctx.metrics.request(endpoint_label(request), 401)
             return JSONResponse(ApiError(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
                                          code="invalid_api_key", kind="authentication_error").body(),
                                 status_code=401)

@@ -50,8 +50,9 @@ def rope_interleave(w: torch.Tensor, n_heads: int) -> torch.Tensor:
 
 
 def export_hf(ckpt: Path, out: Path) -> Path:
-    if out.resolve() == ckpt.resolve():
-        raise ValueError(f"--out {out} is the checkpoint itself; choose another directory")
+    if out.resolve() == ckpt.resolve() or out.resolve() in ckpt.resolve().parents or (out / "stages.json").exists():
+        raise ValueError(f"--out {out} holds the checkpoint or a run ({ckpt}); its config.json would be overwritten: "
+                         "choose a directory outside the run")
     verify_checkpoint_files(ckpt)  # a truncated weights file must not be copied and called exported
     out.mkdir(parents=True, exist_ok=True)
     names = ["config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",

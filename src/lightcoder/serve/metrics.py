@@ -41,6 +41,11 @@ class Histogram:
         return out
 
 
+def _label(value: str) -> str:
+    """A Prometheus label value, escaped as its text format requires (backslash, quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 class Metrics:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -68,11 +73,11 @@ class Metrics:
     def render(self, cache_stats: dict, queue_depth: int, batching: dict | None = None) -> str:
         with self.lock:
             lines = ["# TYPE lightcoder_requests_total counter"]
-            lines += [f'lightcoder_requests_total{{endpoint="{e}",status="{s}"}} {n}'
+            lines += [f'lightcoder_requests_total{{endpoint="{_label(e)}",status="{s}"}} {n}'
                       for (e, s), n in sorted(self.requests.items())]
             lines.append("# TYPE lightcoder_request_seconds histogram")
             for endpoint, hist in sorted(self.latency.items()):
-                lines += hist.lines("lightcoder_request_seconds", f'endpoint="{endpoint}"')
+                lines += hist.lines("lightcoder_request_seconds", f'endpoint="{_label(endpoint)}"')
             lines.append("# TYPE lightcoder_first_token_seconds histogram")
             lines += self.first_token.lines("lightcoder_first_token_seconds")
             for name, value in (("generated_tokens", self.generated_tokens), ("prompt_tokens", self.prompt_tokens),

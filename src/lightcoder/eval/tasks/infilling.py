@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+from functools import partial
 
 from lightcoder.eval.metrics import exact_match
 from lightcoder.eval.tasks import Problem, Task, register
@@ -165,7 +166,7 @@ class SantaCoderFIM(Task):
 
 for _fmt in FORMATS:
     register(f"humaneval-infill-{_fmt}", f"HumanEval-infilling {_fmt} (built from HumanEval), pass@1 + EM")(
-        lambda _f=_fmt, **kw: HumanEvalInfilling(fmt=_f, **kw))
+        partial(HumanEvalInfilling, fmt=_fmt))  # partial, not a lambda: get_task checks its options
 for _lang in ("py", "js", "java"):
     register(f"santacoder-fim-{_lang}", f"SantaCoder-FIM-style single-line EM ({_lang})")(
-        lambda _l=_lang, **kw: SantaCoderFIM(lang=_l, **kw))
+        partial(SantaCoderFIM, lang=_lang))

@@ -12,6 +12,7 @@ data=PATH to a real MultiPL-E file (e.g. humaneval-js.jsonl) for comparable numb
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 from lightcoder.eval.tasks import DATA_DIR, Problem, Task, register
@@ -57,4 +58,4 @@ class MultiPLE(Task):
 
 for _lang in LANG_KEYS:
     register(f"multipl-e-{_lang}", f"MultiPL-E-style {LANG_KEYS[_lang]} (bundled: 12 translated HumanEval "
-             "problems), pass@k")(lambda _l=_lang, **kw: MultiPLE(lang=_l, **kw))
+             "problems), pass@k")(partial(MultiPLE, lang=_lang))  # partial: get_task reads its options
