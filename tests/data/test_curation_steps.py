@@ -58,7 +58,7 @@ REPOS = {"r": {"license": "MIT", "stars": 3, "rank": 0, "score": 0.5}}
 
 
 def test_clean_reads_decodes_and_drops_unusable_files(tmp_path):
-    refs = _refs(tmp_path, {"ok.py": b"x = 1\n", "nul.py": b"x\x00y", "bad.py": b"\xff\xfe",
+    refs = _refs(tmp_path, {"ok.py": b"x = 1\n", "nul.py": b"x\x00y", "bad.py": b"caf\xe9 = 1\n",
                             "blank.py": b"  \n", "big.py": b"y = 2\n" * 20,
                             "k.h": b"namespace a {\nint x;\n}\n"})
     refs.append({**refs[0], "path": "r/gone.py", "loc": str(tmp_path / "gone.py")})
