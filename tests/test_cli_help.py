@@ -55,10 +55,11 @@ def test_settings_that_cannot_work_are_refused_before_any_stage_runs(tmp_path, c
     assert "pass --pack.seq_len 256" in capsys.readouterr().err and not run.exists()  # lc-tiny holds 256
     assert main(["report", "--out", str(run)]) == 1
     assert "no run directory at" in capsys.readouterr().err and not run.exists()
-    for minutes in ("nan", "0", "-1"):
-        with pytest.raises(SystemExit):
-            main(["quickstart", "--out", str(run), "--minutes", minutes])
-        assert "number of minutes > 0" in capsys.readouterr().err
+    for command in (["quickstart"], ["ablate"], ["finetune", "demo", "--base", str(run)]):  # one shared type
+        for minutes in ("nan", "0", "-1"):
+            with pytest.raises(SystemExit):
+                main([*command, "--out", str(run), "--minutes", minutes])
+            assert "number of minutes > 0" in capsys.readouterr().err
 
 
 def test_serve_refuses_a_port_out_of_range_before_loading_the_model(capsys):

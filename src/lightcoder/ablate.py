@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from lightcoder.config import RunConfig, apply_overrides, load_run_config, parse_override_args, write_json_atomic
+from lightcoder.overrides import positive_minutes
 
 
 def _without_sfim() -> str:
@@ -210,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="run/ablate", help="output directory (default run/ablate)")
     p.add_argument("--corpus", nargs="+", metavar="PATH", help="source dirs (default: the Python stdlib)")
     p.add_argument("--model-preset", help="model preset (default lc-quickstart)")
-    p.add_argument("--minutes", type=float, default=5.0, help="training minutes per run, converted once to "
+    p.add_argument("--minutes", type=positive_minutes, default=5.0, help="training minutes per run, converted once to "
                    "tokens from the measured speed (default 5)")
     p.add_argument("--tokens", type=int, default=0, help="training tokens per run (overrides --minutes)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per objective variant (default 3)")

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
 from pathlib import Path
 
 from lightcoder.devices import add_device_flag
+from lightcoder.overrides import positive_minutes
 
 DEFAULT_RUN_DIR = "run/quickstart"
 # stage command -> its function in lightcoder.stages (imported lazily)
@@ -133,17 +133,6 @@ def main(argv: list[str] | None = None) -> int:
         print("\nlightcoder: interrupted; finished stages and the last checkpoint are kept — rerun the "
               "same command to resume", file=sys.stderr)
         return 130
-
-
-def positive_minutes(text: str) -> float:
-    """argparse type: a finite number of minutes > 0 ("nan", "0" and "-1" are usage errors)."""
-    try:
-        minutes = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {text!r}") from None
-    if not (math.isfinite(minutes) and minutes > 0):
-        raise argparse.ArgumentTypeError(f"expected a number of minutes > 0, got {text!r}")
-    return minutes
 
 
 def describe_os_error(exc: OSError) -> str:

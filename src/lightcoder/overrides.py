@@ -15,6 +15,7 @@ import difflib
 import json
 import math
 import typing
+from argparse import ArgumentTypeError
 from typing import Any
 
 
@@ -187,3 +188,14 @@ def _coerce_value(value: Any, kind: Any, dotted: str) -> Any:
             raise ConfigError(f"--{dotted}: expected a finite number, got {value!r}")
         return coerced
     return value  # Any / unannotated
+
+
+def positive_minutes(text: str) -> float:
+    """argparse type: a finite number of minutes > 0 ("nan", "0" and "-1" are usage errors)."""
+    try:
+        minutes = float(text)
+    except ValueError:
+        raise ArgumentTypeError(f"expected a number of minutes, got {text!r}") from None
+    if not (math.isfinite(minutes) and minutes > 0):
+        raise ArgumentTypeError(f"expected a number of minutes > 0, got {text!r}")
+    return minutes

@@ -33,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 from lightcoder.config import ConfigError
+from lightcoder.overrides import positive_minutes
 
 TARGET_GAIN = 30.0  # % relative edit similarity on the adapted package
 MAX_FORGETTING = -5.0  # % relative edit similarity on the stdlib held-out tasks
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", default="run/quickstart", help="quickstart run dir or a checkpoint dir")
     p.add_argument("--package", default=DEFAULT_PACKAGE,
                    help=f"an importable package of this environment, or a directory (default {DEFAULT_PACKAGE})")
-    p.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget of the whole demo (default 10)")
+    p.add_argument("--minutes", type=positive_minutes, default=10.0, help="wall-clock budget of the whole demo (default 10)")
     p.add_argument("--reserve", type=float, default=1.5,
                    help="minutes of the budget kept for curation, packing and evaluation (default 1.5)")
     p.add_argument("--out", default="run/finetune-demo", help="run directory (default run/finetune-demo)")
