@@ -176,6 +176,31 @@ def test_completer_truncates_long_prompts_to_the_context(run_dir):
     assert result.prompt_tokens <= 50
 
 
+def test_truncate_modes_stop_at_the_first_statement_or_trim_the_finished_completion(run_dir):
+    """syntax: ends at the first line where the document parses, then trims; trim: the model's own end,
+    trimmed to the longest cut that parses; none: the raw text. The model's ids are fixed here."""
+    completer = Completer.load(run_dir)
+    raw = "y = x + 1\n    z = y * 2\n    )) (\n"
+    ids = completer.tokenizer.encode(raw)
+    assert completer.tokenizer.decode(ids) == raw
+
+    def fixed_ids(prompt, params, cancelled):  # what the engine's generator does: ids, then the stop reason
+        yield from ids
+        return "length"
+
+    def complete(truncate):
+        return completer.complete("def f(x):\n    ", "\n\nprint(f(1))\n", path="m.py", max_new_tokens=len(ids),
+                                  stop_ids=(), truncate=truncate, generate=fixed_ids)
+
+    assert complete("none").text == raw
+    syntax = complete("syntax")
+    assert syntax.text == "y = x + 1\n" and syntax.stop_reason == "structure"
+    trim = complete("trim")
+    assert trim.text == "y = x + 1\n    z = y * 2\n" and trim.stop_reason == "length"
+    with pytest.raises(ValueError, match="truncate must be one of"):
+        complete("lines")
+
+
 def test_completer_needs_a_tokenizer(tmp_path):
     model = tiny_model()
     save_checkpoint(model, model.cfg, tmp_path / "ck")

@@ -94,6 +94,8 @@ def test_streaming_completion_endpoint_and_token_prompts(server, completer):
     ids = completer.build("def add(a, b):\n    return", "", max_new_tokens=8)
     by_ids = post(server, {"prompt": ids, "n_predict": 8, "truncate": "none"}, "/completion")
     assert by_ids["content"] == plain["content"]
+    refused = httpx.post(server.url + "/completion", json={**body, "truncate": "trim"}, timeout=60)
+    assert refused.status_code == 400 and "stream: false" in refused.json()["error"]["message"]
 
 
 def test_slots_and_props_describe_the_batch(server):

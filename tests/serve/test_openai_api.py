@@ -23,6 +23,21 @@ def test_completion_with_suffix_matches_the_completer(client, completer):
     assert r.choices[0].finish_reason in ("stop", "length") and r.model == "tiny"
 
 
+@pytest.mark.parametrize("truncate", ["syntax", "trim"])
+def test_truncate_modes_match_the_completer_and_cut_the_raw_text(client, completer, truncate):
+    def served(mode):
+        return client.completions.create(model="tiny", prompt=PREFIX, suffix=SUFFIX, max_tokens=24, temperature=0,
+                                         extra_body={"path": "m.py", "truncate": mode}).choices[0].text
+
+    text, raw = served(truncate), served("none")
+    assert text == completer.complete(PREFIX, SUFFIX, path="m.py", max_new_tokens=24, truncate=truncate).text
+    assert raw.startswith(text)  # greedy: both modes only cut the raw completion
+    if truncate == "trim":
+        with pytest.raises(openai.BadRequestError, match="needs the whole completion"):
+            client.completions.create(model="tiny", prompt=PREFIX, max_tokens=4, stream=True,
+                                      extra_body={"truncate": "trim"})
+
+
 def test_streaming_concatenates_to_the_plain_completion(client):
     kwargs = dict(model="tiny", prompt=PREFIX, suffix=SUFFIX, max_tokens=16, extra_body={"truncate": "none"})
     plain = client.completions.create(**kwargs).choices[0].text

@@ -1,8 +1,8 @@
 """Text in, completion out: prompt building, generation and decoding around one loaded model.
 
 `Completer.stream(...)` is the whole inference path as a generator of text deltas (what the server
-streams); `complete(...)` drains it and, with truncate="syntax", trims the result so it never breaks
-the parse of prefix + completion + suffix when a shorter completion does not (infer/truncation.py).
+streams); `complete(...)` drains it and, with truncate="syntax" or "trim", trims the result so it never
+breaks the parse of prefix + completion + suffix when a shorter completion does not (infer/truncation.py).
 Generation runs on an `Engine` (infer/engine.py), so consecutive requests reuse the KV cache of
 their common prompt prefix.
 
@@ -31,7 +31,11 @@ from lightcoder.model.hf import CheckpointError, load_checkpoint, resolve_checkp
 from lightcoder.model.llama import Transformer
 from lightcoder.tokenizer.backends import ForeignTokenizer, load_tokenizer
 
-TRUNCATE_MODES = ("none", "syntax")
+# none: the raw completion. syntax: generation ends at the first line where the document parses (one
+# statement: what single-line requests want), then the text is trimmed to the longest line cut that parses
+# best. trim: generation ends where the model ends it, then the same trim (what block requests want).
+# docs/evaluation.md, "What the server's truncation does".
+TRUNCATE_MODES = ("none", "syntax", "trim")
 
 
 @dataclass
@@ -177,8 +181,9 @@ class Completer:
     def complete(self, prefix: str, suffix: str = "", *, truncate: str = "none", **kwargs) -> Completion:
         """Complete the code between prefix and suffix (NTP when suffix is "" unless fim=True); greedy by default.
 
-        Keywords as `stream`; truncate="syntax" also trims the result to the longest line cut that
-        parses best with prefix and suffix.
+        Keywords as `stream`; truncate="syntax" ends generation at the first line where the document
+        parses (StructureStop) and trims the result to the longest line cut that parses best with prefix
+        and suffix; "trim" only trims, after the model's own end.
         """
         if truncate not in TRUNCATE_MODES:
             raise ValueError(f"truncate must be one of {TRUNCATE_MODES}, got {truncate!r}")
@@ -189,7 +194,7 @@ class Completer:
             except StopIteration as done:
                 result: Completion = done.value
                 break
-        if truncate == "syntax":
+        if truncate != "none":
             language = language_for_path(kwargs.get("path", ""))
             result.text = trim_to_parse(prefix, result.text, suffix, language)
         return result

@@ -2,7 +2,7 @@
 
     POST /v1/completions  prompt (= prefix), suffix, max_tokens, temperature, top_p, stop, n, seed,
                           stream (SSE, ends with `data: [DONE]`); echo must be false; extensions:
-                          path, mode (spm/psm), truncate (none/syntax)
+                          path, mode (spm/psm), truncate (none/syntax/trim)
     GET  /v1/models       the one model
 
 Field names and reply shapes follow https://platform.openai.com/docs/api-reference/completions.

@@ -60,7 +60,7 @@ class CompletionRequest(BaseModel):
     # lightcoder extensions
     path: str = ""  # file path: aiXcoder's header lines and the language for syntax truncation
     mode: Literal["spm", "psm"] = "spm"
-    truncate: Literal["none", "syntax"] = "syntax"
+    truncate: Literal["none", "syntax", "trim"] = "syntax"
 
 
 class ExtraFile(BaseModel):
@@ -98,7 +98,7 @@ class LlamaCppRequest(BaseModel):
     # lightcoder extensions
     path: str = ""
     mode: Literal["spm", "psm"] = "spm"
-    truncate: Literal["none", "syntax"] = "syntax"
+    truncate: Literal["none", "syntax", "trim"] = "syntax"
 
 
 # llama.cpp's sampler names, and the letters of its short form ("edskypmxt")
@@ -277,10 +277,18 @@ def check_completion_request(req: CompletionRequest, limits: Limits, context_roo
     check_limit(req.n, limits.max_n, "n", "max_n")
     check_limit(len(prompt) + len(req.suffix or ""), limits.max_prompt_chars, "prompt+suffix characters",
                 "max_prompt_chars", "send less context", status=413)
+    check_truncate(req.truncate, req.stream)
     stop = stop_list(req.stop)
     if len(stop) > 4:
         raise ApiError(400, f"at most 4 stop sequences (OpenAI's limit), got {len(stop)}", param="stop")
     return prompt, stop
+
+
+def check_truncate(truncate: str, stream: bool) -> None:
+    """"trim" cuts the finished completion, which a stream has already sent."""
+    if truncate == "trim" and stream:
+        raise ApiError(400, 'truncate "trim" needs the whole completion before it is sent; send stream: false, or '
+                       'truncate "syntax" (a stream ends at the first complete statement) or "none"', param="truncate")
 
 
 class LlamaCppSettings(NamedTuple):
@@ -296,6 +304,7 @@ def check_llamacpp_request(req: LlamaCppRequest, *, fim: bool, n_slots: int, voc
                            context_room: int) -> LlamaCppSettings:
     """llama.cpp /infill (fim) and /completion: what to run with, after checking every field and limit."""
     check_slot(req.id_slot, n_slots)
+    check_truncate(req.truncate, req.stream)
     names = sampler_names(req)
     temperature, top_k, top_p = sampler_settings(req, names)
     n_predict = default_new_tokens(req.n_predict, limits, context_room)
