@@ -285,7 +285,7 @@ def check_completion_request(req: CompletionRequest, limits: Limits, context_roo
 
 
 def check_truncate(truncate: str, stream: bool) -> None:
-    """"trim" cuts the finished completion, which a stream has already sent."""
+    """Refuse truncate "trim" on a stream: it cuts the finished completion, which a stream has already sent."""
     if truncate == "trim" and stream:
         raise ApiError(400, 'truncate "trim" needs the whole completion before it is sent; send stream: false, or '
                        'truncate "syntax" (a stream ends at the first complete statement) or "none"', param="truncate")
