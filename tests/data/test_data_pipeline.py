@@ -246,8 +246,9 @@ def test_errors_name_the_path_and_the_fix(tmp_path):
         run_data(DataConfig(sources=[str(tmp_path / "f.txt")]), tmp_path / "o2")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ValueError, match="no usable source files"):
+    with pytest.raises(ValueError, match="no usable source files") as raised:
         run_data(DataConfig(sources=[str(empty)]), tmp_path / "o3")
+    assert "0 files listed and 1 scan problem" in str(raised.value) and "holds no files" in str(raised.value)
     with pytest.raises(ValueError, match="read_corpus|not finished"):
         list(read_corpus(tmp_path, "train"))
     with pytest.raises(ValueError, match="unknown split"):

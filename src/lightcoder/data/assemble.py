@@ -201,6 +201,17 @@ def stats_dict(cfg, plan: dict, stages: tuple[str, ...], tally: Tally, writer: S
     }
 
 
+def _seen_phrase(plan: dict, tally: Tally) -> str:
+    """What the scan found, with its problems (an empty dir, a broken archive) apart from the files listed.
+
+    Example: an empty directory -> "0 files listed and 1 scan problem"
+    """
+    problems = sum(c["files"] for c in tally.dropped.get("scan", {}).values())
+    listed = plan["seen"]["files"] - problems
+    files = f"{listed} file{'s' if listed != 1 else ''} listed"
+    return f"{files} and {problems} scan problem{'s' if problems != 1 else ''}" if problems else files
+
+
 def assemble(cfg, plan: dict, work: Path, tmp: Path, stages: tuple[str, ...]) -> dict:
     """Write the output into tmp (see the module docstring) and return the stats; `stages` is
     the funnel's stage list. ValueError when no file was kept."""
@@ -211,8 +222,8 @@ def assemble(cfg, plan: dict, work: Path, tmp: Path, stages: tuple[str, ...]) ->
         firsts = "; ".join(f"{reason}: {rows[0].get('path', '')} ({rows[0].get('detail', '')})"
                            for reason, rows in sorted(tally.samples.items()) if rows and reason != "language")
         raise ValueError(
-            f"no usable source files in {', '.join(plan['roots'])}: {plan['seen']['files']} "
-            f"files seen, dropped: {files_per_reason(tally, stages)}{' — first of each: ' + firsts if firsts else ''} "
+            f"no usable source files in {', '.join(plan['roots'])}: {_seen_phrase(plan, tally)}, dropped: "
+            f"{files_per_reason(tally, stages)}{' — first of each: ' + firsts if firsts else ''} "
             f"(allowed languages: {cfg.languages}; pass --corpus DIR with source files in those languages)")
     split_of = assign_splits(repo_bytes, valid_fraction=cfg.valid_fraction,
                              test_fraction=cfg.test_fraction, seed=cfg.seed)
