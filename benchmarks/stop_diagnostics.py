@@ -16,6 +16,9 @@ Two looks at a trained run, per task type of its held-out FIM tasks (RUN/eval/ta
   the mean lines written against the reference's, and the share whose first line opens a block
   (ends with `:`, `{` or `(`), which commits the model to writing a body.
 
+The AUC is also split by the multi-line reference's first line: after a header the model can tell from the line
+itself that a body must follow; after a simple line only the prefix and suffix can tell it that more comes.
+
 `--mode psm` asks the same with PSM prompts (the middle token right before the middle, not before the
 prefix); `--split train` cuts the same kinds of tasks from the files the model trained on (does it stop
 better on code it has seen?). The numbers in docs/evaluation.md ("Why lengths miss") come from this script.
@@ -77,6 +80,12 @@ def ranking_auc(positives: list[float], negatives: list[float]) -> float:
     return wins / (len(positives) * len(negatives))
 
 
+def first_line_kind(middle: str) -> str:
+    """Whether a middle's first line opens a block (a header that must have a body) or is a simple line."""
+    first = middle.strip("\n").split("\n", 1)[0].rstrip()
+    return "opens a block" if first.endswith(OPENS_BLOCK) else "is a simple line"
+
+
 def line_count(text: str) -> int:
     return len(text.strip("\n").split("\n")) if text.strip() else 0
 
@@ -115,13 +124,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     tasks = read_tasks(args.run, args.split)
     completer = Completer.load(args.run)
-    by_type, one_line, multi_line = defaultdict(list), [], []
+    by_type, one_line, multi_line = defaultdict(list), [], defaultdict(list)
     for task in tasks.values():
         probed = first_line_stop(completer, task, args.mode)
         if probed is None:
             continue
         by_type[task["task_type"]].append(probed)
-        (multi_line if "\n" in task["middle"].strip("\n") else one_line).append(probed[0])
+        if "\n" in task["middle"].strip("\n"):
+            multi_line[first_line_kind(task["middle"])].append(probed[0])
+        else:
+            one_line.append(probed[0])
     shapes = generated_shapes(args.run, tasks) if args.split == "test" else {}
     print("| task type | tasks | stop share after the reference's first line | P(</s>) after its tokens "
           "| lines written : reference | first line opens a block |")
@@ -131,10 +143,14 @@ def main() -> None:
         share, naive = (sum(p[i] for p in probed) / len(probed) for i in (0, 1))
         written = f"{s['lines']:.1f} : {s['ref_lines']:.1f} | {s['opens_block']:.0f} %" if s else "- | -"
         print(f"| {kind} | {len(probed)} | {share:.2f} | {naive:.2f} | {written} |")
-    if one_line and multi_line:
+    every_multi = [share for shares in multi_line.values() for share in shares]
+    if one_line and every_multi:
         print(f"\none-line references: {len(one_line)}, mean stop share {sum(one_line) / len(one_line):.2f}; "
-              f"multi-line: {len(multi_line)}, {sum(multi_line) / len(multi_line):.2f}; "
-              f"AUC (one-line above multi-line) {ranking_auc(one_line, multi_line):.2f}")
+              f"multi-line: {len(every_multi)}, {sum(every_multi) / len(every_multi):.2f}; "
+              f"AUC (one-line above multi-line) {ranking_auc(one_line, every_multi):.2f}")
+        for kind, shares in sorted(multi_line.items()):  # where the ranking comes from: a header, or the context
+            print(f"  multi-line whose first line {kind}: {len(shares)}, mean stop share "
+                  f"{sum(shares) / len(shares):.2f}, AUC {ranking_auc(one_line, shares):.2f}")
 
 
 if __name__ == "__main__":
