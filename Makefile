@@ -68,6 +68,7 @@ bench: $(INSTALLED)
 	$(VENV)/bin/python benchmarks/bench_data.py
 	$(VENV)/bin/python benchmarks/bench_sfim.py
 	$(VENV)/bin/python benchmarks/bench_train.py --sdpa-row
+	$(VENV)/bin/python benchmarks/bench_finetune.py
 	$(VENV)/bin/python benchmarks/bench_attention.py
 	$(VENV)/bin/python benchmarks/bench_complete.py
 	$(VENV)/bin/python benchmarks/bench_exec.py
