@@ -19,7 +19,8 @@ Two looks at a trained run, per task type of its held-out FIM tasks (RUN/eval/ta
 The AUC is also split by the multi-line reference's first line: after a header the model can tell from the line
 itself that a body must follow; after a simple line only the prefix and suffix can tell it that more comes.
 
-`--mode psm` asks the same with PSM prompts (the middle token right before the middle, not before the
+`--swap-suffixes` gives each task the suffix of the next task of its type: where the shares do not move, the
+model decides to stop without reading the suffix. `--mode psm` asks the same with PSM prompts (the middle token right before the middle, not before the
 prefix); `--split train` cuts the same kinds of tasks from the files the model trained on (does it stop
 better on code it has seen?). The numbers in docs/evaluation.md ("Why lengths miss") come from this script.
 """
@@ -113,6 +114,18 @@ def read_tasks(run: Path, split: str) -> dict[str, dict]:
     return {t.task_id: dataclasses.asdict(t) for t in built}
 
 
+def swap_suffixes(tasks: dict[str, dict]) -> dict[str, dict]:
+    """Each task with the suffix of the next task of the same type (the last takes the first's)."""
+    by_type = defaultdict(list)
+    for task_id, task in tasks.items():
+        by_type[task["task_type"]].append(task_id)
+    swapped = {}
+    for ids in by_type.values():
+        for task_id, donor in zip(ids, ids[1:] + ids[:1]):
+            swapped[task_id] = {**tasks[task_id], "suffix": tasks[donor]["suffix"]}
+    return swapped
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, default=Path("run/quickstart"))
@@ -120,9 +133,12 @@ def main() -> None:
     parser.add_argument("--mode", choices=("spm", "psm"), default="spm", help="the prompts' layout (the eval's: spm)")
     parser.add_argument("--split", choices=("test", "train"), default="test",
                         help="train: the same kinds of tasks cut from the files the model trained on")
+    parser.add_argument("--swap-suffixes", action="store_true",
+                        help="give each task another task's suffix (same type): does the stop decision read it?")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tasks = read_tasks(args.run, args.split)
+    tasks = swap_suffixes(tasks) if args.swap_suffixes else tasks
     completer = Completer.load(args.run)
     by_type, one_line, multi_line = defaultdict(list), [], defaultdict(list)
     for task in tasks.values():
@@ -134,7 +150,7 @@ def main() -> None:
             multi_line[first_line_kind(task["middle"])].append(probed[0])
         else:
             one_line.append(probed[0])
-    shapes = generated_shapes(args.run, tasks) if args.split == "test" else {}
+    shapes = generated_shapes(args.run, tasks) if args.split == "test" and not args.swap_suffixes else {}
     print("| task type | tasks | stop share after the reference's first line | P(</s>) after its tokens "
           "| lines written : reference | first line opens a block |")
     print("|---|---:|---:|---:|---:|---:|")
