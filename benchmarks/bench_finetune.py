@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,7 +30,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_train import make_batches, peak_rss_self_mb, time_steps  # noqa: E402  (a sibling script)
+from bench_train import (  # noqa: E402  (a sibling script)
+    add_shape_args, child_peak_mb, make_batches, peak_rss_self_mb, time_steps,
+)
 
 MODELS = ("ours", "peft")
 LABELS = {"ours": "lightcoder lora_step (peft on lightcoder's Transformer)",
@@ -127,17 +128,13 @@ def peak_memory_mb(which: str, args) -> float:
     cmd = [sys.executable, __file__, "--only", which, "--preset", args.preset, "--seq-len", str(args.seq_len),
            "--batch-size", str(args.batch_size), "--device", args.device, "--threads", str(args.threads),
            "--rank", str(args.rank), "--steps", "2", "--warmup", "1", "--rounds", "1"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["peak_mb"]
+    return child_peak_mb(cmd)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--preset", default="lc-quickstart")
-    p.add_argument("--seq-len", type=int, default=512, help="window length; the model sees seq_len - 1 tokens")
-    p.add_argument("--batch-size", type=int, default=4)
+    add_shape_args(p)
     p.add_argument("--rank", type=int, default=8, help="LoRA r (aiXcoder's finetune.py: 8)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--steps", type=int, default=6, help="timed steps per model per round")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (ours, peft, ours, ...)")

@@ -172,17 +172,27 @@ def peak_memory_mb(which: str, args) -> float:
            "--attention", args.attention, "--malloc", args.malloc]
     if args.shards:
         cmd += ["--shards", args.shards] + (["--middles-only"] if args.middles_only else [])
+    return child_peak_mb(cmd)
+
+
+def child_peak_mb(cmd: list[str]) -> float:
+    """Run a peak-memory child process (one model, `--only`) and read the peak it prints last as JSON."""
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_mb"]
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_shape_args(p: argparse.ArgumentParser) -> None:
+    """The model and batch shape options this script shares with bench_finetune.py."""
     p.add_argument("--preset", default="lc-quickstart")
     p.add_argument("--seq-len", type=int, default=512, help="window length; the model sees seq_len - 1 tokens")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_shape_args(p)
+    p.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
     p.add_argument("--steps", type=int, default=6, help="timed steps per model per round")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per model before the first round")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (ours, hf, ours, hf, ...)")
