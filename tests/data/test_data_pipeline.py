@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lightcoder.data import steps
-from lightcoder.data.assemble import assign_splits
+from lightcoder.data.assemble import assign_splits, seen_phrase
 from lightcoder.data.config import DataConfig
 from lightcoder.data.pipeline import run_data
 from lightcoder.data.records import read_corpus
@@ -249,6 +249,8 @@ def test_errors_name_the_path_and_the_fix(tmp_path):
     with pytest.raises(ValueError, match="no usable source files") as raised:
         run_data(DataConfig(sources=[str(empty)]), tmp_path / "o3")
     assert "0 files listed and 1 scan problem" in str(raised.value) and "holds no files" in str(raised.value)
+    # the finetune command's message counts the same way (seen files include the scan's problems)
+    assert [seen_phrase(5, 0), seen_phrase(4, 2)] == ["5 files listed", "2 files listed and 2 scan problems"]
     with pytest.raises(ValueError, match="read_corpus|not finished"):
         list(read_corpus(tmp_path, "train"))
     with pytest.raises(ValueError, match="unknown split"):

@@ -201,15 +201,15 @@ def stats_dict(cfg, plan: dict, stages: tuple[str, ...], tally: Tally, writer: S
     }
 
 
-def _seen_phrase(plan: dict, tally: Tally) -> str:
-    """What the scan found, with its problems (an empty dir, a broken archive) apart from the files listed.
+def seen_phrase(seen_files: int, scan_problems: int) -> str:
+    """What the scan found, its problems (an empty dir, a broken archive) apart from the files listed;
+    seen_files counts both, as stats.json's `seen.files` does.
 
-    Example: an empty directory -> "0 files listed and 1 scan problem"
+    Example: seen_phrase(1, 1) (an empty directory) -> "0 files listed and 1 scan problem"
     """
-    problems = sum(c["files"] for c in tally.dropped.get("scan", {}).values())
-    listed = plan["seen"]["files"] - problems
+    listed = seen_files - scan_problems
     files = f"{listed} file{'s' if listed != 1 else ''} listed"
-    return f"{files} and {problems} scan problem{'s' if problems != 1 else ''}" if problems else files
+    return f"{files} and {scan_problems} scan problem{'s' if scan_problems != 1 else ''}" if scan_problems else files
 
 
 def assemble(cfg, plan: dict, work: Path, tmp: Path, stages: tuple[str, ...]) -> dict:
@@ -221,8 +221,9 @@ def assemble(cfg, plan: dict, work: Path, tmp: Path, stages: tuple[str, ...]) ->
     if not repo_bytes:
         firsts = "; ".join(f"{reason}: {rows[0].get('path', '')} ({rows[0].get('detail', '')})"
                            for reason, rows in sorted(tally.samples.items()) if rows and reason != "language")
+        problems = sum(c["files"] for c in tally.dropped.get("scan", {}).values())
         raise ValueError(
-            f"no usable source files in {', '.join(plan['roots'])}: {_seen_phrase(plan, tally)}, dropped: "
+            f"no usable source files in {', '.join(plan['roots'])}: {seen_phrase(plan['seen']['files'], problems)}, dropped: "
             f"{files_per_reason(tally, stages)}{' — first of each: ' + firsts if firsts else ''} "
             f"(allowed languages: {cfg.languages}; pass --corpus DIR with source files in those languages)")
     split_of = assign_splits(repo_bytes, valid_fraction=cfg.valid_fraction,

@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from lightcoder.artifacts import clear_done, is_done, mark_done, read_done
+from lightcoder.data.assemble import seen_phrase
 from lightcoder.data.config import SPLITS
 from lightcoder.data.pipeline import run_data
 from lightcoder.data.records import SourceFile, read_corpus, write_parquet
@@ -59,13 +60,14 @@ def _no_files_message(cfg: FinetuneConfig, out: Path) -> str:
     stats_path = out / "stats.json"
     if stats_path.exists():
         stats = json.loads(stats_path.read_text())
-        seen = stats.get("seen", {}).get("files", 0)
         drops = Counter()
         for stage in stats.get("stages", []):
             for reason, counts in stage.get("dropped", {}).items():
                 drops[f"{stage['stage']}:{reason}"] += counts.get("files", 0)
+        problems = sum(n for key, n in drops.items() if key.startswith("scan:"))
         top = ", ".join(f"{k} {v}" for k, v in drops.most_common(4))
-        reasons = f" ({seen} files seen{'; dropped: ' + top if top else ''})"
+        seen = seen_phrase(stats.get("seen", {}).get("files", 0), problems)
+        reasons = f" ({seen}{'; dropped: ' + top if top else ''})"
     return (f"the corpus {' '.join(cfg.corpus)} has no usable {'/'.join(cfg.data.languages)} files{reasons}; "
             f"point --corpus at source code, or widen the filters (e.g. --data.languages Python,Java, "
             f"--data.license.unknown keep); details in {out}/stats.json and {out}/rejected/")
