@@ -221,9 +221,9 @@ def assemble(cfg, plan: dict, work: Path, tmp: Path, stages: tuple[str, ...]) ->
     if not repo_bytes:
         firsts = "; ".join(f"{reason}: {rows[0].get('path', '')} ({rows[0].get('detail', '')})"
                            for reason, rows in sorted(tally.samples.items()) if rows and reason != "language")
-        problems = sum(c["files"] for c in tally.dropped.get("scan", {}).values())
+        seen = seen_phrase(plan["seen"]["files"], sum(c["files"] for c in tally.dropped.get("scan", {}).values()))
         raise ValueError(
-            f"no usable source files in {', '.join(plan['roots'])}: {seen_phrase(plan['seen']['files'], problems)}, dropped: "
+            f"no usable source files in {', '.join(plan['roots'])}: {seen}, dropped: "
             f"{files_per_reason(tally, stages)}{' — first of each: ' + firsts if firsts else ''} "
             f"(allowed languages: {cfg.languages}; pass --corpus DIR with source files in those languages)")
     split_of = assign_splits(repo_bytes, valid_fraction=cfg.valid_fraction,
