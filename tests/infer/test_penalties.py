@@ -1,6 +1,6 @@
-"""Frequency / presence penalties: the arithmetic, and the same tokens from the reference decoder, the
-Engine (drafts and prefix cache included) and the batch scheduler; plain greedy replay never mixes
-with penalized runs."""
+"""Frequency / presence penalties and stop guards: the arithmetic, and the same tokens from the reference
+decoder, the Engine (drafts and prefix cache included) and the batch scheduler; plain greedy replay never
+mixes with penalized runs."""
 
 import random
 
@@ -123,5 +123,34 @@ def test_batch_scheduler_gives_the_reference_tokens_alone_and_batched(model):
                                                   presence_penalty=q)) for p, (f, q) in zip(ps, settings)]
         assert [drain(s) for s in streams] == refs
         assert sched.drafted_tokens > 0
+    finally:
+        sched.shutdown()
+
+
+def test_a_stop_guard_masks_the_stop_ids_while_it_holds():
+    p = Penalty.of(0.0, 0.0, lambda ids: len(ids) < 2, stop_ids=(2, 5))
+    assert p is not None and Penalty.of(0.0, 0.0, None, stop_ids=(2,)) is None
+    logits = torch.zeros(8)
+    assert torch.isinf(p.apply(logits)[[2, 5]]).all() and p.apply(logits)[3] == 0 and logits[2] == 0
+    p.add(4)
+    assert torch.isinf(p.apply(logits)[2]) and p.apply(logits, [4])[2] == 0  # two ids: the guard lets go
+    rows = p.apply_rows(torch.zeros(2, 8), [4])  # row 0 after the 1 id so far, row 1 after 2
+    assert torch.isinf(rows[0, 5]) and rows[1, 5] == 0
+
+
+def test_a_stop_guard_gives_the_same_tokens_on_every_decoding_path(model):
+    """The stop ids are what greedy would pick first; with the guard no path may end before 6 ids."""
+    prompts = repetitive_prompts(4, seed=5)
+    stops = [tuple(generate(model, p, max_new_tokens=3, stop_ids=())) for p in prompts]
+    guard = lambda ids: len(ids) < 6  # noqa: E731
+    refs = [list(generate(model, p, max_new_tokens=12, stop_ids=s, stop_guard=guard)) for p, s in zip(prompts, stops)]
+    assert all(len(r) >= 6 and not set(r[:6]) & set(s) for r, s in zip(refs, stops))
+    assert [list(generate(model, p, max_new_tokens=12, stop_ids=s)) for p, s in zip(prompts, stops)] == [[]] * 4
+    engine = Engine(model, max_draft_tokens=4)
+    params = [SamplingParams(max_new_tokens=12, stop_ids=s, stop_guard=guard) for s in stops]
+    assert [list(engine.generate(p, q)) for p, q in zip(prompts, params)] == refs
+    sched = BatchScheduler(model, n_slots=3, chunk_tokens=32, step_tokens=64).start()
+    try:
+        assert [drain(sched.submit(p, q)) for p, q in zip(prompts, params)] == refs
     finally:
         sched.shutdown()

@@ -23,6 +23,7 @@ import torch
 
 from lightcoder.infer.engine import Engine, SamplingParams
 from lightcoder.infer.prompts import PromptConfig, build_prompt
+from lightcoder.infer.stop_guard import lone_opener_guard
 from lightcoder.infer.templates import FimTemplate, detect_template, get_template
 from lightcoder.infer.truncation import StructureStop, trim_to_parse
 from lightcoder.languages import language_for_path
@@ -228,7 +229,9 @@ class Completer:
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                 seed=seed, stop_ids=self.tokenizer.stop_ids if stop_ids is None else stop_ids,
                                 max_seconds=max_seconds, frequency_penalty=frequency_penalty,
-                                presence_penalty=presence_penalty)
+                                presence_penalty=presence_penalty,
+                                stop_guard=lone_opener_guard(self.tokenizer.decode, prefix=prefix, middle=middle,
+                                                             language=language_for_path(path)))
         ends = _EarlyStop(structure=StructureStop(prefix, suffix, language_for_path(path)) if syntax_stop else None,
                           stops=[s for s in stop if s], min_indent=min_indent,
                           after_newline_s=predict_seconds_after_newline)

@@ -21,7 +21,7 @@ import torch
 
 from lightcoder.infer.draft import accept_draft, prompt_lookup_draft
 from lightcoder.infer.fused_decode import FusedDecoder
-from lightcoder.infer.penalties import Penalty, check_penalties
+from lightcoder.infer.penalties import Penalty, StopGuard, check_penalties
 from lightcoder.infer.prefix_cache import CacheEntry, PrefixCache
 from lightcoder.model.llama import KVCache, Transformer
 
@@ -117,6 +117,7 @@ def generate(
     vocab_size: int | None = None,
     frequency_penalty: float = 0.0,
     presence_penalty: float = 0.0,
+    stop_guard: StopGuard | None = None,
 ) -> Iterator[int]:
     """Yield up to max_new_tokens new token ids; stops before yielding a stop id. The reference
     decoder: one model, no cache, no drafts; `Engine.generate` gives the same greedy tokens.
@@ -127,7 +128,8 @@ def generate(
     The generator's return value (StopIteration.value) says why it ended: "stop" (a stop id),
     "length" (max_new_tokens reached) or "max_seq_len" (the model's context is full).
     Sampling without an rng uses a generator seeded with 0, so runs are reproducible.
-    frequency_penalty / presence_penalty: infer/penalties.py, over the ids generated so far.
+    frequency_penalty / presence_penalty: infer/penalties.py, over the ids generated so far; stop_guard:
+    while it holds for the ids so far, no stop id is chosen (infer/stop_guard.py).
     """
     check_prompt(prompt_ids, model.cfg.max_seq_len)
     if max_new_tokens < 0:
@@ -140,7 +142,7 @@ def generate(
     prompt = torch.tensor([prompt_ids], dtype=torch.long, device=model.output.weight.device)  # (1, T)
     logits = prefill(model, prompt, kv_cache)
     pos, produced, stop_ids = len(prompt_ids), 0, frozenset(stop_ids)
-    penalty = Penalty.of(frequency_penalty, presence_penalty)
+    penalty = Penalty.of(frequency_penalty, presence_penalty, stop_guard, stop_ids)
     while True:
         logits = mask_vocab(logits, vocab_size)
         token = sample_next(penalty.apply(logits) if penalty else logits, temperature, top_k, top_p, rng)
@@ -173,6 +175,7 @@ class SamplingParams:
     max_seconds: float | None = None  # stop with reason "time" once this much wall time has passed
     frequency_penalty: float = 0.0  # infer/penalties.py: per earlier occurrence of an id in this output
     presence_penalty: float = 0.0  # once for any id this output already holds
+    stop_guard: StopGuard | None = None  # ids so far -> True while the output must not end (stop_guard.py)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 0:
@@ -209,7 +212,7 @@ class _Run:
     rng: torch.Generator | None  # None when greedy
     started: float  # perf_counter at the call
     cancelled: Callable[[], bool] | None
-    penalty: Penalty | None = None  # None: no frequency / presence penalty
+    penalty: Penalty | None = None  # None: no frequency / presence penalty, no stop guard
     produced: int = 0
 
     @classmethod
@@ -218,7 +221,8 @@ class _Run:
         return cls(params=params, stop_ids=frozenset(params.stop_ids), greedy=greedy,
                    rng=None if greedy else seeded_generator(params.seed),
                    started=time.perf_counter(), cancelled=cancelled,
-                   penalty=Penalty.of(params.frequency_penalty, params.presence_penalty))
+                   penalty=Penalty.of(params.frequency_penalty, params.presence_penalty, params.stop_guard,
+                                      params.stop_ids))
 
     @property
     def replayable(self) -> bool:

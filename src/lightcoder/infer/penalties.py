@@ -9,6 +9,10 @@ instead of ending the middle; a penalty on what it already wrote makes `</s>` wi
 (docs/evaluation.md measures it). The prompt is not penalized: code repeats its context's names
 all the time, and the suffix is exactly what a middle must lead into.
 
+A stop guard (infer/stop_guard.py) rides along: a rule over the ids generated so far that, while it
+holds, takes the stop ids out of the choice (their logits -inf), so every decoding path that applies
+penalties also keeps an output from ending where the rule forbids.
+
 Example: penalty = Penalty(frequency=0.5, presence=0.0); penalty.add(7); penalty.add(7)
     penalty.apply(logits)[7] == logits[7] - 1.0
 """
@@ -16,13 +20,14 @@ Example: penalty = Penalty(frequency=0.5, presence=0.0); penalty.add(7); penalty
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the module itself needs no torch import: the configs validate with check_penalties
     import torch
 
 LIMIT = 2.0  # OpenAI's range for both: [-2, 2]
+StopGuard = Callable[[Sequence[int]], bool]  # the ids generated so far -> must the output go on?
 
 
 def check_penalties(frequency: float, presence: float, *, prefix: str = "") -> None:
@@ -37,28 +42,39 @@ def check_penalties(frequency: float, presence: float, *, prefix: str = "") -> N
 class Penalty:
     """The ids one request has generated, and the logits they change (see module docstring)."""
 
-    def __init__(self, *, frequency: float, presence: float):
+    def __init__(self, *, frequency: float, presence: float, stop_guard: StopGuard | None = None,
+                 stop_ids: Collection[int] = ()):
         check_penalties(frequency, presence)
         self.frequency, self.presence = float(frequency), float(presence)
         self.counts: Counter[int] = Counter()
+        self.generated: list[int] = []
+        self.stop_guard, self.stop_ids = stop_guard, sorted(stop_ids)
 
     @classmethod
-    def of(cls, frequency: float, presence: float) -> Penalty | None:
-        """A Penalty, or None when both are 0 (decoding is then exactly as without penalties)."""
-        return cls(frequency=frequency, presence=presence) if frequency or presence else None
+    def of(cls, frequency: float, presence: float, stop_guard: StopGuard | None = None,
+           stop_ids: Collection[int] = ()) -> Penalty | None:
+        """A Penalty, or None when both are 0 and there is no stop guard (decoding is then exactly as
+        without penalties)."""
+        if not (frequency or presence or (stop_guard and stop_ids)):
+            return None
+        return cls(frequency=frequency, presence=presence, stop_guard=stop_guard, stop_ids=stop_ids)
 
     def add(self, token: int) -> None:
         self.counts[token] += 1
+        self.generated.append(token)
 
     def apply(self, logits: torch.Tensor, ahead: Sequence[int] = ()) -> torch.Tensor:
         """A penalized copy of logits (V,), counting `ahead` (ids generated but not yet added) too."""
+        out = logits
         counts = self.counts + Counter(ahead) if ahead else self.counts
-        if not counts:
-            return logits
-        ids = logits.new_tensor(list(counts)).long()
-        n = logits.new_tensor(list(counts.values()))
-        out = logits.clone()
-        out[ids] -= self.frequency * n + self.presence
+        if counts and (self.frequency or self.presence):
+            ids = logits.new_tensor(list(counts)).long()
+            n = logits.new_tensor(list(counts.values()))
+            out = logits.clone()
+            out[ids] -= self.frequency * n + self.presence
+        if self.stop_guard and self.stop_ids and self.stop_guard([*self.generated, *ahead]):
+            out = out.clone() if out is logits else out
+            out[self.stop_ids] = float("-inf")
         return out
 
     def apply_rows(self, rows: torch.Tensor, draft: Sequence[int]) -> torch.Tensor:
