@@ -26,3 +26,5 @@ def test_no_guard_where_three_quotes_may_close_a_string_or_the_language_has_none
     assert lone_opener_guard(decode, prefix="", language=None) is None
     typed = lone_opener_guard(decode, prefix="def f():\n    ", language="Python", middle='""')
     assert typed(ids('"')) and not typed(ids("x"))  # text the client typed counts with the output
+    assert lone_opener_guard(decode, prefix="def f():\n    x = ", language="Python") is None  # mid-line
+    assert lone_opener_guard(decode, prefix="def f():\n    r", language="Python")(ids('"""'))

@@ -27,10 +27,16 @@ MAX_GUARDED_IDS = 4  # a lone opener is a few ids at most; past that the guard n
 
 def lone_opener_guard(decode: Callable[[Sequence[int]], str], *, prefix: str, language: str | None,
                       middle: str = "") -> StopGuard | None:
-    """The guard for one Python request, or None (another language, or the cursor inside a triple-quoted
-    string already, where three quotes close it and may well end the middle). middle: text the client
-    already placed after the cursor (llama.cpp's /infill `prompt`), read as part of the completion."""
+    """The guard for one Python request, or None: another language; the cursor inside a triple-quoted
+    string already (three quotes would close it, and may well end the middle); or the cursor after code
+    on its line, where no docstring opens. middle: text the client already placed after the cursor
+    (llama.cpp's /infill `prompt`), read as part of the completion. A guarded request is decoded as a
+    penalized one: it never replays a cached greedy continuation, so guarding only line starts keeps
+    that reuse for the keystrokes typed mid-line."""
     if language != "Python" or sum(prefix.count(q) for q in TRIPLE_QUOTES) % 2:
+        return None
+    typed = (prefix[prefix.rfind("\n") + 1:] + middle).strip().lstrip(STRING_PREFIXES)
+    if typed not in ("", '"', '""', "'", "''"):
         return None
 
     def must_go_on(ids: Sequence[int]) -> bool:
