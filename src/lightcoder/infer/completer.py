@@ -226,13 +226,14 @@ class Completer:
             prefix, suffix, path=path, mode=mode, max_new_tokens=max_new_tokens,
             max_prompt_tokens=max_prompt_tokens, context=context, max_context_tokens=max_context_tokens,
             middle=middle, fim=fim)
+        language = language_for_path(path)
+        guard = None if prompt_ids is not None else (  # given ids: no text to judge the cursor by
+            lone_opener_guard(self.tokenizer.decode, prefix=prefix, middle=middle, language=language))
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                 seed=seed, stop_ids=self.tokenizer.stop_ids if stop_ids is None else stop_ids,
                                 max_seconds=max_seconds, frequency_penalty=frequency_penalty,
-                                presence_penalty=presence_penalty,
-                                stop_guard=lone_opener_guard(self.tokenizer.decode, prefix=prefix, middle=middle,
-                                                             language=language_for_path(path)))
-        ends = _EarlyStop(structure=StructureStop(prefix, suffix, language_for_path(path)) if syntax_stop else None,
+                                presence_penalty=presence_penalty, stop_guard=guard)
+        ends = _EarlyStop(structure=StructureStop(prefix, suffix, language) if syntax_stop else None,
                           stops=[s for s in stop if s], min_indent=min_indent,
                           after_newline_s=predict_seconds_after_newline)
         tokens = generate(prompt, params, cancelled) if generate else self.engine.generate(prompt, params, cancelled=cancelled)
