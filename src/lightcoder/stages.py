@@ -255,7 +255,8 @@ def stage_eval(cfg: RunConfig, run_dir: Path, *, force: bool = False,
         print(f"-- {name}", file=sys.stderr, flush=True)
         gen = GenerationSettings(model_id=model_id, template=getattr(getattr(predictor, "template", None), "name", ""),
                                  max_prompt_tokens=cfg.eval.max_prompt_tokens,
-                                 frequency_penalty=cfg.eval.frequency_penalty, presence_penalty=cfg.eval.presence_penalty)
+                                 frequency_penalty=cfg.eval.frequency_penalty, presence_penalty=cfg.eval.presence_penalty,
+                                 cache_weight=cfg.eval.cache_weight)
         # samples of another checkpoint or other settings: start over
         scores[name] = run_task(task, predictor, eval_dir / name, gen, restart_stale=True)
     if "trained" in models:  # benchmark subsets (HumanEval with execution, ...) via the sandboxed harness

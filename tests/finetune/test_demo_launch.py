@@ -164,11 +164,16 @@ def test_the_demo_scores_with_the_decoding_its_base_was_measured_with(tmp_path):
     ckpt.mkdir(parents=True)
     args = build_parser().parse_args(["--base", str(run), "--replay", "0", "--out", str(tmp_path / "demo")])
     cfg = resolve_config(*finetune_parser().parse_known_args(demo_argv(args, ckpt, tmp_path, "none", 8.5)))
-    assert cfg.eval.frequency_penalty == 0.0  # no run config: plain greedy
-    (run / "config.json").write_text(json.dumps({"eval": {"frequency_penalty": 1.0}}))
+    assert cfg.eval.frequency_penalty == 0.0 and cfg.eval.cache_weight == 0.0  # no run config: plain greedy
+    (run / "config.json").write_text(json.dumps({"eval": {"frequency_penalty": 1.0}}))  # before the cache
     cfg = resolve_config(*finetune_parser().parse_known_args(demo_argv(args, ckpt, tmp_path, "none", 8.5)))
-    assert cfg.eval.frequency_penalty == 1.0
+    assert cfg.eval.frequency_penalty == 1.0 and cfg.eval.cache_weight == 0.0
+    (run / "config.json").write_text(json.dumps({"eval": {"frequency_penalty": 1.0, "cache_weight": 0.3}}))
+    cfg = resolve_config(*finetune_parser().parse_known_args(demo_argv(args, ckpt, tmp_path, "none", 8.5)))
+    assert cfg.eval.cache_weight == 0.3
     ft_args, ft_rest = finetune_parser().parse_known_args(demo_argv(args, ckpt, tmp_path, "none", 8.5))
     assert resolve_config(ft_args, ft_rest + ["--eval.frequency_penalty", "0"]).eval.frequency_penalty == 0.0
     with pytest.raises((ConfigError, ValueError), match="frequency_penalty"):
         resolve_config(ft_args, ft_rest + ["--eval.frequency_penalty", "3"])
+    with pytest.raises((ConfigError, ValueError), match="cache_weight must be a number in"):
+        resolve_config(ft_args, ft_rest + ["--eval.cache_weight", "1.5"])

@@ -90,3 +90,84 @@ def test_an_empty_suffix_is_infilling_on_infill_and_openai_suffix_else_plain_con
     without = httpx.post(server.url + "/v1/completions", json=body).json()
     assert with_suffix["usage"]["prompt_tokens"] == len(fim) and without["usage"]["prompt_tokens"] == len(ntp)
     assert without["choices"][0]["text"] == completer.complete(PREFIX, "", max_new_tokens=12).text
+
+
+REPEATING = "total = compute(alpha, beta)\nother = compute(alpha, beta)\nthird = compute("
+
+
+def test_the_servers_cache_weight_gives_the_completers_tokens_streamed_or_not(completer, make_server):
+    """The n-gram cache (infer/ngram_cache.py) as `serve --cache-weight` applies it, on every route."""
+    cached = completer.complete(REPEATING, "\n", path="m.py", max_new_tokens=16, cache_weight=0.9).text
+    assert cached != completer.complete(REPEATING, "\n", path="m.py", max_new_tokens=16).text  # it matters here
+    config = ServerConfig(model_name="tiny", limits=Limits(max_tokens_limit=64), cache_weight=0.9)
+    with make_server(create_app(completer, config)) as s:
+        body = {"prompt": REPEATING, "suffix": "\n", "path": "m.py", "max_tokens": 16, "truncate": "none"}
+        assert httpx.post(s.url + "/v1/completions", json=body).json()["choices"][0]["text"] == cached
+        with httpx.stream("POST", s.url + "/v1/completions", json={**body, "stream": True}) as r:
+            chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+        assert "".join(c["choices"][0]["text"] for c in chunks) == cached
+        infill = {"input_prefix": REPEATING, "input_suffix": "\n", "path": "m.py", "n_predict": 16, "truncate": "none"}
+        assert httpx.post(s.url + "/infill", json=infill).json()["content"] == cached
+
+
+def test_serve_takes_the_runs_cache_weight_unless_the_flag_says_otherwise(tmp_path):
+    from lightcoder.serve.command import default_cache_weight
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"eval": {"cache_weight": 0.5}}))
+    assert default_cache_weight(str(run), None) == 0.5 and default_cache_weight(str(run), 0.0) == 0.0
+    (run / "config.json").write_text(json.dumps({"eval": {"frequency_penalty": 1.0}}))  # before the setting
+    assert default_cache_weight(str(run), None) == 0.0
+
+
+def test_a_repository_source_gives_the_reference_decoders_tokens(tiny_run):
+    """Completer.use_repository: the prompt's ids and the repository's files as the cache's two sources;
+    the Completer's ids are the reference decoder's, and a prompt that ends like a repository line goes on
+    as the repository does."""
+    from lightcoder.infer.completer import Completer
+    from lightcoder.infer.engine import generate
+    from lightcoder.infer.ngram_cache import CacheMix
+
+    c = Completer.load(tiny_run)
+    line = "result = transform(alpha, beta, gamma) + offset\n"  # no context of 3 ids twice
+    full = c.tokenizer.encode(line)
+    cut = next(k for k in range(len(full) - 2, 3, -1)  # a cut whose text tokenizes back to the same ids
+               if c.tokenizer.encode(c.tokenizer.decode(full[:k])) == full[:k])
+    prefix = c.tokenizer.decode(full[:cut])
+    got = []
+
+    def recording(prompt, params, cancelled):
+        stream = c.engine.generate(prompt, params, cancelled=cancelled)
+        while True:
+            try:
+                token = next(stream)
+            except StopIteration as end:
+                return end.value
+            got.append(token)
+            yield token
+
+    before = c.complete(prefix, "\n", path="m.py", max_new_tokens=6, cache_weight=0.9).text
+    assert c.use_repository([("geometry.py", line)] * 3) == 3 * (len(full) - 1)
+    c.complete(prefix, "\n", path="m.py", max_new_tokens=6, cache_weight=0.9, generate=recording)
+    prompt = c.build(prefix, "\n", path="m.py", max_new_tokens=6)
+    mix = CacheMix.for_prompt(prompt, 0.9, c.repository_cache)
+    assert got == list(generate(c.model, prompt, max_new_tokens=6, stop_ids=c.tokenizer.stop_ids, cache=mix,
+                                vocab_size=c.engine.vocab_size))
+    assert got[0] == full[cut] and c.tokenizer.decode(got) != before
+
+
+def test_requests_built_from_text_keep_the_stop_guard_when_sent_on_as_ids(completer):
+    """Streamed requests are tokenized before the reply starts and decoded from those ids; the guard must
+    still judge their text (only a request that came as ids has none)."""
+    seen = []
+
+    def spy(prompt, params, cancelled):
+        seen.append(params.stop_guard)
+        return iter(())
+
+    prompt = completer.build("def f():\n    ", "\n", path="m.py", max_new_tokens=8)
+    for kwargs in ({}, {"prompt_ids": prompt}):
+        list(completer.stream("def f():\n    ", "\n", path="m.py", max_new_tokens=8, generate=spy, **kwargs))
+    list(completer.stream("", "", path="m.py", max_new_tokens=8, generate=spy, prompt_ids=prompt))
+    assert seen[0] is not None and seen[1] is not None and seen[2] is None

@@ -46,7 +46,13 @@ def _predictor(args):
         kwargs["template"] = args.template
     completer = Completer.load(args.model, device=args.device, **kwargs)
     template = getattr(getattr(completer, "template", None), "name", "aixcoder")
-    return completer, str(Path(args.model).resolve()) + model_id_suffix(args.device), template
+    model_id = str(Path(args.model).resolve()) + model_id_suffix(args.device)
+    if args.workspace:  # the n-gram cache's repository source (serve --workspace); part of what is measured
+        from lightcoder.infer.retrieval import workspace_files
+
+        completer.use_repository(workspace_files(args.workspace))
+        model_id += f"+workspace:{Path(args.workspace).resolve()}"
+    return completer, model_id, template
 
 
 def _generation(args, model_id: str, template: str):
@@ -55,7 +61,8 @@ def _generation(args, model_id: str, template: str):
     return GenerationSettings(model_id=model_id, template=template, n=args.n, temperature=args.temperature,
                               top_p=args.top_p, seed=args.seed, max_new_tokens=args.max_new_tokens,
                               mode=args.mode, max_prompt_tokens=args.max_prompt_tokens,
-                              frequency_penalty=args.frequency_penalty, presence_penalty=args.presence_penalty)
+                              frequency_penalty=args.frequency_penalty, presence_penalty=args.presence_penalty,
+                              cache_weight=args.cache_weight)
 
 
 def _print_summary(scores: dict) -> None:
@@ -92,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--frequency-penalty", type=float, default=0.0,
                        help="OpenAI's, over the ids generated so far (the run's eval uses eval.frequency_penalty)")
         s.add_argument("--presence-penalty", type=float, default=0.0)
+        s.add_argument("--cache-weight", type=float, default=0.0,
+                       help="n-gram cache over the text around the cursor, mixed into the choice (the run's "
+                            "eval uses eval.cache_weight; 0 = off)")
+        s.add_argument("--workspace", default="", help="a directory whose files are the n-gram cache's second "
+                       "source (as `serve --workspace`; needs --cache-weight)")
         s.add_argument("--workers", type=int, default=2)
         s.add_argument("--shard", default="0/1", help="i/n: generate the i-th of n slices (generate only)")
     for step in ("execute", "score"):

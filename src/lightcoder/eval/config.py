@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lightcoder.devices import check_device_name
-from lightcoder.infer.penalties import check_penalties
+from lightcoder.infer.penalties import DEFAULT_CACHE_WEIGHT, check_cache_weight, check_penalties
 
 MODES = ("psm", "spm")  # FIM prompt orders the eval accepts
 # Greedy decoding of the small models this project trains loops instead of ending the middle; this
@@ -32,6 +32,9 @@ class EvalConfig:
     # uses the same by default, so the eval measures what the server gives
     frequency_penalty: float = DEFAULT_FREQUENCY_PENALTY
     presence_penalty: float = 0.0
+    # the n-gram cache over each prompt's ids mixed into the choice (infer/ngram_cache.py; 0 = off),
+    # chosen by measurement (docs/evaluation.md, "An n-gram cache"); the server uses it too
+    cache_weight: float = DEFAULT_CACHE_WEIGHT
     # benchmark subsets the run's eval stage adds for the trained model (eval/runner.py; 0 = skip;
     # skipped too when HumanEval.jsonl.gz is not on the machine)
     humaneval_limit: int = 8  # first N HumanEval problems, executed in the sandbox -> pass@1
@@ -50,6 +53,7 @@ class EvalConfig:
         if self.mode not in MODES:
             raise ValueError(f"eval.mode must be one of {MODES}, got {self.mode!r}")
         check_penalties(self.frequency_penalty, self.presence_penalty, prefix="eval.")
+        check_cache_weight(self.cache_weight, prefix="eval.")
         if self.max_prompt_tokens < 0:
             raise ValueError(
                 f"eval.max_prompt_tokens must be >= 0 (0 = fit the model context), got {self.max_prompt_tokens}"

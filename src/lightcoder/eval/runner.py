@@ -46,7 +46,7 @@ from lightcoder.eval.metrics import pass_at_k
 from lightcoder.eval.runtimes import runtime_for
 from lightcoder.eval.sandbox import mounts_available, netns_available, run_in_sandbox
 from lightcoder.eval.tasks import Task, get_task
-from lightcoder.infer.penalties import check_penalties
+from lightcoder.infer.penalties import check_cache_weight, check_penalties
 
 RUNNER_VERSION = 1  # bump when a field of these files changes meaning
 CONFIG_FILE, RESULTS_FILE, SCORES_FILE = "config.json", "results.jsonl", "scores.json"
@@ -66,6 +66,7 @@ class GenerationSettings:
     max_prompt_tokens: int = 0  # 0 = the model's context minus max_new_tokens
     frequency_penalty: float = 0.0  # OpenAI's, over the ids generated so far (infer/penalties.py)
     presence_penalty: float = 0.0
+    cache_weight: float = 0.0  # the n-gram cache over each prompt's ids (infer/ngram_cache.py; 0 = off)
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -73,6 +74,7 @@ class GenerationSettings:
         if self.n > 1 and self.temperature == 0:
             raise ValueError("generation.n > 1 needs temperature > 0 (greedy samples are identical)")
         check_penalties(self.frequency_penalty, self.presence_penalty, prefix="generation.")
+        check_cache_weight(self.cache_weight, prefix="generation.")
 
 
 def _hash(config: dict) -> str:
@@ -224,7 +226,7 @@ def _complete_keywords(accepted: set[str], problem, gen: GenerationSettings, k: 
         kwargs["max_prompt_tokens"] = gen.max_prompt_tokens
     if "fim" in accepted and infilling:  # a hole at the end of a file is still a hole: FIM prompt
         kwargs["fim"] = True
-    for name in ("frequency_penalty", "presence_penalty"):
+    for name in ("frequency_penalty", "presence_penalty", "cache_weight"):
         if name in accepted and getattr(gen, name):
             kwargs[name] = getattr(gen, name)
     return kwargs
@@ -424,7 +426,7 @@ def run_stage_benchmarks(eval_cfg, checkpoint: str | Path, tasks_dir: str | Path
         gen = GenerationSettings(model_id=model_id, template=template, max_new_tokens=max_new,
                                  seed=eval_cfg.seed, max_prompt_tokens=eval_cfg.max_prompt_tokens,
                                  frequency_penalty=eval_cfg.frequency_penalty,
-                                 presence_penalty=eval_cfg.presence_penalty)
+                                 presence_penalty=eval_cfg.presence_penalty, cache_weight=eval_cfg.cache_weight)
         scores[name] = run_task(get_task(name, limit=limit), completer, Path(tasks_dir) / name / "trained", gen,
                                 restart_stale=True)
     return scores

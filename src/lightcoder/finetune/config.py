@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from lightcoder.data.config import DataConfig
-from lightcoder.infer.penalties import check_penalties
+from lightcoder.infer.penalties import check_cache_weight, check_penalties
 from lightcoder.pack_config import PackConfig
 from lightcoder.train.config import TrainConfig
 
@@ -79,13 +79,16 @@ class FinetuneEvalSettings:
     mode: str = "spm"  # prompt order where the template has it (aiXcoder: spm)
     max_context_chars: int = 4096
     seed: int = 0
-    # decoding of the before/after scores (infer/penalties.py); 0 = plain greedy, as aiXcoder's script. The
-    # demo passes its quickstart base's eval.frequency_penalty, the decoding that base was measured with
+    # decoding of the before/after scores (infer/penalties.py, infer/ngram_cache.py); 0 = plain greedy, as
+    # aiXcoder's script. The demo passes its quickstart base's eval.frequency_penalty and eval.cache_weight,
+    # the decoding that base was measured with
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
+    cache_weight: float = 0.0
 
     def __post_init__(self) -> None:
         check_penalties(self.frequency_penalty, self.presence_penalty, prefix="eval.")
+        check_cache_weight(self.cache_weight, prefix="eval.")
         for name in ("per_type", "general_per_type", "max_new_tokens", "max_context_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"eval.{name} must be >= 1, got {getattr(self, name)}")

@@ -131,19 +131,21 @@ def base_corpus(base: str, ckpt: Path) -> Path | None:
     return next((d for d in (Path(base) / "data", ckpt.parent.parent / "data") if (d / "DONE").is_file()), None)
 
 
-def base_frequency_penalty(base: str, ckpt: Path) -> float:
-    """The base run's eval.frequency_penalty (the decoding its quickstart numbers used); 0 when not found."""
+def base_decoding(base: str, ckpt: Path) -> list[str]:
+    """The base run's eval.frequency_penalty and eval.cache_weight as flags (the decoding its quickstart
+    numbers used); each 0 when not found (runs from before the setting)."""
     from lightcoder.config import run_eval_section
 
     section = run_eval_section(base) or run_eval_section(ckpt)
-    return float(section.get("frequency_penalty", 0.0))
+    return [flag for name in ("frequency_penalty", "cache_weight")
+            for flag in (f"--eval.{name}", f"{float(section.get(name, 0.0)):g}")]
 
 
 def demo_argv(args: argparse.Namespace, ckpt: Path, corpus: Path, general: str, train_minutes: float) -> list[str]:
     """The `lightcoder finetune` flags of the demo; the user's own overrides come after them and win."""
     argv = ["--base", str(ckpt), "--corpus", str(corpus), "--out", args.out, "--method", args.method,
             "--train.max_minutes", f"{train_minutes:g}", "--eval.general", general,
-            "--eval.frequency_penalty", f"{base_frequency_penalty(args.base, ckpt):g}"]
+            *base_decoding(args.base, ckpt)]
     source = base_corpus(args.base, ckpt)
     replay = args.replay if args.replay is not None else (DEFAULT_REPLAY if source is not None else 0.0)
     if replay > 0:

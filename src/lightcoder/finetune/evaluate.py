@@ -102,7 +102,8 @@ def evaluate_models(base: Base, tune, settings: FinetuneEvalSettings, split_dir:
             model = tune(holder).to(device)
         completer = Completer(model, base.tokenizer, cfg, template=base.template)
         gen = GenerationSettings(model_id=model_id, template=base.template.name,
-                                 frequency_penalty=settings.frequency_penalty, presence_penalty=settings.presence_penalty)
+                                 frequency_penalty=settings.frequency_penalty, presence_penalty=settings.presence_penalty,
+                                 cache_weight=settings.cache_weight)
         for name, tasks in sets.items():
             print(f"-- eval {who} on {name} ({len(tasks)} tasks)", file=sys.stderr, flush=True)
             task = get_task("run-fim", data=str(eval_dir / f"{name}_tasks.jsonl"), mode=settings.mode,

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from lightcoder.infer.engine import Engine, SamplingParams
+from lightcoder.infer.ngram_cache import CacheMix, NgramCache
 from lightcoder.infer.prompts import PromptConfig, build_prompt
 from lightcoder.infer.stop_guard import lone_opener_guard
 from lightcoder.infer.templates import FimTemplate, detect_template, get_template
@@ -79,6 +80,7 @@ class Completer:
             tokenizer.set_stop_tokens(template.stop_tokens)
         self.engine = Engine(model, vocab_size=min(tokenizer.vocab_size, model_cfg.vocab_size),
                              cache_entries=cache_entries)
+        self.repository_cache: NgramCache | None = None  # the n-gram cache's source beside the prompt (use_repository)
 
     @classmethod
     def load(cls, run_or_ckpt: str | Path, *, device: str | torch.device = "cpu",
@@ -112,6 +114,12 @@ class Completer:
             raise CheckpointError(f"tokenizer in {tok_dir} has {tokenizer.vocab_size} tokens but the model in "
                                   f"{ckpt} only {cfg.vocab_size}; they do not belong together")
         return cls(model, tokenizer, cfg, **kwargs)
+
+    def use_repository(self, files: Sequence[tuple[str, str]]) -> int:
+        """Make these (path, text) files the n-gram cache's source beside each prompt (requests with
+        cache_weight > 0); returns how many ids the cache holds."""
+        self.repository_cache = NgramCache.from_texts([text for _, text in files], self.tokenizer.encode)
+        return len(self.repository_cache)
 
     def prompt_config(self, mode: str, max_new_tokens: int, max_prompt_tokens: int | None = None,
                       max_context_tokens: int = 0) -> PromptConfig:
@@ -208,7 +216,7 @@ class Completer:
                syntax_stop: bool = False, cancelled: Callable[[], bool] | None = None,
                prompt_ids: list[int] | None = None, middle: str = "", generate: Callable | None = None,
                min_indent: int = 0, predict_seconds_after_newline: float | None = None,
-               frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
+               frequency_penalty: float = 0.0, presence_penalty: float = 0.0, cache_weight: float = 0.0,
                fim: bool | None = None) -> Iterator[str]:
         """Yield the completion as text deltas; the generator returns the `Completion`.
 
@@ -219,7 +227,10 @@ class Completer:
         scheduler). min_indent (llama.cpp's n_indent): a later line indented less ends the completion
         before it. predict_seconds_after_newline (t_max_predict_ms): once a newline was generated,
         stop when generation has taken this long since its first token. frequency_penalty /
-        presence_penalty: OpenAI's, over the ids generated so far (infer/penalties.py). fim: see `build`.
+        presence_penalty: OpenAI's, over the ids generated so far (infer/penalties.py). cache_weight: the
+        n-gram cache's weight over the text around the cursor and `repository_cache` (infer/ngram_cache.py;
+        0 = off).
+        fim: see `build`.
         """
         start = time.perf_counter()
         prompt = prompt_ids if prompt_ids is not None else self.build(
@@ -227,12 +238,14 @@ class Completer:
             max_prompt_tokens=max_prompt_tokens, context=context, max_context_tokens=max_context_tokens,
             middle=middle, fim=fim)
         language = language_for_path(path)
-        guard = None if prompt_ids is not None else (  # given ids: no text to judge the cursor by
-            lone_opener_guard(self.tokenizer.decode, prefix=prefix, middle=middle, language=language))
+        sent_as_ids = prompt_ids is not None and not (prefix or middle)  # no text to judge the cursor by
+        guard = None if sent_as_ids else lone_opener_guard(self.tokenizer.decode, prefix=prefix, middle=middle,
+                                                           language=language)
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                 seed=seed, stop_ids=self.tokenizer.stop_ids if stop_ids is None else stop_ids,
                                 max_seconds=max_seconds, frequency_penalty=frequency_penalty,
-                                presence_penalty=presence_penalty, stop_guard=guard)
+                                presence_penalty=presence_penalty, stop_guard=guard,
+                                cache=self._cache_mix(prompt, cache_weight, prefix + middle, suffix, sent_as_ids))
         ends = _EarlyStop(structure=StructureStop(prefix, suffix, language) if syntax_stop else None,
                           stops=[s for s in stop if s], min_indent=min_indent,
                           after_newline_s=predict_seconds_after_newline)
@@ -246,6 +259,14 @@ class Completer:
             yield out.text[out.sent:]
         stats = getattr(tokens, "stats", None) or self.engine.last_stats  # the scheduler's stream, or the Engine's
         return _completion(out, stats, prompt_tokens=len(prompt), new_tokens=num_generated, stop_reason=stop_reason)
+
+    def _cache_mix(self, prompt: list[int], weight: float, before: str, after: str, sent_as_ids: bool) -> CacheMix | None:
+        """The request's n-gram cache: the whole text around the cursor (the prompt may hold only its ends;
+        the prompt's ids for a request sent as ids) and the repository's files; None at weight 0."""
+        if not weight:
+            return None
+        own = None if sent_as_ids else NgramCache.from_texts([before, after], self.tokenizer.encode)
+        return CacheMix.for_prompt(prompt, weight, self.repository_cache, own=own)
 
     def _decode(self, tokens: Iterator[int], out: _Decoded, ends: _EarlyStop) -> Generator[str, None, str]:
         """Decode the new ids into out.text as they come, yielding the part that is safe to show (no

@@ -21,6 +21,7 @@ import torch
 
 from lightcoder.infer.draft import accept_draft, prompt_lookup_draft
 from lightcoder.infer.fused_decode import FusedDecoder
+from lightcoder.infer.ngram_cache import CacheMix
 from lightcoder.infer.penalties import Penalty, StopGuard, check_penalties
 from lightcoder.infer.prefix_cache import CacheEntry, PrefixCache
 from lightcoder.model.llama import KVCache, Transformer
@@ -118,6 +119,7 @@ def generate(
     frequency_penalty: float = 0.0,
     presence_penalty: float = 0.0,
     stop_guard: StopGuard | None = None,
+    cache: CacheMix | None = None,
 ) -> Iterator[int]:
     """Yield up to max_new_tokens new token ids; stops before yielding a stop id. The reference
     decoder: one model, no cache, no drafts; `Engine.generate` gives the same greedy tokens.
@@ -129,7 +131,8 @@ def generate(
     "length" (max_new_tokens reached) or "max_seq_len" (the model's context is full).
     Sampling without an rng uses a generator seeded with 0, so runs are reproducible.
     frequency_penalty / presence_penalty: infer/penalties.py, over the ids generated so far; stop_guard:
-    while it holds for the ids so far, no stop id is chosen (infer/stop_guard.py).
+    while it holds for the ids so far, no stop id is chosen (infer/stop_guard.py); cache: an n-gram
+    cache mixed into the choice (infer/ngram_cache.py).
     """
     check_prompt(prompt_ids, model.cfg.max_seq_len)
     if max_new_tokens < 0:
@@ -142,7 +145,7 @@ def generate(
     prompt = torch.tensor([prompt_ids], dtype=torch.long, device=model.output.weight.device)  # (1, T)
     logits = prefill(model, prompt, kv_cache)
     pos, produced, stop_ids = len(prompt_ids), 0, frozenset(stop_ids)
-    penalty = Penalty.of(frequency_penalty, presence_penalty, stop_guard, stop_ids)
+    penalty = Penalty.of(frequency_penalty, presence_penalty, stop_guard, stop_ids, cache)
     while True:
         logits = mask_vocab(logits, vocab_size)
         token = sample_next(penalty.apply(logits) if penalty else logits, temperature, top_k, top_p, rng)
@@ -176,6 +179,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0  # infer/penalties.py: per earlier occurrence of an id in this output
     presence_penalty: float = 0.0  # once for any id this output already holds
     stop_guard: StopGuard | None = None  # ids so far -> True while the output must not end (stop_guard.py)
+    cache: CacheMix | None = None  # an n-gram cache mixed into the choice (ngram_cache.py)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 0:
@@ -212,7 +216,7 @@ class _Run:
     rng: torch.Generator | None  # None when greedy
     started: float  # perf_counter at the call
     cancelled: Callable[[], bool] | None
-    penalty: Penalty | None = None  # None: no frequency / presence penalty, no stop guard
+    penalty: Penalty | None = None  # None: no frequency / presence penalty, no stop guard, no n-gram cache
     produced: int = 0
 
     @classmethod
@@ -222,7 +226,7 @@ class _Run:
                    rng=None if greedy else seeded_generator(params.seed),
                    started=time.perf_counter(), cancelled=cancelled,
                    penalty=Penalty.of(params.frequency_penalty, params.presence_penalty, params.stop_guard,
-                                      params.stop_ids))
+                                      params.stop_ids, params.cache))
 
     @property
     def replayable(self) -> bool:

@@ -9,6 +9,9 @@ instead of ending the middle; a penalty on what it already wrote makes `</s>` wi
 (docs/evaluation.md measures it). The prompt is not penalized: code repeats its context's names
 all the time, and the suffix is exactly what a middle must lead into.
 
+An n-gram cache (infer/ngram_cache.py) rides along too: the penalized logits are mixed with what followed
+the same context in the prompt (and the repository), before the stop guard.
+
 A stop guard (infer/stop_guard.py) rides along: a rule over the ids generated so far that, while it
 holds, takes the stop ids out of the choice (their logits -inf), so every decoding path that applies
 penalties also keeps an output from ending where the rule forbids.
@@ -26,7 +29,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the module itself needs no torch import: the configs validate with check_penalties
     import torch
 
+    from lightcoder.infer.ngram_cache import CacheMix
+
 LIMIT = 2.0  # OpenAI's range for both: [-2, 2]
+DEFAULT_CACHE_WEIGHT = 0.3  # the n-gram cache's (ngram_cache.py) in the run's eval and so the server; docs/evaluation.md
 StopGuard = Callable[[Sequence[int]], bool]  # the ids generated so far -> must the output go on?
 
 
@@ -39,25 +45,33 @@ def check_penalties(frequency: float, presence: float, *, prefix: str = "") -> N
                              f"got {value!r}")
 
 
+def check_cache_weight(weight: float, *, prefix: str = "") -> None:
+    """ValueError unless weight is a number in [0, 1): the n-gram cache's weight (infer/ngram_cache.py)."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < 1:
+        raise ValueError(f"{prefix}cache_weight must be a number in [0, 1) (0 turns the n-gram cache off), "
+                         f"got {weight!r}")
+
+
 class Penalty:
     """The ids one request has generated, and the logits they change (see module docstring)."""
 
     def __init__(self, *, frequency: float, presence: float, stop_guard: StopGuard | None = None,
-                 stop_ids: Collection[int] = ()):
+                 stop_ids: Collection[int] = (), cache: CacheMix | None = None):
         check_penalties(frequency, presence)
         self.frequency, self.presence = float(frequency), float(presence)
+        self.cache = cache
         self.counts: Counter[int] = Counter()
         self.generated: list[int] = []
         self.stop_guard, self.stop_ids = stop_guard, sorted(stop_ids)
 
     @classmethod
     def of(cls, frequency: float, presence: float, stop_guard: StopGuard | None = None,
-           stop_ids: Collection[int] = ()) -> Penalty | None:
-        """A Penalty, or None when both are 0 and there is no stop guard (decoding is then exactly as
-        without penalties)."""
-        if not (frequency or presence or (stop_guard and stop_ids)):
+           stop_ids: Collection[int] = (), cache: CacheMix | None = None) -> Penalty | None:
+        """A Penalty, or None when both are 0 and there is neither a stop guard nor an n-gram cache
+        (decoding is then exactly as without penalties)."""
+        if not (frequency or presence or (stop_guard and stop_ids) or (cache and cache.weight)):
             return None
-        return cls(frequency=frequency, presence=presence, stop_guard=stop_guard, stop_ids=stop_ids)
+        return cls(frequency=frequency, presence=presence, stop_guard=stop_guard, stop_ids=stop_ids, cache=cache)
 
     def add(self, token: int) -> None:
         self.counts[token] += 1
@@ -72,6 +86,8 @@ class Penalty:
             n = logits.new_tensor(list(counts.values()))
             out = logits.clone()
             out[ids] -= self.frequency * n + self.presence
+        if self.cache is not None:
+            out = self.cache.apply(out, [*self.generated, *ahead], self.stop_ids)
         if self.stop_guard and self.stop_ids and self.stop_guard([*self.generated, *ahead]):
             out = out.clone() if out is logits else out
             out[self.stop_ids] = float("-inf")

@@ -266,7 +266,7 @@ class BatchScheduler:
         slot.rng = None if slot.greedy else seeded_generator(p.seed)
         slot.fill_only = p.max_new_tokens == 0
         slot.stop_ids = frozenset(p.stop_ids)
-        slot.penalty = Penalty.of(p.frequency_penalty, p.presence_penalty, p.stop_guard, p.stop_ids)
+        slot.penalty = Penalty.of(p.frequency_penalty, p.presence_penalty, p.stop_guard, p.stop_ids, p.cache)
         prompt, busy = req.prompt, {s.entry for s in self.slots if s.req is not None and s is not slot}
         if req.cache_prompt and slot.replayable and self._replay(slot, busy):
             return

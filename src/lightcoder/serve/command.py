@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="require 'Authorization: Bearer KEY' (default: $LIGHTCODER_API_KEY, else open)")
     p.add_argument("--template", help="FIM template (aixcoder, starcoder, deepseek, qwen2.5-coder, codellama); "
                    "default: detected from the tokenizer")
-    p.add_argument("--workspace", help="directory whose source files give cross-file context (BM25)")
+    p.add_argument("--workspace", help="directory whose source files give cross-file context (BM25) and, with "
+                   "a cache weight, the n-gram cache's repository source")
     p.add_argument("--max-prompt-tokens", type=int, default=0, help="prompt budget (0 = the model's context)")
     p.add_argument("-np", "--parallel", type=int, default=4,
                    help="slots: requests decoded together in one batch (default 4); more wait in a queue")
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frequency-penalty", type=float, help="for requests that send none (OpenAI's, over the ids "
                    "generated so far); default: the run's eval.frequency_penalty when serving a lightcoder run, else 0")
     p.add_argument("--presence-penalty", type=float, help="the same for presence_penalty")
+    p.add_argument("--cache-weight", type=float, help="the n-gram cache over each prompt (and --workspace) mixed "
+                   "into the choice (infer/ngram_cache.py; 0 = off); default: the run's eval.cache_weight, else 0")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: as stored")
     add_device_flag(p)
@@ -87,6 +90,9 @@ def main(argv: list[str]) -> int:
     for name, value in (("--frequency-penalty", frequency), ("--presence-penalty", presence)):
         if not -2.0 <= value <= 2.0:
             parser.error(f"{name} must be in [-2, 2] (OpenAI's range), got {value:g}")
+    cache_weight = default_cache_weight(args.checkpoint, args.cache_weight)
+    if not 0 <= cache_weight < 1:
+        parser.error(f"--cache-weight must be in [0, 1) (0 = off), got {cache_weight:g}")
     import torch
     import uvicorn
 
@@ -104,16 +110,20 @@ def main(argv: list[str]) -> int:
     if args.workspace:
         files = workspace_files(args.workspace)
         index = ChunkIndex.from_files(files)
-        print(f"workspace {args.workspace}: {len(files)} files, {len(index)} chunks", file=sys.stderr)
+        cached = completer.use_repository(files) if cache_weight else 0
+        print(f"workspace {args.workspace}: {len(files)} files, {len(index)} chunks"
+              + (f", {cached:,} ids in the n-gram cache" if cached else ""), file=sys.stderr)
     limits = Limits(max_prompt_chars=args.max_prompt_chars, max_tokens_limit=args.max_tokens_limit,
                     max_queue=args.max_queue, max_seconds=args.max_seconds)
     app = create_app(completer, ServerConfig(model_name=args.model_name, api_key=args.api_key, limits=limits,
                                              workspace_index=index, parallel=args.parallel,
                                              draft_tokens=args.draft_tokens, model_path=str(args.checkpoint),
-                                             frequency_penalty=frequency, presence_penalty=presence))
+                                             frequency_penalty=frequency, presence_penalty=presence,
+                                             cache_weight=cache_weight))
     print(f"lightcoder serve: {args.checkpoint} as {args.model_name!r} (template {completer.template.name}, "
           f"{args.device}) on "
-          f"http://{args.host}:{args.port}/ with {args.parallel} slots, frequency penalty {frequency:g}  (playground "
+          f"http://{args.host}:{args.port}/ with {args.parallel} slots, frequency penalty {frequency:g}, "
+          f"cache weight {cache_weight:g}  (playground "
           "at /, OpenAI base_url .../v1, llama.cpp /infill, Ollama /api/generate)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
@@ -128,3 +138,10 @@ def default_penalties(checkpoint: str, frequency: float | None, presence: float 
     run_eval = run_eval_section(checkpoint)
     return (float(run_eval.get("frequency_penalty", 0.0)) if frequency is None else frequency,
             float(run_eval.get("presence_penalty", 0.0)) if presence is None else presence)
+
+
+def default_cache_weight(checkpoint: str, weight: float | None) -> float:
+    """The n-gram cache weight: the flag, else the run's eval.cache_weight (as default_penalties), else 0."""
+    from lightcoder.config import run_eval_section
+
+    return float(run_eval_section(checkpoint).get("cache_weight", 0.0)) if weight is None else weight

@@ -40,6 +40,7 @@ class ServerConfig:
     # for requests that send none (infer/penalties.py); `lightcoder serve RUN` takes the run's eval settings
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
+    cache_weight: float = 0.0  # the n-gram cache over each prompt (and the --workspace files; ngram_cache.py)
 
 
 class ServeContext:
@@ -80,7 +81,8 @@ class ServeContext:
         return dict(prefix=prefix, suffix=suffix, path=path, max_new_tokens=max_tokens, temperature=temperature,
                     top_p=top_p, top_k=top_k, seed=seed or 0, stop=stop, mode=mode, context=context,
                     max_seconds=self.limits.max_seconds, middle=middle, generate=generate,
-                    frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, fim=fim)
+                    frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
+                    cache_weight=self.config.cache_weight, fim=fim)
 
     def penalties(self, frequency: float | None, presence: float | None) -> tuple[float, float]:
         """A request's (frequency_penalty, presence_penalty); None: the server's default."""

@@ -1,0 +1,147 @@
+"""An n-gram cache mixed into the model's next-id choice: the code around the cursor (and, optionally,
+the user's repository) as a copy memory that a small model lacks.
+
+A cache language model (Tu et al. 2014; Grave et al. 2017's neural version) counts what followed each
+short context in recent text and mixes those counts into the model's distribution. Code repeats its own
+names and idioms, and a model of a few million parameters copies them from its context only weakly.
+At each step the longest context of `min_order`..`max_order` ids (the prompt's end plus what is
+generated) that occurs in a source gives a next-id distribution q:
+
+    mixed[v] = (1 - a) * p[v] + a * (1 - p[stop]) * q[v]      for every non-stop id v
+    a = weight * C / (C + T)     C = times the context occurs, T = distinct ids after it (Witten-Bell)
+
+The cache decides *what* to write, not *when to stop*: the stop ids keep their odds against the best
+other id (their logit moves by as much as the best non-stop id's), so greedy decoding ends exactly where
+the model alone would end after the same ids. Measured in docs/evaluation.md ("An n-gram cache").
+
+Sources are `NgramCache`s: one over the text the request carries around the cursor, prefix and suffix
+whole, also where the prompt keeps only their ends (built per request, about a millisecond), and, where
+the server has a `--workspace`, one over the repository's files (built at start-up).
+
+Example: cache = NgramCache([5, 6, 7, 8, 5, 6, 7, 9]); cache.followers([5, 6, 7], min_order=3)
+    -> (3, {8: 1, 9: 1})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+import numpy as np
+import torch
+
+from lightcoder.infer.penalties import check_cache_weight
+
+MAX_ORDER = 6  # longest context looked up (ids)
+MIN_ORDER = 3  # shorter matches are too common to say anything about this file
+
+
+class NgramCache:
+    """Every position of a token stream, sorted by the ids before it read backwards (the last id first),
+    so the positions after any context of up to `max_order` ids form one contiguous range."""
+
+    def __init__(self, ids: Sequence[int], max_order: int = MAX_ORDER):
+        if max_order < 1:
+            raise ValueError(f"max_order must be >= 1, got {max_order}")
+        stream = np.asarray(ids, dtype=np.int32)  # int32: a repository of 10M ids takes 280 MB
+        n = len(stream) - 1  # positions 1..len-1 have an id before them
+        self.max_order = max_order
+        # before[j][i]: the id j + 1 places before position i + 1 (-1 before the stream's start); (max_order, n)
+        before = np.full((max_order, max(n, 0)), -1, dtype=np.int32)
+        for j in range(max_order):
+            if n - j > 0:
+                before[j, j:] = stream[: n - j]
+        # positions that end a file (next -1) or start one (nothing before) hold nothing to look up
+        keep = np.flatnonzero((stream[1:] >= 0) & (before[0] >= 0)) if n > 0 else np.zeros(0, dtype=np.int64)
+        order = keep[np.lexsort(before[::-1, keep])]  # before[0] is the primary key
+        self.before = before[:, order]
+        self.next_ids = stream[1:][order]
+
+    @classmethod
+    def from_texts(cls, texts: Sequence[str], encode, max_order: int = MAX_ORDER) -> NgramCache:
+        """One cache over several files (a repository): their ids joined with a -1 between files, which no
+        context holds, so no match crosses a file boundary."""
+        stream: list[int] = []
+        for text in texts:
+            stream += [*encode(text), -1]
+        return cls(stream, max_order)
+
+    def __len__(self) -> int:
+        return len(self.next_ids)
+
+    def _range(self, context: Sequence[int]) -> tuple[int, int, int]:
+        """(matched order, lo, hi): the positions after the longest suffix of context the stream holds."""
+        lo, hi, matched = 0, len(self.next_ids), 0
+        for j in range(min(self.max_order, len(context))):
+            column = self.before[j, lo:hi]
+            value = context[-1 - j]
+            a, b = np.searchsorted(column, value, "left"), np.searchsorted(column, value, "right")
+            if a == b:
+                break
+            lo, hi, matched = lo + int(a), lo + int(b), j + 1
+        return matched, lo, hi
+
+    def followers(self, context: Sequence[int], *, min_order: int = MIN_ORDER) -> tuple[int, dict[int, int]]:
+        """(order, {next id: count}) for the longest suffix of context (at least min_order ids) seen here;
+        (0, {}) when none is."""
+        matched, lo, hi = self._range(context)
+        if matched < min_order or lo == hi:
+            return 0, {}
+        ids, counts = np.unique(self.next_ids[lo:hi], return_counts=True)
+        return matched, {int(i): int(c) for i, c in zip(ids, counts)}
+
+
+def merged_followers(caches: Sequence[NgramCache], context: Sequence[int], min_order: int) -> dict[int, int]:
+    """The followers of the longest context any cache holds; caches matching that long add their counts."""
+    best, merged = 0, {}
+    for cache in caches:
+        order, found = cache.followers(context, min_order=min_order)
+        if order > best:
+            best, merged = order, dict(found)
+        elif order == best and order:
+            for token, count in found.items():
+                merged[token] = merged.get(token, 0) + count
+    return merged
+
+
+@dataclass(frozen=True)
+class CacheMix:
+    """One request's cache: its sources, the weight and the prompt's last ids (the first context)."""
+
+    caches: tuple[NgramCache, ...]
+    weight: float
+    prompt_tail: tuple[int, ...]
+    min_order: int = MIN_ORDER
+
+    def __post_init__(self) -> None:
+        check_cache_weight(self.weight)
+
+    @classmethod
+    def for_prompt(cls, prompt_ids: Sequence[int], weight: float, repository: NgramCache | None = None, *,
+                   own: NgramCache | None = None) -> CacheMix:
+        """The code around the cursor as a source (`own`; default: the prompt's ids), plus the repository's."""
+        own = NgramCache(prompt_ids) if own is None else own
+        caches = (own,) if repository is None else (own, repository)
+        return cls(caches=caches, weight=weight, prompt_tail=tuple(prompt_ids[-MAX_ORDER:]))
+
+    def apply(self, logits: torch.Tensor, generated: Sequence[int], stop_ids: Collection[int]) -> torch.Tensor:
+        """logits (V,) with the cache mixed in (module docstring); a copy, or logits itself when no context
+        matches."""
+        followers = merged_followers(self.caches, [*self.prompt_tail, *generated], self.min_order)
+        followers = {t: c for t, c in followers.items() if t < logits.numel() and t not in stop_ids}
+        if not followers or not self.weight:
+            return logits
+        total = sum(followers.values())
+        share = self.weight * total / (total + len(followers))
+        p = torch.softmax(logits.float(), -1)
+        stops = torch.tensor(sorted(s for s in stop_ids if s < logits.numel()), dtype=torch.long)
+        others = torch.ones_like(p, dtype=torch.bool)
+        others[stops] = False
+        p_stop = p[stops].sum()
+        q = torch.zeros_like(p)
+        q[torch.tensor(list(followers))] = torch.tensor(list(followers.values()), dtype=p.dtype) / total
+        mixed = torch.log(((1 - share) * p + share * (1 - p_stop) * q).clamp_min(1e-30))
+        if len(stops):  # the stops keep their odds against the best other id
+            lift = mixed[others].max() - torch.log(p[others].max().clamp_min(1e-30))
+            mixed[stops] = torch.log(p[stops].clamp_min(1e-30)) + lift
+        return mixed.to(logits.dtype)
+
