@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lightcoder.infer.engine import Engine, SamplingParams, generate
-from lightcoder.infer.ngram_cache import CacheMix, NgramCache, merged_followers
+from lightcoder.infer.ngram_cache import CacheMix, NgramCache
 from lightcoder.infer.penalties import check_cache_weight
 from lightcoder.infer.penalties import Penalty
 from lightcoder.infer.scheduler import BatchScheduler
@@ -69,17 +69,10 @@ def test_matches_never_cross_a_file_boundary():
     assert cache.followers([ord("c")], min_order=1) == (1, {ord("d"): 1})
 
 
-def test_sources_merge_on_their_longest_common_order():
-    a, b = NgramCache([1, 2, 3, 4, 1, 2, 3, 5]), NgramCache([9, 2, 3, 6])
-    assert merged_followers([a, b], [1, 2, 3], 2) == {4: 1, 5: 1}  # a matches 3 ids, b only 2
-    assert merged_followers([a, b], [7, 2, 3], 2) == {4: 1, 5: 1, 6: 1}  # both match 2 ids: counts add
-    assert merged_followers([a, b], [7, 8, 3], 2) == {}
-
-
 def test_the_mix_moves_mass_to_the_followers_and_keeps_the_stop_odds():
     stop = 0
     logits = torch.tensor([1.0, 2.0, 0.5, 0.0, -1.0])
-    mix = CacheMix(caches=(NgramCache([7, 8, 9, 3, 7, 8, 9, 3]),), weight=0.9, prompt_tail=(7, 8), min_order=3)
+    mix = CacheMix(source=NgramCache([7, 8, 9, 3, 7, 8, 9, 3]), weight=0.9, prompt_tail=(7, 8), min_order=3)
     assert torch.equal(mix.apply(logits, [], {stop}), logits)  # 2 ids of context: below min_order
     out = mix.apply(logits, [9], {stop})  # "7 8 9" was followed by 3 twice
     p, q = torch.softmax(logits, -1), torch.softmax(out, -1)
@@ -94,7 +87,7 @@ def test_the_mix_moves_mass_to_the_followers_and_keeps_the_stop_odds():
 def test_greedy_stops_where_the_model_alone_would():
     """Whatever the cache prefers, the stop id wins exactly when it beats every other id of the model."""
     rng = torch.Generator().manual_seed(0)
-    mix = CacheMix(caches=(NgramCache([5, 6, 7, 1, 5, 6, 7, 2]),), weight=0.9, prompt_tail=(5, 6, 7), min_order=3)
+    mix = CacheMix(source=NgramCache([5, 6, 7, 1, 5, 6, 7, 2]), weight=0.9, prompt_tail=(5, 6, 7), min_order=3)
     for _ in range(200):
         logits = torch.randn(12, generator=rng) * 3
         assert (int(mix.apply(logits, [], {0}).argmax()) == 0) == (int(logits.argmax()) == 0)
@@ -119,8 +112,7 @@ def repetitive_prompts(n, seed=0):
 def test_every_decoding_path_gives_the_same_tokens_with_a_cache(model):
     """Reference decoder, Engine (drafts, warm prefix cache) and batch scheduler; the cache changes the output."""
     prompts = repetitive_prompts(4, seed=7)
-    repo = NgramCache([rng_id for p in repetitive_prompts(6, seed=8) for rng_id in p])
-    mixes = [CacheMix.for_prompt(p, 0.6, repo) for p in prompts]
+    mixes = [CacheMix.for_prompt(p, 0.6) for p in prompts]
     refs = [list(generate(model, p, max_new_tokens=14, stop_ids=(), frequency_penalty=0.5, cache=m))
             for p, m in zip(prompts, mixes)]
     plain = [list(generate(model, p, max_new_tokens=14, stop_ids=(), frequency_penalty=0.5)) for p in prompts]
@@ -138,6 +130,6 @@ def test_every_decoding_path_gives_the_same_tokens_with_a_cache(model):
 
 
 def test_a_cache_alone_makes_a_penalty_and_a_zero_weight_does_not():
-    mix = CacheMix(caches=(NgramCache([1, 2, 3]),), weight=0.5, prompt_tail=())
+    mix = CacheMix(source=NgramCache([1, 2, 3]), weight=0.5, prompt_tail=())
     assert Penalty.of(0.0, 0.0, cache=mix) is not None
-    assert Penalty.of(0.0, 0.0, cache=CacheMix(caches=mix.caches, weight=0.0, prompt_tail=())) is None
+    assert Penalty.of(0.0, 0.0, cache=CacheMix(source=mix.source, weight=0.0, prompt_tail=())) is None

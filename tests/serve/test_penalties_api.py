@@ -121,20 +121,22 @@ def test_serve_takes_the_runs_cache_weight_unless_the_flag_says_otherwise(tmp_pa
     assert default_cache_weight(str(run), None) == 0.0
 
 
-def test_a_repository_source_gives_the_reference_decoders_tokens(tiny_run):
-    """Completer.use_repository: the prompt's ids and the repository's files as the cache's two sources;
-    the Completer's ids are the reference decoder's, and a prompt that ends like a repository line goes on
-    as the repository does."""
+def test_the_cache_reads_the_whole_text_around_the_cursor_not_only_the_prompt(tiny_run):
+    """A name that only the part of the prefix cut from the prompt holds is still copied; the Completer's ids
+    are the reference decoder's with the same cache."""
     from lightcoder.infer.completer import Completer
     from lightcoder.infer.engine import generate
-    from lightcoder.infer.ngram_cache import CacheMix
+    from lightcoder.infer.ngram_cache import CacheMix, NgramCache
 
     c = Completer.load(tiny_run)
     line = "result = transform(alpha, beta, gamma) + offset\n"  # no context of 3 ids twice
     full = c.tokenizer.encode(line)
     cut = next(k for k in range(len(full) - 2, 3, -1)  # a cut whose text tokenizes back to the same ids
                if c.tokenizer.encode(c.tokenizer.decode(full[:k])) == full[:k])
-    prefix = c.tokenizer.decode(full[:cut])
+    filler = "".join(f"v{i} = {i}\n" for i in range(400))  # pushes the first line out of a 160-id prompt
+    prefix = line + filler + c.tokenizer.decode(full[:cut])
+    prompt = c.build(prefix, "\n", path="m.py", max_new_tokens=6, max_prompt_tokens=160)
+    assert c.tokenizer.decode(prompt).count("transform") == 1  # the cursor's line; the first one is cut off
     got = []
 
     def recording(prompt, params, cancelled):
@@ -147,14 +149,14 @@ def test_a_repository_source_gives_the_reference_decoders_tokens(tiny_run):
             got.append(token)
             yield token
 
-    before = c.complete(prefix, "\n", path="m.py", max_new_tokens=6, cache_weight=0.9).text
-    assert c.use_repository([("geometry.py", line)] * 3) == 3 * (len(full) - 1)
-    c.complete(prefix, "\n", path="m.py", max_new_tokens=6, cache_weight=0.9, generate=recording)
-    prompt = c.build(prefix, "\n", path="m.py", max_new_tokens=6)
-    mix = CacheMix.for_prompt(prompt, 0.9, c.repository_cache)
-    assert got == list(generate(c.model, prompt, max_new_tokens=6, stop_ids=c.tokenizer.stop_ids, cache=mix,
-                                vocab_size=c.engine.vocab_size))
-    assert got[0] == full[cut] and c.tokenizer.decode(got) != before
+    c.complete(prefix, "\n", path="m.py", max_new_tokens=6, max_prompt_tokens=160, cache_weight=0.9,
+               generate=recording)
+    source = NgramCache.from_texts([prefix, "\n"], c.tokenizer.encode)
+    assert got == list(generate(c.model, prompt, max_new_tokens=6, stop_ids=c.tokenizer.stop_ids,
+                                cache=CacheMix.for_prompt(prompt, 0.9, source), vocab_size=c.engine.vocab_size))
+    assert got[0] == full[cut]  # the first line's continuation, from outside the prompt
+    prompt_only = CacheMix.for_prompt(prompt, 0.9)
+    assert prompt_only.source.followers([*prompt_only.prompt_tail], min_order=3) == (0, {})  # nothing to copy
 
 
 def test_requests_built_from_text_keep_the_stop_guard_when_sent_on_as_ids(completer):

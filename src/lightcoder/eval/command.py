@@ -46,13 +46,7 @@ def _predictor(args):
         kwargs["template"] = args.template
     completer = Completer.load(args.model, device=args.device, **kwargs)
     template = getattr(getattr(completer, "template", None), "name", "aixcoder")
-    model_id = str(Path(args.model).resolve()) + model_id_suffix(args.device)
-    if args.workspace:  # the n-gram cache's repository source (serve --workspace); part of what is measured
-        from lightcoder.infer.retrieval import workspace_files
-
-        completer.use_repository(workspace_files(args.workspace))
-        model_id += f"+workspace:{Path(args.workspace).resolve()}"
-    return completer, model_id, template
+    return completer, str(Path(args.model).resolve()) + model_id_suffix(args.device), template
 
 
 def _generation(args, model_id: str, template: str):
@@ -102,8 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--cache-weight", type=float, default=0.0,
                        help="n-gram cache over the text around the cursor, mixed into the choice (the run's "
                             "eval uses eval.cache_weight; 0 = off)")
-        s.add_argument("--workspace", default="", help="a directory whose files are the n-gram cache's second "
-                       "source (as `serve --workspace`; needs --cache-weight)")
         s.add_argument("--workers", type=int, default=2)
         s.add_argument("--shard", default="0/1", help="i/n: generate the i-th of n slices (generate only)")
     for step in ("execute", "score"):

@@ -80,7 +80,6 @@ class Completer:
             tokenizer.set_stop_tokens(template.stop_tokens)
         self.engine = Engine(model, vocab_size=min(tokenizer.vocab_size, model_cfg.vocab_size),
                              cache_entries=cache_entries)
-        self.repository_cache: NgramCache | None = None  # the n-gram cache's source beside the prompt (use_repository)
 
     @classmethod
     def load(cls, run_or_ckpt: str | Path, *, device: str | torch.device = "cpu",
@@ -114,12 +113,6 @@ class Completer:
             raise CheckpointError(f"tokenizer in {tok_dir} has {tokenizer.vocab_size} tokens but the model in "
                                   f"{ckpt} only {cfg.vocab_size}; they do not belong together")
         return cls(model, tokenizer, cfg, **kwargs)
-
-    def use_repository(self, files: Sequence[tuple[str, str]]) -> int:
-        """Make these (path, text) files the n-gram cache's source beside each prompt (requests with
-        cache_weight > 0); returns how many ids the cache holds."""
-        self.repository_cache = NgramCache.from_texts([text for _, text in files], self.tokenizer.encode)
-        return len(self.repository_cache)
 
     def prompt_config(self, mode: str, max_new_tokens: int, max_prompt_tokens: int | None = None,
                       max_context_tokens: int = 0) -> PromptConfig:
@@ -228,8 +221,7 @@ class Completer:
         before it. predict_seconds_after_newline (t_max_predict_ms): once a newline was generated,
         stop when generation has taken this long since its first token. frequency_penalty /
         presence_penalty: OpenAI's, over the ids generated so far (infer/penalties.py). cache_weight: the
-        n-gram cache's weight over the text around the cursor and `repository_cache` (infer/ngram_cache.py;
-        0 = off).
+        n-gram cache's weight over the text around the cursor (infer/ngram_cache.py; 0 = off).
         fim: see `build`.
         """
         start = time.perf_counter()
@@ -261,12 +253,12 @@ class Completer:
         return _completion(out, stats, prompt_tokens=len(prompt), new_tokens=num_generated, stop_reason=stop_reason)
 
     def _cache_mix(self, prompt: list[int], weight: float, before: str, after: str, sent_as_ids: bool) -> CacheMix | None:
-        """The request's n-gram cache: the whole text around the cursor (the prompt may hold only its ends;
-        the prompt's ids for a request sent as ids) and the repository's files; None at weight 0."""
+        """The request's n-gram cache over the whole text around the cursor (the prompt may hold only its
+        ends; the prompt's ids for a request sent as ids); None at weight 0."""
         if not weight:
             return None
-        own = None if sent_as_ids else NgramCache.from_texts([before, after], self.tokenizer.encode)
-        return CacheMix.for_prompt(prompt, weight, self.repository_cache, own=own)
+        source = None if sent_as_ids else NgramCache.from_texts([before, after], self.tokenizer.encode)
+        return CacheMix.for_prompt(prompt, weight, source)
 
     def _decode(self, tokens: Iterator[int], out: _Decoded, ends: _EarlyStop) -> Generator[str, None, str]:
         """Decode the new ids into out.text as they come, yielding the part that is safe to show (no

@@ -1,5 +1,5 @@
-"""An n-gram cache mixed into the model's next-id choice: the code around the cursor (and, optionally,
-the user's repository) as a copy memory that a small model lacks.
+"""An n-gram cache mixed into the model's next-id choice: the code around the cursor as a copy memory
+that a small model lacks.
 
 A cache language model (Tu et al. 2014; Grave et al. 2017's neural version) counts what followed each
 short context in recent text and mixes those counts into the model's distribution. Code repeats its own
@@ -14,9 +14,9 @@ The cache decides *what* to write, not *when to stop*: the stop ids keep their o
 other id (their logit moves by as much as the best non-stop id's), so greedy decoding ends exactly where
 the model alone would end after the same ids. Measured in docs/evaluation.md ("An n-gram cache").
 
-Sources are `NgramCache`s: one over the text the request carries around the cursor, prefix and suffix
-whole, also where the prompt keeps only their ends (built per request, about a millisecond), and, where
-the server has a `--workspace`, one over the repository's files (built at start-up).
+The source is the text the request carries around the cursor, prefix and suffix whole, also where the
+prompt keeps only their ends (an `NgramCache` built per request, about a millisecond). A repository as a
+second source (the `--workspace` files) was measured and left out: docs/finetune.md.
 
 Example: cache = NgramCache([5, 6, 7, 8, 5, 6, 7, 9]); cache.followers([5, 6, 7], min_order=3)
     -> (3, {8: 1, 9: 1})
@@ -58,8 +58,8 @@ class NgramCache:
 
     @classmethod
     def from_texts(cls, texts: Sequence[str], encode, max_order: int = MAX_ORDER) -> NgramCache:
-        """One cache over several files (a repository): their ids joined with a -1 between files, which no
-        context holds, so no match crosses a file boundary."""
+        """One cache over several texts (a prefix and a suffix): their ids joined with a -1 between them,
+        which no context holds, so no match crosses from one to the next."""
         stream: list[int] = []
         for text in texts:
             stream += [*encode(text), -1]
@@ -90,24 +90,11 @@ class NgramCache:
         return matched, {int(i): int(c) for i, c in zip(ids, counts)}
 
 
-def merged_followers(caches: Sequence[NgramCache], context: Sequence[int], min_order: int) -> dict[int, int]:
-    """The followers of the longest context any cache holds; caches matching that long add their counts."""
-    best, merged = 0, {}
-    for cache in caches:
-        order, found = cache.followers(context, min_order=min_order)
-        if order > best:
-            best, merged = order, dict(found)
-        elif order == best and order:
-            for token, count in found.items():
-                merged[token] = merged.get(token, 0) + count
-    return merged
-
-
 @dataclass(frozen=True)
 class CacheMix:
-    """One request's cache: its sources, the weight and the prompt's last ids (the first context)."""
+    """One request's cache: its source, the weight and the prompt's last ids (the first context)."""
 
-    caches: tuple[NgramCache, ...]
+    source: NgramCache
     weight: float
     prompt_tail: tuple[int, ...]
     min_order: int = MIN_ORDER
@@ -116,17 +103,15 @@ class CacheMix:
         check_cache_weight(self.weight)
 
     @classmethod
-    def for_prompt(cls, prompt_ids: Sequence[int], weight: float, repository: NgramCache | None = None, *,
-                   own: NgramCache | None = None) -> CacheMix:
-        """The code around the cursor as a source (`own`; default: the prompt's ids), plus the repository's."""
-        own = NgramCache(prompt_ids) if own is None else own
-        caches = (own,) if repository is None else (own, repository)
-        return cls(caches=caches, weight=weight, prompt_tail=tuple(prompt_ids[-MAX_ORDER:]))
+    def for_prompt(cls, prompt_ids: Sequence[int], weight: float, source: NgramCache | None = None) -> CacheMix:
+        """The code around the cursor as the source (default: the prompt's own ids)."""
+        source = NgramCache(prompt_ids) if source is None else source
+        return cls(source=source, weight=weight, prompt_tail=tuple(prompt_ids[-MAX_ORDER:]))
 
     def apply(self, logits: torch.Tensor, generated: Sequence[int], stop_ids: Collection[int]) -> torch.Tensor:
         """logits (V,) with the cache mixed in (module docstring); a copy, or logits itself when no context
         matches."""
-        followers = merged_followers(self.caches, [*self.prompt_tail, *generated], self.min_order)
+        _, followers = self.source.followers([*self.prompt_tail, *generated], min_order=self.min_order)
         followers = {t: c for t, c in followers.items() if t < logits.numel() and t not in stop_ids}
         if not followers or not self.weight:
             return logits

@@ -52,8 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="require 'Authorization: Bearer KEY' (default: $LIGHTCODER_API_KEY, else open)")
     p.add_argument("--template", help="FIM template (aixcoder, starcoder, deepseek, qwen2.5-coder, codellama); "
                    "default: detected from the tokenizer")
-    p.add_argument("--workspace", help="directory whose source files give cross-file context (BM25) and, with "
-                   "a cache weight, the n-gram cache's repository source")
+    p.add_argument("--workspace", help="directory whose source files give cross-file context (BM25)")
     p.add_argument("--max-prompt-tokens", type=int, default=0, help="prompt budget (0 = the model's context)")
     p.add_argument("-np", "--parallel", type=int, default=4,
                    help="slots: requests decoded together in one batch (default 4); more wait in a queue")
@@ -66,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frequency-penalty", type=float, help="for requests that send none (OpenAI's, over the ids "
                    "generated so far); default: the run's eval.frequency_penalty when serving a lightcoder run, else 0")
     p.add_argument("--presence-penalty", type=float, help="the same for presence_penalty")
-    p.add_argument("--cache-weight", type=float, help="the n-gram cache over each prompt (and --workspace) mixed "
+    p.add_argument("--cache-weight", type=float, help="the n-gram cache over the text around the cursor, mixed "
                    "into the choice (infer/ngram_cache.py; 0 = off); default: the run's eval.cache_weight, else 0")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: as stored")
@@ -110,9 +109,7 @@ def main(argv: list[str]) -> int:
     if args.workspace:
         files = workspace_files(args.workspace)
         index = ChunkIndex.from_files(files)
-        cached = completer.use_repository(files) if cache_weight else 0
-        print(f"workspace {args.workspace}: {len(files)} files, {len(index)} chunks"
-              + (f", {cached:,} ids in the n-gram cache" if cached else ""), file=sys.stderr)
+        print(f"workspace {args.workspace}: {len(files)} files, {len(index)} chunks", file=sys.stderr)
     limits = Limits(max_prompt_chars=args.max_prompt_chars, max_tokens_limit=args.max_tokens_limit,
                     max_queue=args.max_queue, max_seconds=args.max_seconds)
     app = create_app(completer, ServerConfig(model_name=args.model_name, api_key=args.api_key, limits=limits,

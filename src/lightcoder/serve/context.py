@@ -40,7 +40,7 @@ class ServerConfig:
     # for requests that send none (infer/penalties.py); `lightcoder serve RUN` takes the run's eval settings
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
-    cache_weight: float = 0.0  # the n-gram cache over each prompt (and the --workspace files; ngram_cache.py)
+    cache_weight: float = 0.0  # the n-gram cache over the text around the cursor (ngram_cache.py)
 
 
 class ServeContext:
