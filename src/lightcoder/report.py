@@ -102,7 +102,7 @@ def _spread(rows: list[dict], k: int) -> list[dict]:
 def _eval_section(run_dir: Path) -> list[str]:
     from lightcoder.eval.builders import read_tasks
     from lightcoder.eval.report import (
-        format_behaviour_table, format_benchmark_table, format_eval_table, format_samples,
+        decoding_line, format_behaviour_table, format_benchmark_table, format_eval_table, format_samples,
     )
     from lightcoder.eval.runner import read_samples
 
@@ -116,7 +116,7 @@ def _eval_section(run_dir: Path) -> list[str]:
     ordered.update({k: v for k, v in scores.items() if k not in ordered})
     # format_eval_table ends with the legend of its cells (EM after strip / ES / length)
     lines = ["## Evaluation: FIM on held-out repositories and HumanEval infilling", "", format_eval_table(ordered), "",
-             "What a user feels:", "", format_behaviour_table(ordered), ""]
+             "What a user feels:", "", format_behaviour_table(ordered), "", decoding_line(ordered), ""]
     if "trained" in ordered:
         lines += [_comparison_line(ordered), ""]
     benchmarks = format_benchmark_table(eval_dir / "tasks")

@@ -271,3 +271,19 @@ def test_eval_report_names_a_runs_fim_scores_by_model(tmp_path):
     assert set(runs) == {"eval/trained", "eval/untrained", "eval/older"}
     assert runs["eval/trained"]["run-fim"]["summary"][TOTAL]["em"] == 100.0
     assert runs["eval/older"]["run-fim"]["kind"] == "match"
+
+
+def test_the_decoding_line_names_each_models_recorded_settings(tmp_path):
+    """The run report says how every model was decoded, read back from what each scores.json recorded."""
+    from lightcoder.eval.report import decoding_line
+
+    tasks = make_tasks()
+    data = tmp_path / "t.tasks.jsonl"
+    write_tasks(tasks, data)
+    task = get_task("run-fim", data=str(data), max_new_tokens=64, mode="spm")
+    cached = run_task(task, OraclePredictor(tasks), tmp_path / "a",
+                      GenerationSettings(model_id="a", frequency_penalty=1.0, cache_weight=0.3))
+    plain = run_task(task, OraclePredictor(tasks), tmp_path / "b", GenerationSettings(model_id="b"))
+    line = decoding_line({"trained": cached, "untrained": cached, "baseline": plain})
+    assert line == ("Decoding: greedy, SPM prompts, 64 new tokens, frequency penalty 1, n-gram cache 0.3 "
+                    "(trained, untrained); greedy, SPM prompts, 64 new tokens (baseline).")

@@ -10,27 +10,8 @@ import torch
 
 from lightcoder.infer.engine import Engine, SamplingParams, generate
 from lightcoder.infer.ngram_cache import CacheMix, NgramCache
-from lightcoder.infer.penalties import check_cache_weight
-from lightcoder.infer.penalties import Penalty
+from lightcoder.infer.penalties import Penalty, check_cache_weight
 from lightcoder.infer.scheduler import BatchScheduler
-from lightcoder.model.config import get_preset
-from lightcoder.model.llama import Transformer
-
-
-@pytest.fixture(scope="module")
-def model():
-    m = Transformer(get_preset("lc-tiny", init_std=0.2))
-    m.init_weights(0)
-    return m.eval()
-
-
-def drain(stream):
-    ids = []
-    try:
-        while True:
-            ids.append(next(stream))
-    except StopIteration:
-        return ids
 
 
 def brute_followers(stream, context, min_order, max_order):
@@ -109,7 +90,7 @@ def repetitive_prompts(n, seed=0):
     return out
 
 
-def test_every_decoding_path_gives_the_same_tokens_with_a_cache(model):
+def test_every_decoding_path_gives_the_same_tokens_with_a_cache(model, drain):
     """Reference decoder, Engine (drafts, warm prefix cache) and batch scheduler; the cache changes the output."""
     prompts = repetitive_prompts(4, seed=7)
     mixes = [CacheMix.for_prompt(p, 0.6) for p in prompts]

@@ -10,24 +10,6 @@ import torch
 from lightcoder.infer.engine import Engine, SamplingParams, generate
 from lightcoder.infer.penalties import Penalty
 from lightcoder.infer.scheduler import BatchScheduler
-from lightcoder.model.config import get_preset
-from lightcoder.model.llama import Transformer
-
-
-@pytest.fixture(scope="module")
-def model():
-    m = Transformer(get_preset("lc-tiny", init_std=0.2))
-    m.init_weights(0)
-    return m.eval()
-
-
-def drain(stream):
-    ids = []
-    try:
-        while True:
-            ids.append(next(stream))
-    except StopIteration:
-        return ids
 
 
 def repetitive_prompts(n, seed=0):
@@ -112,7 +94,7 @@ def test_penalized_runs_never_replay_and_leave_no_continuation_to_replay(model):
     assert again == list(generate(model, prompt + first[:3], max_new_tokens=10, stop_ids=()))
 
 
-def test_batch_scheduler_gives_the_reference_tokens_alone_and_batched(model):
+def test_batch_scheduler_gives_the_reference_tokens_alone_and_batched(model, drain):
     ps = repetitive_prompts(5, seed=4)
     settings = [(0.8, 0.0), (0.0, 0.5), (0.0, 0.0), (1.2, 0.4), (0.8, 0.0)]
     refs = [list(generate(model, p, max_new_tokens=16, stop_ids=(), frequency_penalty=f, presence_penalty=q))
@@ -138,7 +120,7 @@ def test_a_stop_guard_masks_the_stop_ids_while_it_holds():
     assert torch.isinf(rows[0, 5]) and rows[1, 5] == 0
 
 
-def test_a_stop_guard_gives_the_same_tokens_on_every_decoding_path(model):
+def test_a_stop_guard_gives_the_same_tokens_on_every_decoding_path(model, drain):
     """The stop ids are what greedy would pick first; with the guard no path may end before 6 ids."""
     prompts = repetitive_prompts(4, seed=5)
     stops = [tuple(generate(model, p, max_new_tokens=3, stop_ids=())) for p in prompts]

@@ -55,6 +55,27 @@ def format_behaviour_table(scores_by_model: Mapping[str, Mapping]) -> str:
                   "of the reference middle and its stop token (teacher-forced; lower is better).")
 
 
+def decoding_line(scores_by_model: Mapping[str, Mapping]) -> str:
+    """How the models were decoded, from the generation settings each scores.json recorded.
+
+    Example: "Decoding: greedy, SPM prompts, 128 new tokens, frequency penalty 1, n-gram cache 0.3 (trained,
+    untrained)." One clause per distinct setting when the models differ.
+    """
+    by_setting: dict[str, list[str]] = {}
+    for model, scores in scores_by_model.items():
+        gen = scores.get("eval_config", {}).get("generation", {})
+        if not gen:
+            continue
+        parts = ["greedy" if not gen.get("temperature") else f"temperature {gen['temperature']:g}",
+                 f"{str(gen.get('mode', '')).upper()} prompts", f"{gen.get('max_new_tokens')} new tokens"]
+        parts += [f"{label} {gen[key]:g}" for key, label in (("frequency_penalty", "frequency penalty"),
+                                                              ("presence_penalty", "presence penalty"),
+                                                              ("cache_weight", "n-gram cache")) if gen.get(key)]
+        by_setting.setdefault(", ".join(parts), []).append(model)
+    clauses = [f"{setting} ({', '.join(models)})" for setting, models in by_setting.items()]
+    return f"Decoding: {'; '.join(clauses)}." if clauses else ""
+
+
 def _accuracy_cell(row: Mapping) -> str:
     return f"{row['em']:.1f} / {row['es']:.1f} / {row['pred_len']:.0f}:{row['ref_len']:.0f}"
 
