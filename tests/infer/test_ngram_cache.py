@@ -114,3 +114,11 @@ def test_a_cache_alone_makes_a_penalty_and_a_zero_weight_does_not():
     mix = CacheMix(source=NgramCache([1, 2, 3]), weight=0.5, prompt_tail=())
     assert Penalty.of(0.0, 0.0, cache=mix) is not None
     assert Penalty.of(0.0, 0.0, cache=CacheMix(source=mix.source, weight=0.0, prompt_tail=())) is None
+
+
+def test_masked_ids_stay_impossible():
+    """Ids the vocabulary mask or a stop guard set to -inf get no mass from the mix."""
+    logits = torch.tensor([0.5, 1.0, float("-inf"), 0.2, float("-inf")])
+    mix = CacheMix(source=NgramCache([7, 8, 9, 3, 7, 8, 9, 3]), weight=0.9, prompt_tail=(7, 8, 9))
+    out = mix.apply(logits, [], {0})
+    assert torch.isinf(out[[2, 4]]).all() and int(out.argmax()) == 3 and torch.isfinite(out[[0, 1, 3]]).all()

@@ -42,7 +42,7 @@ class NgramCache:
     def __init__(self, ids: Sequence[int], max_order: int = MAX_ORDER):
         if max_order < 1:
             raise ValueError(f"max_order must be >= 1, got {max_order}")
-        stream = np.asarray(ids, dtype=np.int32)  # int32: a repository of 10M ids takes 280 MB
+        stream = np.asarray(ids, dtype=np.int32)  # (max_order + 1) * 4 bytes an id: 28 kB for a 1,000-id prompt
         n = len(stream) - 1  # positions 1..len-1 have an id before them
         self.max_order = max_order
         # before[j][i]: the id j + 1 places before position i + 1 (-1 before the stream's start); (max_order, n)
@@ -124,9 +124,9 @@ class CacheMix:
         p_stop = p[stops].sum()
         q = torch.zeros_like(p)
         q[torch.tensor(list(followers))] = torch.tensor(list(followers.values()), dtype=p.dtype) / total
-        mixed = torch.log(((1 - share) * p + share * (1 - p_stop) * q).clamp_min(1e-30))
+        mixed = torch.log((1 - share) * p + share * (1 - p_stop) * q)  # masked ids (p 0, q 0) stay -inf
         if len(stops):  # the stops keep their odds against the best other id
-            lift = mixed[others].max() - torch.log(p[others].max().clamp_min(1e-30))
-            mixed[stops] = torch.log(p[stops].clamp_min(1e-30)) + lift
+            lift = mixed[others].max() - torch.log(p[others].max())
+            mixed[stops] = torch.log(p[stops]) + lift
         return mixed.to(logits.dtype)
 
