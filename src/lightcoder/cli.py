@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--mode", choices=("spm", "psm"), default="spm", help="FIM prompt order (aiXcoder: spm)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--frequency-penalty", type=float,
+                   help="default: the run's eval.frequency_penalty, as `lightcoder serve RUN` (else 0)")
+    p.add_argument("--cache-weight", type=float,
+                   help="the n-gram cache over the file (infer/ngram_cache.py); default: the run's eval.cache_weight")
     add_device_flag(p)
     for name, text in MODULE_HELP.items():  # listed here, dispatched by find_module_command before parsing
         sub.add_parser(name, help=text, add_help=False)
@@ -208,19 +212,24 @@ def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
 
 def _cmd_complete(args: argparse.Namespace) -> int:
     from lightcoder.infer.completer import Completer
+    from lightcoder.serve.command import default_cache_weight, default_penalties
 
+    frequency, presence = default_penalties(args.checkpoint, args.frequency_penalty, None)
+    cache_weight = default_cache_weight(args.checkpoint, args.cache_weight)  # decoded as the server would
     prefix = _read_text_arg(args.prefix_file, "--prefix-file")
     suffix = _read_text_arg(args.suffix_file, "--suffix-file") if args.suffix_file else ""
     path = args.path or ("" if args.prefix_file == "-" else Path(args.prefix_file).name)
     completer = Completer.load(args.checkpoint, device=args.device)
-    result = completer.complete(prefix, suffix, path=path, max_new_tokens=args.max_tokens,
-                                mode=args.mode, temperature=args.temperature)
+    result = completer.complete(prefix, suffix, path=path, max_new_tokens=args.max_tokens, mode=args.mode,
+                                temperature=args.temperature, frequency_penalty=frequency,
+                                presence_penalty=presence, cache_weight=cache_weight)
     sys.stdout.write(result.text)
     if not result.text.endswith("\n"):
         sys.stdout.write("\n")
     sys.stdout.flush()  # the completion first, then the stats line on stderr
     print(f"[{result.new_tokens} tokens in {result.seconds * 1000:.0f} ms, prompt {result.prompt_tokens} "
-          f"tokens, stop: {result.stop_reason}]", file=sys.stderr)
+          f"tokens, stop: {result.stop_reason}; frequency penalty {frequency:g}, cache weight {cache_weight:g}]",
+          file=sys.stderr)
     return 0
 
 

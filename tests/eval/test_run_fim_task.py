@@ -282,8 +282,10 @@ def test_the_decoding_line_names_each_models_recorded_settings(tmp_path):
     write_tasks(tasks, data)
     task = get_task("run-fim", data=str(data), max_new_tokens=64, mode="spm")
     cached = run_task(task, OraclePredictor(tasks), tmp_path / "a",
-                      GenerationSettings(model_id="a", frequency_penalty=1.0, cache_weight=0.3))
-    plain = run_task(task, OraclePredictor(tasks), tmp_path / "b", GenerationSettings(model_id="b"))
-    line = decoding_line({"trained": cached, "untrained": cached, "baseline": plain})
+                      GenerationSettings(model_id="a", template="aixcoder", frequency_penalty=1.0, cache_weight=0.3))
+    plain = run_task(task, OraclePredictor(tasks), tmp_path / "b", GenerationSettings(model_id="b", template="aixcoder"))
+    fixed = run_task(task, OraclePredictor(tasks), tmp_path / "c", GenerationSettings(model_id="c", cache_weight=0.3))
+    line = decoding_line({"trained": cached, "untrained": cached, "greedy": plain, "baseline": fixed})
     assert line == ("Decoding: greedy, SPM prompts, 64 new tokens, frequency penalty 1, n-gram cache 0.3 "
-                    "(trained, untrained); greedy, SPM prompts, 64 new tokens (baseline).")
+                    "(trained, untrained); greedy, SPM prompts, 64 new tokens (greedy); none, a fixed answer "
+                    "(baseline).")

@@ -48,6 +48,8 @@ def test_quickstart_writes_every_stage(run_dir):
     report = (run_dir / "report.md").read_text()
     for section in ("Data funnel", "Training", "Evaluation", "Sample completions", "Trained model vs untrained"):
         assert section in report
+    assert ("Decoding: greedy, SPM prompts, 8 new tokens, frequency penalty 1, n-gram cache 0.3 (trained, "
+            "untrained); none, a fixed answer (most_common_line).") in report  # the same for both models
     scores = {name: json.loads((run_dir / "eval" / name / "scores.json").read_text())
               for name in ("trained", "untrained", "most_common_line")}
     n_tasks = len((run_dir / "eval" / "tasks.jsonl").read_text().splitlines())
@@ -118,7 +120,16 @@ def test_complete_cli(run_dir, tmp_path, capsys):
     suffix.write_text("\n\nprint(load('x'))\n")
     assert main(["complete", str(run_dir), "--prefix-file", str(prefix), "--suffix-file", str(suffix),
                  "--max-tokens", "8"]) == 0
-    assert "tokens in" in capsys.readouterr().err
+    out = capsys.readouterr()
+    assert "tokens in" in out.err and "frequency penalty 1, cache weight 0.3" in out.err  # the run's eval decoding
+    from lightcoder.infer.completer import Completer
+
+    served = Completer.load(run_dir).complete(prefix.read_text(), suffix.read_text(), path="a.py", max_new_tokens=8,
+                                              frequency_penalty=1.0, cache_weight=0.3).text
+    assert out.out == served + ("" if served.endswith("\n") else "\n")
+    assert main(["complete", str(run_dir), "--prefix-file", str(prefix), "--suffix-file", str(suffix),
+                 "--max-tokens", "8", "--frequency-penalty", "0", "--cache-weight", "0"]) == 0
+    assert "frequency penalty 0, cache weight 0]" in capsys.readouterr().err
     assert main(["complete", str(run_dir), "--prefix-file", str(prefix), "--mode", "psm"]) == 0
 
 

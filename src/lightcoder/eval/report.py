@@ -59,12 +59,16 @@ def decoding_line(scores_by_model: Mapping[str, Mapping]) -> str:
     """How the models were decoded, from the generation settings each scores.json recorded.
 
     Example: "Decoding: greedy, SPM prompts, 128 new tokens, frequency penalty 1, n-gram cache 0.3 (trained,
-    untrained)." One clause per distinct setting when the models differ.
+    untrained); none, a fixed answer (most_common_line)." One clause per distinct setting; a predictor
+    without a model (no template recorded) decodes nothing, whatever settings it was handed.
     """
     by_setting: dict[str, list[str]] = {}
     for model, scores in scores_by_model.items():
         gen = scores.get("eval_config", {}).get("generation", {})
         if not gen:
+            continue
+        if not gen.get("template"):
+            by_setting.setdefault("none, a fixed answer", []).append(model)
             continue
         parts = ["greedy" if not gen.get("temperature") else f"temperature {gen['temperature']:g}",
                  f"{str(gen.get('mode', '')).upper()} prompts", f"{gen.get('max_new_tokens')} new tokens"]
