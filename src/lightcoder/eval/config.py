@@ -32,7 +32,7 @@ class EvalConfig:
     # uses the same by default, so the eval measures what the server gives
     frequency_penalty: float = DEFAULT_FREQUENCY_PENALTY
     presence_penalty: float = 0.0
-    # the n-gram cache over each prompt's ids mixed into the choice (infer/ngram_cache.py; 0 = off),
+    # the n-gram cache over the text around the cursor mixed into the choice (infer/ngram_cache.py; 0 = off),
     # chosen by measurement (docs/evaluation.md, "An n-gram cache"); the server uses it too
     cache_weight: float = DEFAULT_CACHE_WEIGHT
     # benchmark subsets the run's eval stage adds for the trained model (eval/runner.py; 0 = skip;

@@ -66,7 +66,7 @@ class GenerationSettings:
     max_prompt_tokens: int = 0  # 0 = the model's context minus max_new_tokens
     frequency_penalty: float = 0.0  # OpenAI's, over the ids generated so far (infer/penalties.py)
     presence_penalty: float = 0.0
-    cache_weight: float = 0.0  # the n-gram cache over each prompt's ids (infer/ngram_cache.py; 0 = off)
+    cache_weight: float = 0.0  # the n-gram cache over the text around the cursor (infer/ngram_cache.py; 0 = off)
 
     def __post_init__(self) -> None:
         if self.n < 1:

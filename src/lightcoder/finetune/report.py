@@ -94,7 +94,7 @@ def per_type_table(results: dict, name: str) -> list[str]:
 
 
 def decoding_text(eval_section: dict) -> str:
-    """"greedy" or "greedy, frequency penalty 1, cache weight 0.5": how both models were decoded."""
+    """"greedy" or "greedy, frequency penalty 1, cache weight 0.3": how both models were decoded."""
     parts = [f"{name.replace('_', ' ')} {eval_section[name]:g}"
              for name in ("frequency_penalty", "presence_penalty", "cache_weight") if eval_section.get(name)]
     return ", ".join(["greedy", *parts])
