@@ -212,10 +212,12 @@ def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
 
 def _cmd_complete(args: argparse.Namespace) -> int:
     from lightcoder.infer.completer import Completer
+    from lightcoder.infer.penalties import check_cache_weight
     from lightcoder.serve.command import default_cache_weight, default_penalties
 
     frequency, presence = default_penalties(args.checkpoint, args.frequency_penalty, None)
     cache_weight = default_cache_weight(args.checkpoint, args.cache_weight)  # decoded as the server would
+    check_cache_weight(cache_weight, prefix="--cache-weight: ")  # before the model loads
     prefix = _read_text_arg(args.prefix_file, "--prefix-file")
     suffix = _read_text_arg(args.suffix_file, "--suffix-file") if args.suffix_file else ""
     path = args.path or ("" if args.prefix_file == "-" else Path(args.prefix_file).name)

@@ -69,9 +69,14 @@ def test_greedy_stops_where_the_model_alone_would():
     """Whatever the cache prefers, the stop id wins exactly when it beats every other id of the model."""
     rng = torch.Generator().manual_seed(0)
     mix = CacheMix(source=NgramCache([5, 6, 7, 1, 5, 6, 7, 2]), weight=0.9, prompt_tail=(5, 6, 7), min_order=3)
+    stops = changed = 0
     for _ in range(200):
         logits = torch.randn(12, generator=rng) * 3
-        assert (int(mix.apply(logits, [], {0}).argmax()) == 0) == (int(logits.argmax()) == 0)
+        mixed = mix.apply(logits, [], {0})
+        assert (int(mixed.argmax()) == 0) == (int(logits.argmax()) == 0)
+        stops += int(logits.argmax()) == 0
+        changed += int(mixed.argmax()) != int(logits.argmax())
+    assert 0 < stops < 200 and changed > 0  # both outcomes came up, and the cache did change choices
 
 
 @pytest.mark.parametrize("bad", [1.0, -0.1, True, "0.5"])
@@ -122,3 +127,28 @@ def test_masked_ids_stay_impossible():
     mix = CacheMix(source=NgramCache([7, 8, 9, 3, 7, 8, 9, 3]), weight=0.9, prompt_tail=(7, 8, 9))
     out = mix.apply(logits, [], {0})
     assert torch.isinf(out[[2, 4]]).all() and int(out.argmax()) == 3 and torch.isfinite(out[[0, 1, 3]]).all()
+
+
+def test_a_masked_id_that_the_cache_predicts_stays_impossible():
+    """After "7 8 9" the source has 2 (three times) and 3 (once); 2 is masked, so only 3 gains."""
+    logits = torch.tensor([0.5, 1.0, float("-inf"), 0.2, 0.1])
+    mix = CacheMix(source=NgramCache([7, 8, 9, 2, 7, 8, 9, 2, 7, 8, 9, 2, 7, 8, 9, 3]), weight=0.9,
+                   prompt_tail=(7, 8, 9))
+    out = mix.apply(logits, [], {0})
+    assert torch.isinf(out[2]) and int(out.argmax()) == 3
+
+
+@pytest.mark.parametrize("min_order", [0, 7])
+def test_a_shortest_context_outside_the_source_is_refused(min_order):
+    with pytest.raises(ValueError, match="min_order must be in 1..6"):
+        CacheMix(source=NgramCache([1, 2, 3], max_order=6), weight=0.3, prompt_tail=(), min_order=min_order)
+
+
+def test_a_tail_given_is_the_first_context():
+    """A PSM prompt ends with the middle token: the first context is the text before the cursor instead."""
+    source = NgramCache([4, 5, 6, 9, 4, 5, 6, 9])
+    psm_prompt = [4, 5, 6, 100]  # ... the prefix's last ids, then a sentinel the source never holds
+    logits = torch.zeros(101)
+    assert torch.equal(CacheMix.for_prompt(psm_prompt, 0.5, source).apply(logits, [], set()), logits)
+    with_tail = CacheMix.for_prompt(psm_prompt, 0.5, source, tail=[4, 5, 6])
+    assert int(with_tail.apply(logits, [], set()).argmax()) == 9

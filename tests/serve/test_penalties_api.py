@@ -85,6 +85,9 @@ def test_an_empty_suffix_is_infilling_on_infill_and_openai_suffix_else_plain_con
     got = httpx.post(server.url + "/infill", json=infill).json()
     assert got["content"] == completer.complete(PREFIX, "", max_new_tokens=12, fim=True).text
     assert got["tokens_evaluated"] == len(fim)
+    with httpx.stream("POST", server.url + "/infill", json={**infill, "stream": True}) as r:  # tokenized first
+        pieces = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    assert "".join(p["content"] for p in pieces) == got["content"] and pieces[-1]["tokens_evaluated"] == len(fim)
     body = {"prompt": PREFIX, "max_tokens": 12, "truncate": "none"}
     with_suffix = httpx.post(server.url + "/v1/completions", json={**body, "suffix": ""}).json()
     without = httpx.post(server.url + "/v1/completions", json=body).json()
@@ -173,3 +176,21 @@ def test_requests_built_from_text_keep_the_stop_guard_when_sent_on_as_ids(comple
         list(completer.stream("def f():\n    ", "\n", path="m.py", max_new_tokens=8, generate=spy, **kwargs))
     list(completer.stream("", "", path="m.py", max_new_tokens=8, generate=spy, prompt_ids=prompt))
     assert seen[0] is not None and seen[1] is not None and seen[2] is None
+
+
+def test_a_streamed_request_with_an_empty_prefix_decodes_as_the_same_request_unstreamed(completer):
+    """The server says the ids came from the text (ids_from_text), so an empty prefix is still a text request:
+    the stop guard judges it and the cache reads the suffix, not the prompt's ids."""
+    seen = []
+
+    def spy(prompt, params, cancelled):
+        seen.append((params.stop_guard is not None, len(params.cache.source)))
+        return iter(())
+
+    suffix = "    return x\n\nprint(f(1))\n"
+    prompt = completer.build("", suffix, path="m.py", max_new_tokens=8)
+    for kwargs in ({}, {"prompt_ids": prompt, "ids_from_text": True}, {"prompt_ids": prompt}):
+        list(completer.stream("", suffix, path="m.py", max_new_tokens=8, generate=spy, cache_weight=0.3, **kwargs))
+    # positions with an id before and after them: the suffix's ids but its first (an empty prefix adds none)
+    assert seen[0] == seen[1] and seen[0][0] and seen[0][1] == len(completer.tokenizer.encode(suffix)) - 1
+    assert seen[2] == (False, len(prompt) - 1)  # ids with no text: a request sent as ids

@@ -38,6 +38,9 @@ from lightcoder.tokenizer.backends import ForeignTokenizer, load_tokenizer
 # best. trim: generation ends where the model ends it, then the same trim (what block requests want).
 # docs/evaluation.md, "What the server's truncation does".
 TRUNCATE_MODES = ("none", "syntax", "trim")
+# The n-gram cache reads at most this much text on each side of the cursor: it tokenizes its source on
+# every request, and the text nearest the cursor is what a completion repeats (serve accepts 400k characters)
+CACHE_SOURCE_CHARS = 100_000
 
 
 @dataclass
@@ -210,7 +213,7 @@ class Completer:
                prompt_ids: list[int] | None = None, middle: str = "", generate: Callable | None = None,
                min_indent: int = 0, predict_seconds_after_newline: float | None = None,
                frequency_penalty: float = 0.0, presence_penalty: float = 0.0, cache_weight: float = 0.0,
-               fim: bool | None = None) -> Iterator[str]:
+               fim: bool | None = None, ids_from_text: bool = False) -> Iterator[str]:
         """Yield the completion as text deltas; the generator returns the `Completion`.
 
         stop_ids None = the tokenizer's stop set; pass () to always generate max_new_tokens. `stop`
@@ -222,7 +225,9 @@ class Completer:
         stop when generation has taken this long since its first token. frequency_penalty /
         presence_penalty: OpenAI's, over the ids generated so far (infer/penalties.py). cache_weight: the
         n-gram cache's weight over the text around the cursor (infer/ngram_cache.py; 0 = off).
-        fim: see `build`.
+        fim: see `build`. ids_from_text: prompt_ids are `build`'s ids for this prefix, suffix and middle
+        (the server tokenizes a streamed request before replying), so the text still judges the cursor and
+        feeds the cache; without it, prompt_ids with no prefix or middle are a request sent as ids.
         """
         start = time.perf_counter()
         prompt = prompt_ids if prompt_ids is not None else self.build(
@@ -230,14 +235,16 @@ class Completer:
             max_prompt_tokens=max_prompt_tokens, context=context, max_context_tokens=max_context_tokens,
             middle=middle, fim=fim)
         language = language_for_path(path)
-        sent_as_ids = prompt_ids is not None and not (prefix or middle)  # no text to judge the cursor by
+        sent_as_ids = prompt_ids is not None and not ids_from_text and not (prefix or middle)  # no text to judge by
         guard = None if sent_as_ids else lone_opener_guard(self.tokenizer.decode, prefix=prefix, middle=middle,
                                                            language=language)
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                 seed=seed, stop_ids=self.tokenizer.stop_ids if stop_ids is None else stop_ids,
                                 max_seconds=max_seconds, frequency_penalty=frequency_penalty,
                                 presence_penalty=presence_penalty, stop_guard=guard,
-                                cache=self._cache_mix(prompt, cache_weight, prefix + middle, suffix, sent_as_ids))
+                                cache=self._cache_mix(prompt, cache_weight, prefix + middle, suffix,
+                                                      None if sent_as_ids else self._prefix_is_last(
+                                                          mode, fim=suffix != "" if fim is None else fim)))
         ends = _EarlyStop(structure=StructureStop(prefix, suffix, language) if syntax_stop else None,
                           stops=[s for s in stop if s], min_indent=min_indent,
                           after_newline_s=predict_seconds_after_newline)
@@ -252,13 +259,19 @@ class Completer:
         stats = getattr(tokens, "stats", None) or self.engine.last_stats  # the scheduler's stream, or the Engine's
         return _completion(out, stats, prompt_tokens=len(prompt), new_tokens=num_generated, stop_reason=stop_reason)
 
-    def _cache_mix(self, prompt: list[int], weight: float, before: str, after: str, sent_as_ids: bool) -> CacheMix | None:
-        """The request's n-gram cache over the whole text around the cursor (the prompt may hold only its
-        ends; the prompt's ids for a request sent as ids); None at weight 0."""
+    def _cache_mix(self, prompt: list[int], weight: float, before: str, after: str,
+                   prefix_is_last: bool | None) -> CacheMix | None:
+        """The request's n-gram cache over the text around the cursor (up to CACHE_SOURCE_CHARS each side;
+        the prompt may hold only its ends); for a request sent as ids (prefix_is_last None), over the prompt's ids. The completion
+        continues the prompt's last ids, or, where the layout ends with the middle token (PSM), the text
+        before the cursor. None at weight 0."""
         if not weight:
             return None
-        source = None if sent_as_ids else NgramCache.from_texts([before, after], self.tokenizer.encode)
-        return CacheMix.for_prompt(prompt, weight, source)
+        if prefix_is_last is None:
+            return CacheMix.for_prompt(prompt, weight)
+        before_ids = self.tokenizer.encode(before[-CACHE_SOURCE_CHARS:])
+        source = NgramCache.joined([before_ids, self.tokenizer.encode(after[:CACHE_SOURCE_CHARS])])
+        return CacheMix.for_prompt(prompt, weight, source, tail=None if prefix_is_last else before_ids)
 
     def _decode(self, tokens: Iterator[int], out: _Decoded, ends: _EarlyStop) -> Generator[str, None, str]:
         """Decode the new ids into out.text as they come, yielding the part that is safe to show (no

@@ -14,8 +14,9 @@ The cache decides *what* to write, not *when to stop*: the stop ids keep their o
 other id (their logit moves by as much as the best non-stop id's), so greedy decoding ends exactly where
 the model alone would end after the same ids. Measured in docs/evaluation.md ("An n-gram cache").
 
-The source is the text the request carries around the cursor, prefix and suffix whole, also where the
-prompt keeps only their ends (an `NgramCache` built per request, about a millisecond). A repository as a
+The source is the text the request carries around the cursor, prefix and suffix whole (up to
+infer/completer.CACHE_SOURCE_CHARS each side), also where the prompt keeps only their ends (an `NgramCache`
+built per request, about a millisecond). A repository as a
 second source (the `--workspace` files) was measured and left out: docs/finetune.md.
 
 Example: cache = NgramCache([5, 6, 7, 8, 5, 6, 7, 9]); cache.followers([5, 6, 7], min_order=3)
@@ -58,11 +59,16 @@ class NgramCache:
 
     @classmethod
     def from_texts(cls, texts: Sequence[str], encode, max_order: int = MAX_ORDER) -> NgramCache:
-        """One cache over several texts (a prefix and a suffix): their ids joined with a -1 between them,
-        which no context holds, so no match crosses from one to the next."""
+        """One cache over several texts (a prefix and a suffix), each encoded (see `joined`)."""
+        return cls.joined([encode(text) for text in texts], max_order)
+
+    @classmethod
+    def joined(cls, id_lists: Sequence[Sequence[int]], max_order: int = MAX_ORDER) -> NgramCache:
+        """One cache over several id sequences, joined with a -1 between them, which no context holds, so
+        no match crosses from one to the next."""
         stream: list[int] = []
-        for text in texts:
-            stream += [*encode(text), -1]
+        for ids in id_lists:
+            stream += [*ids, -1]
         return cls(stream, max_order)
 
     def __len__(self) -> int:
@@ -101,29 +107,39 @@ class CacheMix:
 
     def __post_init__(self) -> None:
         check_cache_weight(self.weight)
+        if not 1 <= self.min_order <= self.source.max_order:
+            raise ValueError(f"CacheMix.min_order must be in 1..{self.source.max_order} (the source's longest "
+                             f"context), got {self.min_order!r}")
 
     @classmethod
-    def for_prompt(cls, prompt_ids: Sequence[int], weight: float, source: NgramCache | None = None) -> CacheMix:
-        """The code around the cursor as the source (default: the prompt's own ids)."""
+    def for_prompt(cls, prompt_ids: Sequence[int], weight: float, source: NgramCache | None = None, *,
+                   tail: Sequence[int] | None = None) -> CacheMix:
+        """The code around the cursor as the source (default: the prompt's own ids). tail: the ids the
+        completion continues (default: the prompt's last ids; a PSM prompt ends with the middle token
+        instead, so there the caller passes the prefix's last ids)."""
         source = NgramCache(prompt_ids) if source is None else source
-        return cls(source=source, weight=weight, prompt_tail=tuple(prompt_ids[-MAX_ORDER:]))
+        tail = prompt_ids if tail is None else tail
+        return cls(source=source, weight=weight, prompt_tail=tuple(tail[-MAX_ORDER:]))
 
     def apply(self, logits: torch.Tensor, generated: Sequence[int], stop_ids: Collection[int]) -> torch.Tensor:
         """logits (V,) with the cache mixed in (module docstring); a copy, or logits itself when no context
         matches."""
         _, followers = self.source.followers([*self.prompt_tail, *generated], min_order=self.min_order)
         followers = {t: c for t, c in followers.items() if t < logits.numel() and t not in stop_ids}
+        if followers:  # a masked id (-inf: a grammar, a stop guard) stays impossible however often it follows
+            finite = torch.isfinite(logits[torch.tensor(list(followers), device=logits.device)]).tolist()
+            followers = {t: c for (t, c), ok in zip(followers.items(), finite) if ok}
         if not followers or not self.weight:
             return logits
         total = sum(followers.values())
         share = self.weight * total / (total + len(followers))
         p = torch.softmax(logits.float(), -1)
-        stops = torch.tensor(sorted(s for s in stop_ids if s < logits.numel()), dtype=torch.long)
+        stops = torch.tensor(sorted(s for s in stop_ids if s < logits.numel()), dtype=torch.long, device=p.device)
         others = torch.ones_like(p, dtype=torch.bool)
         others[stops] = False
         p_stop = p[stops].sum()
         q = torch.zeros_like(p)
-        q[torch.tensor(list(followers))] = torch.tensor(list(followers.values()), dtype=p.dtype) / total
+        q[torch.tensor(list(followers), device=p.device)] = p.new_tensor(list(followers.values())) / total
         mixed = torch.log((1 - share) * p + share * (1 - p_stop) * q)  # masked ids (p 0, q 0) stay -inf
         if len(stops):  # the stops keep their odds against the best other id
             lift = mixed[others].max() - torch.log(p[others].max())

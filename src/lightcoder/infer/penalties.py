@@ -10,7 +10,7 @@ instead of ending the middle; a penalty on what it already wrote makes `</s>` wi
 all the time, and the suffix is exactly what a middle must lead into.
 
 An n-gram cache (infer/ngram_cache.py) rides along too: the penalized logits are mixed with what followed
-the same context in the prompt (and the repository), before the stop guard.
+the same context in the text around the cursor, before the stop guard.
 
 A stop guard (infer/stop_guard.py) rides along: a rule over the ids generated so far that, while it
 holds, takes the stop ids out of the choice (their logits -inf), so every decoding path that applies

@@ -89,11 +89,14 @@ class ServeContext:
         return (self.config.frequency_penalty if frequency is None else frequency,
                 self.config.presence_penalty if presence is None else presence)
 
-    async def build_ids(self, kwargs: dict) -> list[int]:
-        """The prompt ids, tokenized on a thread-pool thread (bad input fails here, before any reply)."""
-        return await run_in_threadpool(
+    async def tokenize_first(self, kwargs: dict) -> None:
+        """A streamed request's prompt ids, built into kwargs on a thread-pool thread before the reply starts
+        (bad input fails here, before the 200); the text stays in kwargs for the stop guard and the cache."""
+        kwargs["prompt_ids"] = await run_in_threadpool(
             self.completer.build, kwargs["prefix"], kwargs["suffix"], path=kwargs["path"], mode=kwargs["mode"],
-            max_new_tokens=kwargs["max_new_tokens"], context=kwargs["context"], middle=kwargs.get("middle", ""))
+            max_new_tokens=kwargs["max_new_tokens"], context=kwargs["context"], middle=kwargs.get("middle", ""),
+            fim=kwargs.get("fim"))
+        kwargs["ids_from_text"] = True
 
     def stream(self, runs: list[dict], piece: Piece, last: Last) -> AsyncIterator[dict]:
         """Reply items of streamed completions (streaming.completion_events), produced on the worker."""

@@ -161,7 +161,7 @@ class LlamaCppRoutes:
 
     async def _stream(self, req: LlamaCppRequest, kwargs: dict, settings: dict, endpoint: str, started: float):
         if kwargs["prompt_ids"] is None:
-            kwargs["prompt_ids"] = await self.ctx.build_ids(kwargs)  # bad input fails here, before the 200
+            await self.ctx.tokenize_first(kwargs)
         run = {**kwargs, "syntax_stop": req.truncate == "syntax"}
         fields = req.response_fields
         items = self.ctx.stream([run], piece=lambda i, text: {"index": 0, "content": text, "tokens": [],

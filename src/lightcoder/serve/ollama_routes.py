@@ -93,7 +93,7 @@ class OllamaRoutes:
                                  "done_reason": "load"})
         kwargs = self._kwargs(req)
         if req.stream:
-            kwargs["prompt_ids"] = await ctx.build_ids(kwargs)  # bad input fails here, before the 200
+            await ctx.tokenize_first(kwargs)
             items = ctx.stream([kwargs], piece=lambda i, text: self._piece(text),
                                last=lambda i, result: self._last(result, started))
             return ndjson_response(items, ctx.metrics, ENDPOINT, started)

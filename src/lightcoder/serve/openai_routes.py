@@ -104,7 +104,7 @@ class OpenAIRoutes:
         return [{**kwargs, "seed": (req.seed or 0) + i} for i in range(req.n)]
 
     async def _stream(self, req: CompletionRequest, kwargs: dict, reply: CompletionReply, started: float):
-        kwargs["prompt_ids"] = await self.ctx.build_ids(kwargs)  # bad input fails here, before the 200
+        await self.ctx.tokenize_first(kwargs)
         runs = [{**run, "syntax_stop": req.truncate == "syntax"} for run in self._runs(req, kwargs)]
         items = self.ctx.stream(runs, piece=lambda i, text: reply.chunk(text, i, None),
                                 last=lambda i, result: reply.chunk("", i, finish_reason(result)))
