@@ -174,7 +174,8 @@ def stage_train(cfg: RunConfig, run_dir: Path, *, force: bool = False) -> dict:
     if env.is_main:
         schedule = "warmup-stable-decay" if cfg.train.schedule == "wsd" else cfg.train.schedule
         optimizer = "Muon + AdamW" if cfg.train.optimizer == "muon" else "AdamW"
-        heading(f"4/6 train: LLaMA-style decoder, {optimizer} + {schedule}, bf16 autocast")
+        precision = {"auto": "bf16 autocast where fast", "bf16": "bf16 autocast", "fp32": "fp32"}[cfg.train.dtype]
+        heading(f"4/6 train: LLaMA-style decoder, {optimizer} + {schedule}, {precision}")
     check_stage(cfg, run_dir, "ckpt", force=force)
     model_cfg = model_config_for_run(cfg, run_dir)
     if env.is_main:

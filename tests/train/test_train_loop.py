@@ -18,6 +18,7 @@ from lightcoder.train.checkpoint import STATE_FILE, complete_checkpoints, load_t
 from lightcoder.train.config import TrainConfig
 from lightcoder.train.loader import WindowLoader
 from lightcoder.train.loop import ResumeMismatchError, train, truncate_metrics
+from lightcoder.train.precision import resolve_dtype
 
 SEQ_LEN, VOCAB = 33, 512
 ALPHABET = 48  # the shards use only ids < ALPHABET, so even unigram learning lowers the loss fast
@@ -82,6 +83,7 @@ def straight(tmp_path_factory, shards) -> tuple[Path, dict]:
 def test_training_reduces_loss_and_writes_the_run(straight):
     out, summary = straight
     assert summary["steps"] == N and summary["stop_reason"] == "max_steps"
+    assert summary["dtype"] == resolve_dtype("auto", torch.device("cpu"))  # train.dtype auto, resolved
     assert summary["val_loss"] < summary["initial_val_loss"] - 1.0
     assert abs(summary["initial_val_loss"] - np.log(VOCAB)) < 0.5  # untrained: about uniform
     rows = records(out)

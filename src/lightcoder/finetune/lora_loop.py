@@ -36,6 +36,7 @@ from lightcoder.train.budget import TimePlanner, budget_steps, schedule_steps, s
 from lightcoder.train.loader import WindowLoader, eval_batches
 from lightcoder.train.loop import interrupt_guard, truncate_metrics
 from lightcoder.train.optim import build_optimizer, lr_at, set_lr
+from lightcoder.train.precision import resolve_dtype
 from lightcoder.train.distributed import Dist
 from lightcoder.train.telemetry import Interval, MetricsLog
 from lightcoder.windows import PROMPT, TARGET
@@ -136,7 +137,8 @@ class LoraSession:
         self.doc_start = doc_start  # the token that starts each packed document (block-causal masks), None: off
         self.state, self.ckpt_dir = state, run_dir / "ckpt"
         self.trainable, self.total = trainable_parameters(model)
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.dtype == "bf16")
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                                       enabled=resolve_dtype(tcfg.dtype, device) == "bf16")
         self.tokens_per_step = tcfg.batch_size * (loader.seq_len - 1)  # positions with a loss per step
         self.budget = budget_steps(tcfg, self.tokens_per_step, loader.batches_per_epoch)
         self.last_loss = self.val_loss = None

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-DTYPES = ("bf16", "fp32")
+DTYPES = ("auto", "bf16", "fp32")
 SCHEDULES = ("wsd", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 PARALLEL_MODES = ("fsdp", "ddp")
@@ -60,7 +60,9 @@ class TrainConfig:
     keep_checkpoints: int = 2  # newest checkpoints kept (step_000000 is never deleted)
     log_every: int = 10  # steps between metrics.jsonl lines (the only host syncs in the loop)
     seed: int = 0
-    dtype: str = "bf16"  # autocast dtype for matmuls; master weights and optimizer state stay fp32
+    # autocast dtype for matmuls; master weights and optimizer state stay fp32. "auto": bf16 where this
+    # device multiplies bf16 fast, else fp32 (train/precision.py: a CPU without bf16 units is 25x slower in it)
+    dtype: str = "auto"
     device: str = "auto"  # "auto" = cuda when available, else cpu
     num_threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default (all cores)
     compile: bool = False  # torch.compile each block (faster steps after a slow first one)

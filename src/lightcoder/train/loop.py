@@ -64,6 +64,7 @@ from lightcoder.train.loader import WindowLoader, eval_batches
 from lightcoder.train.optim import build_optimizer, lr_at, set_lr
 from lightcoder.train.parallel import build_parallel_model, no_grad_sync
 from lightcoder.train.plot import plot_losses
+from lightcoder.train.precision import choose_dtype
 from lightcoder.windows import PROMPT, TARGET
 from lightcoder.train.telemetry import Interval, LossWatch, MetricsLog, flops_per_token, measure_matmul_peak
 
@@ -76,6 +77,10 @@ def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenize
           out_dir: str | Path) -> dict:
     """Train (or resume training) a Transformer on the packed shards; returns a summary dict."""
     env = setup_runtime(train_cfg)
+    dtype, why = broadcast_object(choose_dtype(train_cfg.dtype, env.device), env)  # every rank takes rank 0's
+    if train_cfg.dtype == "auto" and env.is_main:
+        print(f"train.dtype auto -> {dtype} ({why})", file=sys.stderr)
+    train_cfg = dataclasses.replace(train_cfg, dtype=dtype)
     run = Session.open(train_cfg, model_cfg, env, shards_dir=shards_dir, tokenizer_dir=tokenizer_dir,
                        out_dir=Path(out_dir))
     cfg, state = train_cfg, run.state

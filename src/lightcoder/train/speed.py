@@ -2,7 +2,7 @@
 
 `lightcoder ablate --minutes M` turns minutes into one token budget that every variant then trains,
 so all runs get equal compute whatever else the machine is doing later. The measurement is a few real
-optimizer steps (model, AdamW, bf16 autocast, block-causal masks, as train/loop.py runs them).
+optimizer steps (model, AdamW, the run's autocast dtype, block-causal masks, as train/loop.py runs them).
 
 Example: measure_tokens_per_s(cfg, Path("run/ablate/packs/full")) -> 5100.0
 """
@@ -25,13 +25,15 @@ def measure_tokens_per_s(cfg, run_dir: Path) -> float:
     from lightcoder.train.loader import WindowLoader
     from lightcoder.train.loop import optimizer_step, setup_runtime
     from lightcoder.train.optim import build_optimizer
+    from lightcoder.train.precision import resolve_dtype
 
     env = setup_runtime(cfg.train)
     model = Transformer(model_config_for_run(cfg, run_dir)).to(env.device)
     model.init_weights(cfg.train.seed)
     optimizer = build_optimizer(model, cfg.train)
     loader = WindowLoader(open_shard(run_dir / "shards", "train"), cfg.train.batch_size, seed=0, device=env.device)
-    autocast = torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=cfg.train.dtype == "bf16")
+    autocast = torch.autocast(env.device.type, dtype=torch.bfloat16,
+                              enabled=resolve_dtype(cfg.train.dtype, env.device) == "bf16")
     for i in range(WARMUP_STEPS + TIMED_STEPS):
         if i == WARMUP_STEPS:
             start = time.perf_counter()
