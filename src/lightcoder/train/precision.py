@@ -54,12 +54,13 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 @lru_cache(maxsize=1)
 def cpu_bf16_speedup(rows: int = 1024, dim: int = 192, hidden: int = 512) -> float:
-    """fp32 seconds / bf16-autocast seconds of one SwiGLU-sized forward and backward on the CPU: the best
-    of three after a warm-up, bf16 cut short once it is clearly slower (well under a second either way)."""
+    """fp32 seconds / bf16-autocast seconds of one SwiGLU-sized forward and backward on the CPU (well under a
+    second either way)."""
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(rows, dim, generator=generator)
-    up = torch.randn(dim, hidden, generator=generator, requires_grad=True)
-    down = torch.randn(hidden, dim, generator=generator, requires_grad=True)
+    with torch.inference_mode(False):
+        x = torch.randn(rows, dim, generator=generator)
+        up = torch.randn(dim, hidden, generator=generator, requires_grad=True)
+        down = torch.randn(hidden, dim, generator=generator, requires_grad=True)
 
     def once(bf16: bool) -> float:
         start = time.perf_counter()
@@ -68,6 +69,12 @@ def cpu_bf16_speedup(rows: int = 1024, dim: int = 192, hidden: int = 512) -> flo
         out.float().square().mean().backward()
         return time.perf_counter() - start
 
+    with torch.inference_mode(False), torch.enable_grad():  # also when asked from inside an optimizer step
+        return _ratio(once)
+
+
+def _ratio(once) -> float:
+    """fp32 / bf16 seconds: the best of three after a warm-up, bf16 cut short once it is clearly slower."""
     once(False)
     fp32 = min(once(False) for _ in range(3))
     once(True)
