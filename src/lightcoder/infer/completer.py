@@ -262,9 +262,9 @@ class Completer:
     def _cache_mix(self, prompt: list[int], weight: float, before: str, after: str,
                    prefix_is_last: bool | None) -> CacheMix | None:
         """The request's n-gram cache over the text around the cursor (up to CACHE_SOURCE_CHARS each side;
-        the prompt may hold only its ends); for a request sent as ids (prefix_is_last None), over the prompt's ids. The completion
-        continues the prompt's last ids, or, where the layout ends with the middle token (PSM), the text
-        before the cursor. None at weight 0."""
+        the prompt may hold only its ends); for a request sent as ids (prefix_is_last None), over the
+        prompt's ids. The completion continues the prompt's last ids, or, where the layout ends with the
+        middle token (PSM), the text before the cursor. None at weight 0."""
         if not weight:
             return None
         if prefix_is_last is None:
