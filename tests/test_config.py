@@ -62,6 +62,24 @@ def test_a_stage_that_built_nothing_does_not_hold_its_first_config(tmp_path):
         check_stage(fixed, tmp_path, "ckpt", force=False)
 
 
+def test_a_run_recorded_before_dtype_auto_still_continues(tmp_path):
+    """Runs recorded train.dtype "bf16" (the old default); "auto" now, which resumes in the checkpoint's dtype."""
+    import json
+
+    from lightcoder.stages import check_stage, record_stage
+
+    record_stage(RunConfig(), tmp_path, "ckpt", new_build=True)
+    stages = json.loads((tmp_path / "stages.json").read_text())
+    stages["ckpt"]["config"]["train"]["dtype"] = "bf16"  # as the stage record was written then
+    (tmp_path / "stages.json").write_text(json.dumps(stages))
+    (tmp_path / "ckpt" / "step_000010").mkdir(parents=True)
+    check_stage(RunConfig(), tmp_path, "ckpt", force=False)  # no ConfigError
+    stages["ckpt"]["config"]["train"]["lr"] = 1.0  # other settings are still compared
+    (tmp_path / "stages.json").write_text(json.dumps(stages))
+    with pytest.raises(ConfigError, match="train.lr"):
+        check_stage(RunConfig(), tmp_path, "ckpt", force=False)
+
+
 def test_override_args_need_dotted_keys_and_values():
     with pytest.raises(ConfigError, match="unexpected argument"):
         parse_override_args(["--lr", "1"])

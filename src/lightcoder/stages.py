@@ -54,6 +54,7 @@ def check_stage(cfg: RunConfig, run_dir: Path, stage: str, *, force: bool) -> No
         return  # nothing built yet (e.g. a first try that failed on a bad setting): nothing to keep apart
     command = STAGES[stage][0]
     recorded = with_missing_keys(record["config"], _stage_config(RunConfig(), stage))
+    recorded.get("train", {}).pop("dtype", None)  # recorded by runs before train.dtype auto; not compared
     changes = diff_configs(recorded, _stage_config(cfg, stage))
     if changes:
         raise ConfigError(
@@ -106,7 +107,8 @@ def _stage_config(cfg: RunConfig, stage: str) -> dict:
     if "data" in sections:  # how the work is spread does not change the corpus (DataConfig.fingerprint)
         sections["data"] = {k: v for k, v in sections["data"].items() if k not in ("workers", "engine")}
     if "train" in sections:  # only what changes the numbers; budgets and cadence may change on resume
-        sections["train"] = {k: v for k, v in sections["train"].items() if k in RESUME_SENSITIVE}
+        # (dtype too: "auto" resumes in the checkpoint's dtype, and train/loop.check_resume warns on a change)
+        sections["train"] = {k: v for k, v in sections["train"].items() if k in RESUME_SENSITIVE and k != "dtype"}
     return sections
 
 

@@ -66,6 +66,16 @@ def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
     assert "tok_embeddings.weight" not in decayed and "output.weight" in decayed
 
 
+@pytest.mark.parametrize("dtype,expected", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_newton_schulz_runs_in_the_runs_dtype(dtype, expected):
+    model = Transformer(get_preset("lc-tiny", n_layers=1, max_seq_len=64))
+    assert build_optimizer(model, TrainConfig(optimizer="muon", dtype=dtype)).ns_dtype == expected
+    matrix = torch.randn(8, 16)
+    fp32, bf16 = orthogonalize(matrix, dtype=torch.float32), orthogonalize(matrix, dtype=torch.bfloat16)
+    assert fp32.dtype == bf16.dtype == torch.float32 and not torch.equal(fp32, bf16)
+    torch.testing.assert_close(fp32, bf16, atol=0.05, rtol=0.05)
+
+
 def test_a_muon_step_moves_each_matrix_by_an_orthogonal_update_at_adamw_scale():
     torch.manual_seed(0)
     layer = nn.Linear(192, 512, bias=False)

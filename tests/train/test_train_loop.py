@@ -121,6 +121,13 @@ def test_resume_is_bit_for_bit(tmp_path, shards, straight):
     assert second["val_loss"] == straight[1]["val_loss"]
 
 
+def test_auto_resumes_in_the_checkpoints_dtype(tmp_path, shards):
+    """A run begun in the dtype auto would not pick here continues in it (exact resume), and says why."""
+    other = "bf16" if resolve_dtype("auto", torch.device("cpu")) == "fp32" else "fp32"
+    assert run(tmp_path, shards, max_steps=2, dtype=other)["dtype"] == other
+    assert run(tmp_path, shards, max_steps=3)["dtype"] == other
+
+
 def test_ctrl_c_checkpoints_the_current_step_then_resumes_exactly(tmp_path, shards, straight, monkeypatch):
     ref, _ = straight
     calls = {"n": 0}

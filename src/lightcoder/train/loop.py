@@ -8,8 +8,9 @@ loop -> final eval, checkpoint and loss plot.
 `train` reads as that loop; `Session` holds the run's objects and state with one method per line
 (step, log, validate, save), and telemetry.Interval the sums between two log lines.
 
-One step: lr_at(step) -> grad_accum micro-batches of forward + loss under bf16 autocast (fp32 master
-weights and optimizer state; block-causal document masking) + backward (gradients averaged over ranks on
+One step: lr_at(step) -> grad_accum micro-batches of forward + loss under bf16 autocast where the device
+is fast in it (train/precision.py; fp32 master weights and optimizer state; block-causal document
+masking) + backward (gradients averaged over ranks on
 the last micro-batch) -> grad clip -> AdamW -> zero grads. The loss stays on the device; the host waits
 for it only on log steps, so logging costs no per-step sync. NaN/inf losses stop the run naming the step.
 
@@ -77,7 +78,7 @@ def train(train_cfg: TrainConfig, model_cfg, *, shards_dir: str | Path, tokenize
           out_dir: str | Path) -> dict:
     """Train (or resume training) a Transformer on the packed shards; returns a summary dict."""
     env = setup_runtime(train_cfg)
-    dtype, why = broadcast_object(choose_dtype(train_cfg.dtype, env.device), env)  # every rank takes rank 0's
+    dtype, why = broadcast_object(run_dtype(train_cfg, env, Path(out_dir) / "ckpt"), env)  # rank 0's, everywhere
     if train_cfg.dtype == "auto" and env.is_main:
         print(f"train.dtype auto -> {dtype} ({why})", file=sys.stderr)
     train_cfg = dataclasses.replace(train_cfg, dtype=dtype)
@@ -325,6 +326,18 @@ def setup_runtime(cfg: TrainConfig) -> Dist:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     return env
+
+
+def run_dtype(cfg: TrainConfig, env: Dist, ckpt_dir: Path) -> tuple[str, str]:
+    """(dtype, why) this run trains in: train.dtype, or for "auto" the dtype of the checkpoint it resumes
+    (an exact resume, also for runs from before "auto", which trained in bf16), else the device's faster one."""
+    if cfg.dtype == "auto":
+        found = ckpt.complete_checkpoints(ckpt_dir)
+        saved = ckpt.load_train_state(found[-1][1])["train_cfg"].get("dtype") if found else None
+        if saved in ("bf16", "fp32"):
+            other = "fp32" if saved == "bf16" else "bf16"
+            return saved, f"as the checkpoint it resumes trained; --train.dtype {other} to change"
+    return choose_dtype(cfg.dtype, env.device)
 
 
 @lru_cache(maxsize=None)

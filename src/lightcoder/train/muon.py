@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from functools import lru_cache
 
 import torch
 from torch import nn
 from torch.distributed.tensor import distribute_tensor
 
 from lightcoder.train.optim import param_groups
-from lightcoder.train.precision import resolve_dtype
 
 # Quintic Newton–Schulz coefficients of the published Muon: they push singular values in (0, 1] into
 # roughly [0.7, 1.2] in five steps, which trains as well as an exact orthogonalization.
@@ -33,16 +31,16 @@ NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 NS_STEPS = 5
 
 
-def orthogonalize(matrices: torch.Tensor, steps: int = NS_STEPS) -> torch.Tensor:
+def orthogonalize(matrices: torch.Tensor, steps: int = NS_STEPS, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """About U·Vᵀ of each matrix = U·S·Vᵀ of a (..., rows, cols) stack (singular values mapped near 1),
-    computed in bf16 where the device multiplies bf16 fast (train/precision.py), else in fp32; same shape and
-    dtype as the input. A stack of same-shaped matrices runs as batched matmuls, 1.4x faster per matrix on
-    CPU than one at a time.
+    computed in `dtype` (the run's: bf16 as published where the device is fast in it, else fp32); same shape
+    and dtype as the input. A stack of same-shaped matrices runs as batched matmuls, 1.4x faster per matrix
+    on CPU than one at a time.
 
     Example: orthogonalize(torch.diag(torch.tensor([4.0, 1.0]))) -> about diag(1, 1) (0.78 each).
     """
     a, b, c = NS_COEFFICIENTS
-    x = matrices.to(newton_schulz_dtype(matrices.device))
+    x = matrices.to(dtype)
     tall = x.size(-2) > x.size(-1)
     if tall:  # iterate on the (small, small) Gram side
         x = x.mT
@@ -51,12 +49,6 @@ def orthogonalize(matrices: torch.Tensor, steps: int = NS_STEPS) -> torch.Tensor
         gram = x @ x.mT  # (..., small, small)
         x = a * x + (b * gram + c * gram @ gram) @ x
     return (x.mT if tall else x).to(matrices.dtype)
-
-
-@lru_cache(maxsize=None)
-def newton_schulz_dtype(device: torch.device) -> torch.dtype:
-    """bf16 where this device is fast in it, else fp32 (decided once per device)."""
-    return torch.bfloat16 if resolve_dtype("auto", device) == "bf16" else torch.float32
 
 
 def is_hidden_matrix(name: str, param: torch.Tensor) -> bool:
@@ -73,9 +65,10 @@ class MuonAdamW(torch.optim.Optimizer):
     """
 
     def __init__(self, groups: list[dict], *, lr: float, betas: tuple[float, float], eps: float,
-                 momentum: float = 0.95) -> None:
+                 momentum: float = 0.95, ns_dtype: torch.dtype = torch.bfloat16) -> None:
         super().__init__(groups, {"lr": lr, "weight_decay": 0.0, "betas": betas, "eps": eps,
                                   "momentum": momentum, "muon": False})
+        self.ns_dtype = ns_dtype  # the Newton-Schulz iterations' dtype (an attribute: not in the saved state)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -105,7 +98,7 @@ class MuonAdamW(torch.optim.Optimizer):
                 update = update.full_tensor()
             by_shape[tuple(sorted(p.shape))].append((p, update if p.size(0) <= p.size(1) else update.T))
         for shape, pairs in by_shape.items():
-            updates = orthogonalize(torch.stack([u for _, u in pairs]))  # (n, small, large)
+            updates = orthogonalize(torch.stack([u for _, u in pairs]), dtype=self.ns_dtype)  # (n, small, large)
             for (p, _), update in zip(pairs, updates):
                 update = update if p.size(0) <= p.size(1) else update.T
                 if hasattr(p, "device_mesh"):  # keep this rank's rows (each rank computed the same update)
@@ -126,7 +119,7 @@ class MuonAdamW(torch.optim.Optimizer):
 
 
 def build_muon_adamw(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float],
-                     eps: float) -> MuonAdamW:
+                     eps: float, ns_dtype: torch.dtype = torch.bfloat16) -> MuonAdamW:
     """AdamW's groups (`optim.param_groups`: matrices decayed, norms and embeddings not), with the blocks'
     matrices moved out of the decayed one into a Muon group (decayed too)."""
     hidden = {id(p) for name, p in model.named_parameters() if p.requires_grad and is_hidden_matrix(name, p)}
@@ -135,4 +128,4 @@ def build_muon_adamw(model: nn.Module, *, lr: float, weight_decay: float, betas:
             "muon": True, "decay": True}
     decayed["params"] = [p for p in decayed["params"] if id(p) not in hidden]
     groups = [muon, {**decayed, "muon": False}, {**plain, "muon": False}]
-    return MuonAdamW([g for g in groups if g["params"]], lr=lr, betas=betas, eps=eps)
+    return MuonAdamW([g for g in groups if g["params"]], lr=lr, betas=betas, eps=eps, ns_dtype=ns_dtype)

@@ -67,14 +67,19 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW over fp32 master weights (the fused kernel, CPU and CUDA, is the fastest implementation), or
-    with train.optimizer "muon" Muon on the blocks' matrices and AdamW on the rest (train/muon.py).
+    with train.optimizer "muon" Muon on the blocks' matrices and AdamW on the rest (train/muon.py), its
+    Newton-Schulz iterations in the run's dtype.
 
     The lr set here is a placeholder: the loop calls `set_lr(optimizer, lr_at(...))` before every step.
     """
     if cfg.optimizer == "muon":
         from lightcoder.train.muon import build_muon_adamw
+        from lightcoder.train.precision import resolve_dtype
 
-        return build_muon_adamw(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps)
+        # the run's dtype (train() has resolved "auto" the same on every rank; elsewhere it resolves here)
+        bf16 = resolve_dtype(cfg.dtype, next(model.parameters()).device) == "bf16"
+        return build_muon_adamw(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps,
+                                ns_dtype=torch.bfloat16 if bf16 else torch.float32)
     return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
                              eps=cfg.eps, fused=True)
 

@@ -33,7 +33,8 @@ def choose_dtype(setting: str, device: torch.device) -> tuple[str, str]:
     if setting != "auto":
         return setting, "as set"
     if device.type == "cuda":
-        return ("bf16", "the GPU has bf16") if torch.cuda.is_bf16_supported() else ("fp32", "the GPU lacks bf16")
+        native = torch.cuda.is_bf16_supported(including_emulation=False)  # Ampere and later, not emulated
+        return ("bf16", "the GPU has bf16 units") if native else ("fp32", "the GPU only emulates bf16")
     if device.type != "cpu":
         return "fp32", f"no bf16 check for {device.type}"
     if cpu_has_native_bf16():
@@ -69,7 +70,9 @@ def cpu_bf16_speedup(rows: int = 1024, dim: int = 192, hidden: int = 512) -> flo
         out.float().square().mean().backward()
         return time.perf_counter() - start
 
-    with torch.inference_mode(False), torch.enable_grad():  # also when asked from inside an optimizer step
+    # also when asked from inside an optimizer step (no_grad) or an autocast region (which would turn the
+    # fp32 pass's backward into bf16)
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast("cpu", enabled=False):
         return _ratio(once)
 
 
