@@ -194,3 +194,12 @@ def test_a_streamed_request_with_an_empty_prefix_decodes_as_the_same_request_uns
     # positions with an id before and after them: the suffix's ids but its first (an empty prefix adds none)
     assert seen[0] == seen[1] and seen[0][0] and seen[0][1] == len(completer.tokenizer.encode(suffix)) - 1
     assert seen[2] == (False, len(prompt) - 1)  # ids with no text: a request sent as ids
+
+
+def test_serve_refuses_a_cache_weight_outside_0_1_before_loading(tmp_path, capsys):
+    from lightcoder.serve.command import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "no-such-run"), "--cache-weight", "1.5", "--port", "0"])
+    assert exit_info.value.code == 2
+    assert "--cache-weight: cache_weight must be a number in [0, 1)" in capsys.readouterr().err

@@ -126,9 +126,6 @@ class CacheMix:
         matches."""
         _, followers = self.source.followers([*self.prompt_tail, *generated], min_order=self.min_order)
         followers = {t: c for t, c in followers.items() if t < logits.numel() and t not in stop_ids}
-        if followers:  # a masked id (-inf: a grammar, a stop guard) stays impossible however often it follows
-            finite = torch.isfinite(logits[torch.tensor(list(followers), device=logits.device)]).tolist()
-            followers = {t: c for (t, c), ok in zip(followers.items(), finite) if ok}
         if not followers or not self.weight:
             return logits
         total = sum(followers.values())
@@ -140,6 +137,7 @@ class CacheMix:
         p_stop = p[stops].sum()
         q = torch.zeros_like(p)
         q[torch.tensor(list(followers), device=p.device)] = p.new_tensor(list(followers.values())) / total
+        q = q.masked_fill(p == 0, 0.0)  # an id the decoder masked (-inf) stays impossible however often it follows
         mixed = torch.log((1 - share) * p + share * (1 - p_stop) * q)  # masked ids (p 0, q 0) stay -inf
         if len(stops):  # the stops keep their odds against the best other id
             lift = mixed[others].max() - torch.log(p[others].max())

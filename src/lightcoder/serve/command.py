@@ -12,6 +12,7 @@ import socket
 import sys
 
 from lightcoder.devices import add_device_flag
+from lightcoder.infer.penalties import check_cache_weight
 from lightcoder.serve.schemas import Limits
 
 
@@ -90,8 +91,10 @@ def main(argv: list[str]) -> int:
         if not -2.0 <= value <= 2.0:
             parser.error(f"{name} must be in [-2, 2] (OpenAI's range), got {value:g}")
     cache_weight = default_cache_weight(args.checkpoint, args.cache_weight)
-    if not 0 <= cache_weight < 1:
-        parser.error(f"--cache-weight must be in [0, 1) (0 = off), got {cache_weight:g}")
+    try:
+        check_cache_weight(cache_weight, prefix="--cache-weight: ")
+    except ValueError as exc:
+        parser.error(str(exc))
     import torch
     import uvicorn
 
