@@ -71,6 +71,7 @@ bench: $(INSTALLED)
 	$(VENV)/bin/python benchmarks/bench_finetune.py
 	$(VENV)/bin/python benchmarks/bench_attention.py
 	$(VENV)/bin/python benchmarks/bench_complete.py
+	$(VENV)/bin/python benchmarks/bench_serving_dtype.py
 	$(VENV)/bin/python benchmarks/bench_exec.py
 	@if [ -d $(RUN)/ckpt ]; then $(VENV)/bin/python benchmarks/bench_serve.py --ckpt $(RUN); \
 	else echo "bench_serve skipped: no trained run at $(RUN) (make quickstart first)"; fi

@@ -213,6 +213,7 @@ def _cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
 def _cmd_complete(args: argparse.Namespace) -> int:
     from lightcoder.infer.completer import Completer
     from lightcoder.infer.penalties import check_cache_weight
+    from lightcoder.infer.weight_dtype import describe_weights
     from lightcoder.serve.command import default_cache_weight, default_penalties
 
     frequency, presence = default_penalties(args.checkpoint, args.frequency_penalty, None)
@@ -230,7 +231,8 @@ def _cmd_complete(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     sys.stdout.flush()  # the completion first, then the stats line on stderr
     print(f"[{result.new_tokens} tokens in {result.seconds * 1000:.0f} ms, prompt {result.prompt_tokens} "
-          f"tokens, stop: {result.stop_reason}; frequency penalty {frequency:g}, cache weight {cache_weight:g}]",
+          f"tokens, stop: {result.stop_reason}; frequency penalty {frequency:g}, cache weight {cache_weight:g}; "
+          f"{describe_weights(completer)}]",
           file=sys.stderr)
     return 0
 

@@ -129,7 +129,7 @@ def test_complete_cli(run_dir, tmp_path, capsys):
     assert out.out == served + ("" if served.endswith("\n") else "\n")
     assert main(["complete", str(run_dir), "--prefix-file", str(prefix), "--suffix-file", str(suffix),
                  "--max-tokens", "8", "--frequency-penalty", "0", "--cache-weight", "0"]) == 0
-    assert "frequency penalty 0, cache weight 0]" in capsys.readouterr().err
+    assert "frequency penalty 0, cache weight 0; float32 weights]" in capsys.readouterr().err  # fp32 as stored
     assert main(["complete", str(run_dir), "--prefix-file", str(prefix), "--mode", "psm"]) == 0
 
 

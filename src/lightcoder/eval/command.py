@@ -40,13 +40,17 @@ def _task_options(args) -> dict:
 
 def _predictor(args):
     from lightcoder.infer.completer import Completer
+    from lightcoder.infer.weight_dtype import describe_weights, weights_id_suffix
 
     kwargs = {"max_prompt_tokens": args.max_prompt_tokens or None}
     if args.template:
         kwargs["template"] = args.template
     completer = Completer.load(args.model, device=args.device, **kwargs)
+    if completer.dtype_note != "as stored":
+        print(f"{args.model}: {describe_weights(completer)}", file=sys.stderr)
     template = getattr(getattr(completer, "template", None), "name", "aixcoder")
-    return completer, str(Path(args.model).resolve()) + model_id_suffix(args.device), template
+    model_id = str(Path(args.model).resolve()) + model_id_suffix(args.device)
+    return completer, model_id + weights_id_suffix(completer.model, completer.dtype_note), template
 
 
 def _generation(args, model_id: str, template: str):

@@ -84,6 +84,7 @@ def evaluate_models(base: Base, tune, settings: FinetuneEvalSettings, split_dir:
     """
     from lightcoder.devices import model_id_suffix, resolve_device
     from lightcoder.infer.completer import Completer
+    from lightcoder.infer.weight_dtype import cast_weights, describe_dtype, weights_id_suffix
     from lightcoder.model.hf import load_checkpoint
 
     sets = {k: v for k, v in task_sets(settings, split_dir, eval_dir).items() if v}
@@ -92,8 +93,11 @@ def evaluate_models(base: Base, tune, settings: FinetuneEvalSettings, split_dir:
         return {}
     device = resolve_device(device, setting="train.device")
     model, cfg = load_checkpoint(base.path, device=device)
+    why = cast_weights(model, device, copies=2)  # bf16 bases read in fp32 on CPUs slow in bf16 (+ the decoder's copy)
+    if why != "as stored":
+        print(f"finetune eval: {describe_dtype(model, why)}", file=sys.stderr)
     results: dict[str, dict] = {name: {"n": len(tasks)} for name, tasks in sets.items()}
-    suffix = model_id_suffix(device)
+    suffix = model_id_suffix(device) + weights_id_suffix(model, why)
     for who, model_id in (("base", f"base:{base.fingerprint()}{suffix}"), ("tuned", f"{tuned_id}{suffix}")):
         if who == "tuned":
             completer = None  # drop the base's fused weight copies and KV buffers: a 7B base's leave no room

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from lightcoder.finetune.base import Base
 from lightcoder.finetune.config import FinetuneConfig
 from lightcoder.finetune.lora import add_lora, quantize_4bit, save_adapter, trainable_parameters
+from lightcoder.infer.weight_dtype import cast_weights, describe_dtype
 from lightcoder.model.hf import load_checkpoint
 from lightcoder.model.llama import document_ids_from_tokens
 from lightcoder.shards import open_mask, open_shard, read_index
@@ -44,8 +45,10 @@ from lightcoder.windows import PROMPT, TARGET
 STATE_FILE = "train_state.pt"
 
 
-def load_trainable(base: Base, cfg: FinetuneConfig, device: torch.device):
-    """The base (frozen; 4-bit for QLoRA) wrapped with fresh LoRA layers, on `device`."""
+def load_trainable(base: Base, cfg: FinetuneConfig, device: torch.device, base_dtype: str = "auto"):
+    """The base (frozen; 4-bit for QLoRA) wrapped with fresh LoRA layers, on `device`; with the dtype its
+    weights are in ("float32", ...: `base_dtype`, "auto" = infer/weight_dtype.py's choice; a resumed run
+    passes the one it trained in)."""
     model, _ = load_checkpoint(base.path, device="cpu")
     model.attention_impl = cfg.train.attention
     if cfg.method == "qlora":
@@ -53,7 +56,10 @@ def load_trainable(base: Base, cfg: FinetuneConfig, device: torch.device):
     else:
         model = model.to(device)
         model.init_rope()
-    return add_lora(model, cfg.lora)
+        if (why := cast_weights(model, device, base_dtype)) != "as stored":  # a bf16 base on a slow CPU: fp32
+            print(f"finetune: the frozen base has {describe_dtype(model, why)}", file=sys.stderr)
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    return add_lora(model, cfg.lora), dtype
 
 
 def lora_step(model, optimizer, inputs, targets, *, autocast, grad_clip: float, grad_accum: int,
@@ -154,13 +160,14 @@ class LoraSession:
         device = torch.device("cuda" if tcfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
         _seed(tcfg)
         loader, val_batches = _open_data(shards, tcfg, device)
-        model = load_trainable(base, cfg, device)
+        newest = newest_checkpoint(run_dir / "ckpt")
+        model, base_dtype = load_trainable(base, cfg, device, _saved_base_dtype(newest))
         run = cls(cfg, device=device, model=model, optimizer=build_optimizer(model, tcfg), loader=loader,
                   val_batches=val_batches, doc_start=base.doc_start_id if tcfg.document_mask else None,
-                  state=_fresh_state(), run_dir=run_dir, meta=meta)
+                  state=_fresh_state(base_dtype), run_dir=run_dir, meta=meta)
         print(f"LoRA r={cfg.lora.r} on {', '.join(cfg.lora.targets)}: {run.trainable:,} trainable of "
               f"{run.total:,} parameters ({100 * run.trainable / run.total:.3f} %)", file=sys.stderr)
-        resumed = _restore(newest_checkpoint(run.ckpt_dir), model, run.optimizer, loader, run.state)
+        resumed = _restore(newest, model, run.optimizer, loader, run.state)
         if resumed is None:
             model.eval()  # no LoRA dropout in the baseline's validation loss
             run.state["initial_val_loss"] = validate(model, val_batches, run.autocast, run.doc_start)
@@ -262,9 +269,17 @@ def _open_data(shards: Path, tcfg, device: torch.device) -> tuple[WindowLoader, 
     return loader, val
 
 
-def _fresh_state() -> dict:
+def _fresh_state(base_dtype: str) -> dict:
     return {"step": 0, "tokens": 0, "elapsed_s": 0.0, "planned_steps": None, "decay_start": None,
-            "timing": {"eval_s": 0.0, "ckpt_s": 0.0}, "initial_val_loss": None}
+            "timing": {"eval_s": 0.0, "ckpt_s": 0.0}, "initial_val_loss": None, "base_dtype": base_dtype}
+
+
+def _saved_base_dtype(path: Path | None) -> str:
+    """The dtype the frozen base trained in, from a LoRA checkpoint; "auto" for a fresh run (or a checkpoint
+    from before it was recorded), so a resumed run computes exactly as before whatever the machine's memory."""
+    if path is None:
+        return "auto"
+    return torch.load(path / STATE_FILE, map_location="cpu", weights_only=False).get("base_dtype", "auto")
 
 
 def _restore(path: Path | None, model, optimizer, loader: WindowLoader, state: dict) -> int | None:

@@ -27,6 +27,7 @@ from lightcoder.infer.prompts import PromptConfig, build_prompt
 from lightcoder.infer.stop_guard import lone_opener_guard
 from lightcoder.infer.templates import FimTemplate, detect_template, get_template
 from lightcoder.infer.truncation import StructureStop, trim_to_parse
+from lightcoder.infer.weight_dtype import cast_weights
 from lightcoder.languages import language_for_path
 from lightcoder.model.config import ModelConfig
 from lightcoder.model.hf import CheckpointError, load_checkpoint, resolve_checkpoint
@@ -64,6 +65,8 @@ class Completion:
 class Completer:
     """A model, its tokenizer and the prompt rules; `complete` is the whole inference path."""
 
+    dtype_note = "as stored"  # why the weights are in their dtype (set by `load`)
+
     def __init__(self, model: Transformer, tokenizer, model_cfg: ModelConfig, *,
                  max_prompt_tokens: int | None = None, include_path: bool = True,
                  template: FimTemplate | str | None = None, cache_entries: int = 8, sticky_lines: int = 0):
@@ -86,14 +89,15 @@ class Completer:
 
     @classmethod
     def load(cls, run_or_ckpt: str | Path, *, device: str | torch.device = "cpu",
-             dtype: torch.dtype | None = None, **kwargs) -> Completer:
+             dtype: torch.dtype | str | None = "auto", **kwargs) -> Completer:
         """From a checkpoint dir, a ckpt dir or a run dir (its newest complete checkpoint), or a
         `lightcoder finetune` run / LoRA adapter dir (base + adapter merged in memory).
 
         The tokenizer (tokenizer.json, ours or another family's, or aiXcoder's SentencePiece
         tokenizer.model) comes from the checkpoint dir, else from RUN/tokenizer. dtype None keeps the
-        stored dtype (fp32 for our checkpoints). device: "cpu", "auto" (the GPU when CUDA is available),
-        "cuda" or "cuda:N" (lightcoder.devices).
+        stored dtype (fp32 for our checkpoints); "auto" too, except that half-precision weights are read in
+        fp32 on a CPU slow in them (infer/weight_dtype.py; why in `.dtype_note`). device: "cpu", "auto"
+        (the GPU when CUDA is available), "cuda" or "cuda:N" (lightcoder.devices).
         """
         from lightcoder.devices import resolve_device
         from lightcoder.finetune.deploy import load_finetuned
@@ -102,9 +106,11 @@ class Completer:
         tuned = load_finetuned(run_or_ckpt, device=device, dtype=dtype)  # `lightcoder finetune` run or adapter
         if tuned is not None:
             kwargs["template"] = kwargs.get("template") or tuned.template
-            return cls(tuned.model, tuned.tokenizer, tuned.cfg, **kwargs)
+            completer = cls(tuned.model, tuned.tokenizer, tuned.cfg, **kwargs)
+            completer.dtype_note = tuned.dtype_note
+            return completer
         ckpt = resolve_checkpoint(run_or_ckpt)
-        model, cfg = load_checkpoint(ckpt, device=device, dtype=dtype)
+        model, cfg = load_checkpoint(ckpt, device=device, dtype=None if isinstance(dtype, str) else dtype)
         candidates = [ckpt, Path(run_or_ckpt) / "tokenizer", ckpt.parent.parent / "tokenizer"]
         tok_dir = next((d for d in candidates
                         if (d / "tokenizer.json").is_file() or (d / "tokenizer.model").is_file()), None)
@@ -115,7 +121,10 @@ class Completer:
         if tokenizer.vocab_size > cfg.vocab_size:
             raise CheckpointError(f"tokenizer in {tok_dir} has {tokenizer.vocab_size} tokens but the model in "
                                   f"{ckpt} only {cfg.vocab_size}; they do not belong together")
-        return cls(model, tokenizer, cfg, **kwargs)
+        why = cast_weights(model, device, dtype, copies=2)  # the engine's decoder keeps a transposed copy
+        completer = cls(model, tokenizer, cfg, **kwargs)
+        completer.dtype_note = why
+        return completer
 
     def prompt_config(self, mode: str, max_new_tokens: int, max_prompt_tokens: int | None = None,
                       max_context_tokens: int = 0) -> PromptConfig:

@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-weight", type=float, help="the n-gram cache over the text around the cursor, mixed "
                    "into the choice (infer/ngram_cache.py; 0 = off); default: the run's eval.cache_weight, else 0")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: as stored")
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto", help="the weights' dtype; auto: as stored, "
+                   "except bf16/fp16 weights on a CPU without fast half-precision products, read in fp32 when both "
+                   "copies (the decoder keeps a transposed one) fit in half the free memory (infer/weight_dtype.py)")
     add_device_flag(p)
     defaults = Limits()
     p.add_argument("--max-tokens-limit", type=int, default=defaults.max_tokens_limit)
@@ -100,12 +102,12 @@ def main(argv: list[str]) -> int:
 
     from lightcoder.infer.completer import Completer
     from lightcoder.infer.retrieval import ChunkIndex, workspace_files
+    from lightcoder.infer.weight_dtype import describe_weights
     from lightcoder.serve.app import ServerConfig, create_app
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype) if args.dtype else None
-    completer = Completer.load(args.checkpoint, device=args.device, dtype=dtype, template=args.template,
+    completer = Completer.load(args.checkpoint, device=args.device, dtype=args.dtype, template=args.template,
                                max_prompt_tokens=args.max_prompt_tokens or None,
                                cache_entries=args.cache_entries, sticky_lines=args.sticky_lines)
     index = None
@@ -121,7 +123,7 @@ def main(argv: list[str]) -> int:
                                              frequency_penalty=frequency, presence_penalty=presence,
                                              cache_weight=cache_weight))
     print(f"lightcoder serve: {args.checkpoint} as {args.model_name!r} (template {completer.template.name}, "
-          f"{args.device}) on "
+          f"{args.device}, {describe_weights(completer)}) on "
           f"http://{args.host}:{args.port}/ with {args.parallel} slots, frequency penalty {frequency:g}, "
           f"cache weight {cache_weight:g}  (playground "
           "at /, OpenAI base_url .../v1, llama.cpp /infill, Ollama /api/generate)", file=sys.stderr)
