@@ -34,6 +34,8 @@ from bench_train import (  # noqa: E402  (a sibling script)
     add_shape_args, child_peak_mb, make_batches, peak_rss_self_mb, time_steps,
 )
 
+from lightcoder.train.precision import resolve_dtype  # noqa: E402
+
 MODELS = ("ours", "peft")
 LABELS = {"ours": "lightcoder lora_step (peft on lightcoder's Transformer)",
           "peft": "HF LlamaForCausalLM (sdpa) + peft + AdamW"}
@@ -127,7 +129,7 @@ def peak_memory_mb(which: str, args) -> float:
     """Peak RSS (CPU) or CUDA memory of a fresh process that runs warm-up + 2 steps of one model."""
     cmd = [sys.executable, __file__, "--only", which, "--preset", args.preset, "--seq-len", str(args.seq_len),
            "--batch-size", str(args.batch_size), "--device", args.device, "--threads", str(args.threads),
-           "--rank", str(args.rank), "--steps", "2", "--warmup", "1", "--rounds", "1"]
+           "--rank", str(args.rank), "--steps", "2", "--warmup", "1", "--rounds", "1", "--dtype", args.dtype]
     return child_peak_mb(cmd)
 
 
@@ -139,9 +141,12 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (ours, peft, ours, ...)")
     p.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
+    p.add_argument("--dtype", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="autocast dtype; auto: what `lightcoder finetune` picks on this machine (train/precision.py)")
     p.add_argument("--no-rss", action="store_true", help="skip the per-model peak memory subprocesses")
     p.add_argument("--only", choices=MODELS, help=argparse.SUPPRESS)  # peak-memory child process
     args = p.parse_args()
+    args.dtype = resolve_dtype(args.dtype, torch.device(args.device))  # the child processes get the resolved one
     args.which = (args.only,) if args.only else MODELS
     args.shards, args.middles_only = "", False  # make_batches' random windows (bench_train's --shards is not offered)
     if args.threads:
@@ -149,7 +154,7 @@ def main() -> None:
     torch.manual_seed(0)
     cfg, models = build_models(args)
     batches = make_batches(args, cfg.vocab_size)
-    autocast = torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16)
+    autocast = torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.dtype == "bf16")
     if not args.only:
         losses = first_losses(models, batches[0], autocast)
         print("first-batch loss (dropout off): " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()), file=sys.stderr)
@@ -179,8 +184,8 @@ def print_table(args, cfg, models: dict, step_times: dict, memory: dict, *, toke
     where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
     trainable, total = trainable_parameters(models["ours"])
     print(f"\nLoRA r {args.rank} fine-tuning on {where}, preset {args.preset} ({total / 1e6:.1f}M params, "
-          f"{trainable:,} trainable), batch {args.batch_size} x {tokens_per_step // args.batch_size} tokens, bf16 "
-          f"autocast, median of {args.rounds} x {args.steps} steps; torch {torch.__version__}, transformers "
+          f"{trainable:,} trainable), batch {args.batch_size} x {tokens_per_step // args.batch_size} tokens, "
+          f"{'bf16 autocast' if args.dtype == 'bf16' else 'fp32'}, median of {args.rounds} x {args.steps} steps; torch {torch.__version__}, transformers "
           f"{transformers.__version__}, peft {peft.__version__}\n")
     print("| step | median ms | tokens/s | vs peer | trainable params | peak memory MB |")
     print("|---|---:|---:|---:|---:|---:|")

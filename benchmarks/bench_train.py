@@ -2,8 +2,9 @@
 
 The peer is what a user would write instead: `LlamaForCausalLM` (SDPA attention) with the same shape (our
 ModelConfig -> LlamaConfig through lightcoder.model.hf.hf_config), the same initial weights (ours, renamed),
-the same batches, dtype (bf16 autocast, fp32 weights), batch and threads, and a plain loop: autocast
-forward + fp32 cross-entropy, backward, grad clip, `torch.optim.AdamW` with its defaults (foreach).
+the same batches, dtype (fp32 weights; bf16 autocast where `lightcoder train` would use it: `--dtype auto`),
+batch and threads, and a plain loop: autocast forward + fp32 cross-entropy, backward, grad clip,
+`torch.optim.AdamW` with its defaults (foreach).
 Ours is `lightcoder.train.loop.optimizer_step` with our optimizer (fused AdamW, no decay on norms and
 embeddings), eager, and with `--compile` also the whole model torch.compile'd (compile time not counted).
 Attention is plain causal in all rows (document masking off). Our attention kernel is what `lightcoder
@@ -22,7 +23,7 @@ fastest steps: on a loaded machine the fastest step is the least disturbed one),
 (lightcoder.train.telemetry.flops_per_token, PaLM's formula) x tokens/s over the matmul peak measured on
 this machine in the same dtype (repeated 1024^2 / 8192^2 matmuls on CPU / GPU) and thread count.
 
-    .venv/bin/python benchmarks/bench_train.py                       # lc-quickstart, seq 512, batch 4, bf16
+    .venv/bin/python benchmarks/bench_train.py                       # lc-quickstart, seq 512, batch 4, auto dtype
     .venv/bin/python benchmarks/bench_train.py --compile             # + a torch.compile'd row
     .venv/bin/python benchmarks/bench_train.py --sdpa-row --malloc keep  # + ours on SDPA; no page-fault churn
     .venv/bin/python benchmarks/bench_train.py --dtype fp32 --steps 5 --rounds 2
@@ -43,6 +44,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from lightcoder.train.precision import resolve_dtype
 
 MODELS = ("ours", "ours-sdpa", "ours-compiled", "hf")
 LABELS = {"ours": "lightcoder optimizer_step (eager)", "ours-sdpa": "lightcoder optimizer_step (eager, SDPA attention)",
@@ -192,7 +195,8 @@ def add_shape_args(p: argparse.ArgumentParser) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_shape_args(p)
-    p.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
+    p.add_argument("--dtype", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="autocast dtype; auto: what `lightcoder train` picks on this machine (train/precision.py)")
     p.add_argument("--steps", type=int, default=6, help="timed steps per model per round")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per model before the first round")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (ours, hf, ours, hf, ...)")
@@ -212,6 +216,7 @@ def main() -> None:
     p.add_argument("--no-rss", action="store_true", help="skip the per-model peak memory subprocesses")
     p.add_argument("--only", choices=MODELS, help=argparse.SUPPRESS)  # peak-memory child process
     args = p.parse_args()
+    args.dtype = resolve_dtype(args.dtype, torch.device(args.device))  # the child processes get the resolved one
     if args.middles_only and not args.shards:
         p.error("--middles-only needs --shards DIR (a packed run's shards, e.g. run/quickstart/shards)")
 
