@@ -1,20 +1,14 @@
 """The weights' dtype: half-precision weights read in fp32 on CPUs slow in them, kept elsewhere (infer/weight_dtype.py)."""
 
-import inspect
-import json
-import textwrap
-
 import pytest
 import torch
 
 from lightcoder.infer import weight_dtype
 from lightcoder.infer.completer import Completer
-from lightcoder.infer.weight_dtype import available_memory_bytes, describe_weights, choose_weight_dtype
+from lightcoder.infer.weight_dtype import available_memory_bytes, choose_weight_dtype, describe_weights
 from lightcoder.model.config import get_preset
 from lightcoder.model.hf import save_checkpoint
 from lightcoder.model.llama import Transformer
-from lightcoder.tokenizer.config import TokenizerConfig
-from lightcoder.tokenizer.train import train_tokenizer
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 GIB = 2**30
@@ -79,15 +73,9 @@ def test_available_memory_read_from_meminfo(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def bf16_run(tmp_path_factory):
+def bf16_run(tmp_path_factory, make_tiny_run):
     """A tiny model saved in bf16, as released weights are, with its tokenizer."""
-    run = tmp_path_factory.mktemp("bf16_run")
-    tokenizer = train_tokenizer([inspect.getsource(textwrap), inspect.getsource(json)], TokenizerConfig(vocab_size=512))
-    tokenizer.save(run / "tokenizer")
-    model = Transformer(get_preset("lc-tiny", init_std=0.2))
-    model.init_weights(0)
-    save_checkpoint(model.to(torch.bfloat16), model.cfg, run / "ckpt" / "step_000000", tokenizer_dir=run / "tokenizer")
-    return run
+    return make_tiny_run(tmp_path_factory.mktemp("bf16_run"), torch.bfloat16)
 
 
 def _complete(completer: Completer) -> str:

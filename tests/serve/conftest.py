@@ -1,9 +1,6 @@
 """A real uvicorn server on an ephemeral port, in a thread of the test process, over a tiny model."""
 
-import inspect
-import json
 import socket
-import textwrap
 import threading
 import time
 
@@ -12,24 +9,13 @@ import torch
 import uvicorn
 
 from lightcoder.infer.completer import Completer
-from lightcoder.model.config import get_preset
-from lightcoder.model.hf import save_checkpoint
-from lightcoder.model.llama import Transformer
 from lightcoder.serve.app import ServerConfig, create_app
 from lightcoder.serve.schemas import Limits
-from lightcoder.tokenizer.config import TokenizerConfig
-from lightcoder.tokenizer.train import train_tokenizer
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("serve_run")
-    tokenizer = train_tokenizer([inspect.getsource(textwrap), inspect.getsource(json)], TokenizerConfig(vocab_size=512))
-    tokenizer.save(run / "tokenizer")
-    model = Transformer(get_preset("lc-tiny", init_std=0.2))
-    model.init_weights(0)
-    save_checkpoint(model, model.cfg, run / "ckpt" / "step_000000", tokenizer_dir=run / "tokenizer")
-    return run
+def tiny_run(tmp_path_factory, make_tiny_run):
+    return make_tiny_run(tmp_path_factory.mktemp("serve_run"))
 
 
 class Server:
