@@ -45,7 +45,8 @@ def served_text(prefix: str, completion: str, suffix: str, language: str | None,
 def scored(task: dict, text: str) -> dict:
     row = score_one(text, task["middle"])
     row.update(task_type=task["task_type"],
-               syntax_ok=syntax_valid(task["prefix"], text, task["suffix"], task.get("language")))
+               syntax_ok=syntax_valid(task["prefix"], text, task["suffix"], task.get("language"),
+                                  reference=task["middle"]))
     return row
 
 

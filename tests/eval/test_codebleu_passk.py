@@ -21,6 +21,11 @@ def test_ngram_match_is_hand_computed_bleu():
     # so only the brevity penalty exp(1 - 4/2) remains
     assert ngram_match("a b", "a b c d") == pytest.approx(math.exp(-1.0))
     assert ngram_match("a x", "a b c d") == 0.0  # no bigram matches: unsmoothed BLEU is 0
+    # a 2-token reference has orders 1-2 only: one extra token costs precision, not everything
+    assert ngram_match("return x", "return x") == 1.0
+    assert ngram_match("return x ;", "return x") == pytest.approx((2 / 3 * 1 / 2) ** 0.5)
+    # a 3-token prediction of a long reference: orders 1-3 judged (all exact), so only the brevity penalty
+    assert ngram_match("a b c", "a b c d e") == pytest.approx(math.exp(1 - 5 / 3))
 
 
 def test_weighted_ngram_weighs_keywords_five_to_one():

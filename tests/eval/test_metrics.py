@@ -91,3 +91,14 @@ def test_syntax_valid_parses_the_whole_file_around_the_completion():
     assert syntax_valid("def f():\n    return ", "1", "\n", "Python") is True
     assert syntax_valid("def f():\n    return ", "(1", "\n", "Python") is False
     assert syntax_valid("x", "y", "z", "NoSuchLanguage") is None
+
+
+def test_syntax_is_not_judged_where_the_cut_context_breaks_the_parse_whatever_the_middle():
+    """A task cut inside a call (its opening bracket fell before the 4k-character prefix) fails with the
+    reference too: it is left out (None) rather than counted as a failure for every model."""
+    prefix, suffix = "    1,\n", "    2,\n)\nz = 3\n"  # the line holding "f(" was cut off
+    assert syntax_valid(prefix, "    a,\n", suffix, "Python") is False  # without a reference: fails for all
+    assert syntax_valid(prefix, "    a,\n", suffix, "Python", reference="    b,\n") is None
+    # the same hole with its context intact is judged
+    assert syntax_valid("x = f(\n", "    a,\n", ")\n", "Python", reference="    1,\n") is True
+    assert syntax_valid("x = f(\n", "    a(,\n", ")\n", "Python", reference="    1,\n") is False

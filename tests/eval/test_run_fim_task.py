@@ -189,11 +189,16 @@ def test_resume_refuses_other_settings_unless_forced_or_stale(tmp_path):
     assert len(forced.calls) == len(tasks)
 
 
-def test_samples_of_tasks_no_longer_in_the_file_are_refused(tmp_path):
+def test_a_changed_task_file_is_another_config(tmp_path):
+    """Tasks rebuilt at the same path (fewer of them, or other references under the same ids) never have
+    their old samples scored against them: the problems' digest is part of the config."""
     tasks = make_tasks()
     evaluate(OraclePredictor(tasks), tasks, tmp_path / "run")
-    with pytest.raises(ValueError, match="task ids the task does not have"):
+    with pytest.raises(ValueError, match="another eval config"):
         evaluate(OraclePredictor(tasks), tasks[:2], tmp_path / "run")
+    changed = [dataclasses.replace(tasks[0], middle=tasks[0].middle + "# changed\n"), *tasks[1:]]
+    with pytest.raises(ValueError, match="another eval config"):
+        evaluate(OraclePredictor(changed), changed, tmp_path / "run")
 
 
 def test_duplicate_task_ids_are_refused(tmp_path):

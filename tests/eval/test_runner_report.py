@@ -81,6 +81,33 @@ def test_shards_split_the_problems_and_execute_merges_them(tmp_path):
     assert score(tmp_path)["summary"]["total"]["n_samples"] == 6
 
 
+class Blank(Echo):
+    """Answers nothing."""
+
+    def complete(self, *args, **kwargs):
+        c = super().complete(*args, **kwargs)
+        return Completion(text="", prompt_tokens=c.prompt_tokens, new_tokens=0, stop_reason="stop", seconds=0.0)
+
+
+def test_force_under_the_same_config_rejudges_the_new_samples(tmp_path):
+    gen = GenerationSettings(model_id="echo")
+    assert run_task(fim_task(), Echo(), tmp_path, gen)["summary"]["total"]["em"] == pytest.approx(100 / 3)
+    forced = run_task(fim_task(), Blank(), tmp_path, gen, force=True)  # same config, new samples
+    assert forced["summary"]["total"]["em"] == 0.0 and forced["summary"]["total"]["n_samples"] == 6
+
+
+def test_a_run_after_shards_makes_no_sample_twice(tmp_path):
+    gen = GenerationSettings(model_id="echo")
+    for i in range(2):
+        generate(fim_task(), Echo(), tmp_path, gen, shard=(i, 2))
+    again = Echo()
+    scores = run_task(fim_task(), again, tmp_path, gen)  # unsharded, or another shard count: nothing left to do
+    assert again.calls == 0 and scores["summary"]["total"]["n_samples"] == 6
+    extra = tmp_path / "samples.jsonl"  # a stray second copy of every sample is counted once
+    extra.write_text((tmp_path / "samples.shard-0-of-2.jsonl").read_text())
+    assert len(read_samples(tmp_path)) == 6
+
+
 def test_n_samples_need_sampling():
     with pytest.raises(ValueError, match="temperature"):
         GenerationSettings(n=5)
@@ -132,7 +159,9 @@ def test_tiny_model_end_to_end_through_the_command(tiny_run, tmp_path, capsys):
     total = scores["summary"]["total"]
     assert total["n_samples"] == 2 and sum(total["statuses"].values()) == 2
     gen = scores["eval_config"]["generation"]
-    assert gen["model_id"] == str(tiny_run.resolve()) and gen["template"] and gen["max_new_tokens"] == 8
+    # the id names the checkpoint the run dir resolved to: a run that trains on is another model, not a resume
+    assert gen["model_id"] == str((tiny_run / "ckpt" / "step_000000").resolve())
+    assert gen["template"] and gen["max_new_tokens"] == 8
     assert scores["eval_config"]["task"]["settings"]["limit"] == 2
     assert "multipl-e-js" in capsys.readouterr().out
 

@@ -5,7 +5,9 @@
 All four parts are in 0..1 and computed per (prediction, reference) pair (FIM-Eval scores each
 case and averages; research/aixcoder-7b.md §6.3):
 
-- BLEU: 4-gram BLEU on the sacreBLEU 13a tokens, unsmoothed, with the brevity penalty.
+- BLEU: 4-gram BLEU on the sacreBLEU 13a tokens, unsmoothed, with the brevity penalty; as in metrics.bleu4 the
+  highest order is the reference's length when it has fewer than 4 tokens, and orders longer than the
+  prediction are left out of the geometric mean.
 - weighted n-gram: the same, but unigram matches count 1.0 for a language keyword and 0.2 for
   any other token (the paper's 5:1 weighting); higher orders as in BLEU.
 - syntax match: the share of the reference's syntax subtrees (non-leaf nodes, as
@@ -35,7 +37,7 @@ from functools import lru_cache
 
 from lightcoder.eval.metrics import _ngrams, tokenize_13a
 
-CODEBLEU_VERSION = "lightcoder-codebleu-1"
+CODEBLEU_VERSION = "lightcoder-codebleu-2"  # 2: short references and predictions (reduced orders)
 WEIGHTS = (0.25, 0.25, 0.25, 0.25)
 
 KEYWORDS: dict[str, frozenset[str]] = {
@@ -89,8 +91,8 @@ def _bleu_from_tokens(hyp: list[str], ref: list[str], unigram_weight=None) -> fl
         return 1.0 if not hyp else 0.0
     if not hyp:
         return 0.0
-    log_sum = 0.0
-    for n in range(1, 5):
+    log_precisions = []
+    for n in range(1, min(4, len(ref)) + 1):  # the orders a short reference has, as metrics.bleu4
         hyp_ngrams, ref_ngrams = _ngrams(hyp, n), _ngrams(ref, n)
         if n == 1 and unigram_weight is not None:
             matched = hyp_ngrams & ref_ngrams
@@ -98,11 +100,12 @@ def _bleu_from_tokens(hyp: list[str], ref: list[str], unigram_weight=None) -> fl
             den = sum(unigram_weight(g[0]) * c for g, c in hyp_ngrams.items())
         else:
             num, den = sum((hyp_ngrams & ref_ngrams).values()), sum(hyp_ngrams.values())
-        if den == 0:  # hypothesis shorter than n: this order cannot be judged; skip it like short refs
+        if den == 0:  # hypothesis shorter than n: this order cannot be judged; the mean is over judged orders
             continue
         if num == 0:
             return 0.0
-        log_sum += math.log(num / den) / 4
+        log_precisions.append(math.log(num / den))
+    log_sum = sum(log_precisions) / len(log_precisions)  # order 1 is always judged: hyp is not empty
     brevity = 1.0 if len(hyp) > len(ref) else math.exp(1.0 - len(ref) / len(hyp))
     return math.exp(log_sum) * brevity
 

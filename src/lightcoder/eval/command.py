@@ -49,8 +49,19 @@ def _predictor(args):
     if completer.dtype_note != "as stored":
         print(f"{args.model}: {describe_weights(completer)}", file=sys.stderr)
     template = getattr(getattr(completer, "template", None), "name", "aixcoder")
-    model_id = str(Path(args.model).resolve()) + model_id_suffix(args.device)
+    model_id = _model_path(args.model) + model_id_suffix(args.device)
     return completer, model_id + weights_id_suffix(completer.model, completer.dtype_note), template
+
+
+def _model_path(model: str) -> str:
+    """The checkpoint a --model path loads (a run dir's newest ckpt/step_N, so a run that trained on is another
+    model id, not a resume); other paths (an HF dir, an adapter) as given, resolved."""
+    from lightcoder.model.hf import CheckpointError, resolve_checkpoint
+
+    try:
+        return str(resolve_checkpoint(model).resolve())
+    except (CheckpointError, OSError):
+        return str(Path(model).resolve())
 
 
 def _generation(args, model_id: str, template: str):

@@ -122,14 +122,27 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def syntax_valid(prefix: str, middle: str, suffix: str, language: str | None) -> bool | None:
-    """Does prefix + middle + suffix parse without an ERROR or MISSING node? None: no grammar to judge.
+def syntax_valid(prefix: str, middle: str, suffix: str, language: str | None, *,
+                 reference: str | None = None) -> bool | None:
+    """Does prefix + middle + suffix parse without an ERROR or MISSING node? None: no grammar to judge, or
+    the context does not parse even with the `reference` middle.
+
+    eval/builders.py keeps 4k characters on each side of a hole; a cut inside a string or a bracket leaves
+    an error that no middle removes (a third of the quickstart's structured tasks), so such a task cannot
+    tell a good middle from a bad one and is left out of the rate instead of capping it.
 
     Example: syntax_valid("def f():\n    return ", "1", "\n", "Python") -> True; with "(" -> False
     """
+
+    if reference is not None and _parses(prefix + reference + suffix, language) is not True:
+        return None
+    return _parses(prefix + middle + suffix, language)
+
+
+def _parses(text: str, language: str | None) -> bool | None:
     from lightcoder.fim.spans import parse_source
 
-    parsed = parse_source(prefix + middle + suffix, language)
+    parsed = parse_source(text, language)
     return None if parsed is None else not parsed.has_error
 
 

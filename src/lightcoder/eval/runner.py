@@ -81,13 +81,24 @@ def _hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def problems_digest(task: Task) -> str:
+    """SHA-256 over every problem's id, type, prompt, suffix and reference: a task file rebuilt at the same path
+    (a run's eval/tasks.jsonl after a new build) is another config, not a resume that scores old samples
+    against new references."""
+    digest = hashlib.sha256()
+    for p in task.problems():
+        for part in (p.task_id, p.task_type, p.prompt, p.suffix, p.reference):
+            digest.update(str(part).encode("utf-8", "surrogatepass") + b"\0")
+    return digest.hexdigest()
+
+
 def eval_config(task: Task, gen: GenerationSettings) -> dict:
     """The full config of one task's run (what makes its numbers what they are)."""
     languages = sorted({p.language for p in task.problems()}) if task.kind == "execution" else []
     return {
         "lightcoder_version": __version__, "runner_version": RUNNER_VERSION, "python": platform.python_version(),
         "task": {"registry_name": task.registry_name or task.name, "options": task.options,
-                 "settings": task.settings()},
+                 "settings": task.settings(), "problems_sha256": problems_digest(task)},
         "generation": {**asdict(gen), "max_new_tokens": gen.max_new_tokens or task.max_new_tokens,
                        "mode": gen.mode or task.mode,
                        "prompt": "FIM form, also where the suffix is empty" if task.infilling
@@ -147,11 +158,13 @@ def task_from_config(config: dict) -> Task:
 
 
 def read_samples(out_dir: str | Path) -> list[dict]:
-    """Every sample row of every shard file in `out_dir`, in (task_id, sample_index) order."""
-    rows = []
+    """Every sample of every shard file in `out_dir`, once each (the first file's row where two files hold
+    the same (task_id, sample_index)), in that key's order."""
+    rows: dict[tuple, dict] = {}
     for path in sorted(Path(out_dir).glob("samples*.jsonl")):
-        rows += read_rows(path)[1]
-    return sorted(rows, key=lambda r: (r["task_id"], r["sample_index"]))
+        for row in read_rows(path)[1]:
+            rows.setdefault((row["task_id"], row["sample_index"]), row)
+    return [rows[key] for key in sorted(rows)]
 
 
 # ---- step 1: generate ----
@@ -179,26 +192,32 @@ def generate(task: Task, predictor, out_dir: str | Path, gen: GenerationSettings
             stale.unlink(missing_ok=True)
     write_json_atomic(out / CONFIG_FILE, config, sort_keys=False)
     path = out / ("samples.jsonl" if count == 1 else f"samples.shard-{index}-of-{count}.jsonl")
+    if force:  # new samples: the judgements and scores of the old ones must go with them
+        for judged in (out / RESULTS_FILE, out / SCORES_FILE):
+            judged.unlink(missing_ok=True)
     f, rows = _open_jsonl(path, config, force=force)
+    # done in any shard's file (another shard count, or a whole run after shards), so no sample is made twice
     done = {(r["task_id"], r["sample_index"]) for r in rows}
-    todo = [(problem, k) for problem in task.problems()[index::count] for k in range(gen.n)
-            if (problem.task_id, k) not in done]
+    if not force:
+        done |= {(r["task_id"], r["sample_index"]) for r in read_samples(out)}
+    mine = [(problem, k) for problem in task.problems()[index::count] for k in range(gen.n)]
+    todo = [(problem, k) for problem, k in mine if (problem.task_id, k) not in done]
     accepted = _accepted_keywords(predictor)
     mode, max_new = gen.mode or task.mode, gen.max_new_tokens or task.max_new_tokens
     h = _hash(config)
-    with f, tqdm(total=len(todo) + len(done), initial=len(done), desc=f"{task.name} {out.name}", unit="sample",
+    with f, tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"{task.name} {out.name}", unit="sample",
                  disable=None if progress is None else not progress) as bar:
         for problem, k in todo:  # one flushed line per sample: a crash loses at most one
             kwargs = _complete_keywords(accepted, problem, gen, k, mode=mode, max_new_tokens=max_new,
                                         infilling=task.infilling)
             start = time.perf_counter()
             c = predictor.complete(problem.prompt, problem.suffix, **kwargs)
+            seconds = time.perf_counter() - start  # the completion alone, not the extras' forward passes
             extras = task.sample_extras(problem, predictor, mode=mode, max_new_tokens=max_new)
             append_jsonl(f, {"task_id": problem.task_id, "sample_index": k, "task_type": problem.task_type,
                              "raw": c.text, "completion": task.postprocess(problem, c.text),
                              "new_tokens": c.new_tokens, "prompt_tokens": c.prompt_tokens,
-                             "stop_reason": c.stop_reason, "seconds": time.perf_counter() - start,
-                             **extras, "config_hash": h})
+                             "stop_reason": c.stop_reason, "seconds": seconds, **extras, "config_hash": h})
             bar.update()
     return path
 

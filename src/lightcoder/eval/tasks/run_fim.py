@@ -6,7 +6,8 @@ The run's eval stage (stages.stage_eval) and `lightcoder finetune`'s before/afte
 every model through this task and the runner (generate -> execute -> score). Each FimTask is one
 match problem: prompt = prefix, suffix, reference = the masked middle, and its type is a row of the
 table. Per sample: em, es, bleu, pred_len/ref_len of the stripped completion, `stopped` (the stop
-token came before max_new_tokens), `syntax_ok` (prefix + completion + suffix parses), and `bits` /
+token came before max_new_tokens), `syntax_ok` (prefix + completion + suffix parses as well as with
+the reference: metrics.syntax_valid), and `bits` /
 `middle_bytes` (the model's teacher-forced cost of the reference with its stop token, recorded at
 generation; None for baselines). scores.json's `summary` is metrics.summarize's per-type table.
 
@@ -59,7 +60,8 @@ class RunFim(Task):
         completion = sample["completion"]
         row = score_one(completion, problem.reference)
         row["stopped"] = sample.get("stop_reason") == "stop"
-        row["syntax_ok"] = syntax_valid(problem.prompt, completion, problem.suffix, problem.language)
+        row["syntax_ok"] = syntax_valid(problem.prompt, completion, problem.suffix, problem.language,
+                                        reference=problem.reference)
         row["bits"] = sample.get("bits")
         row["middle_bytes"] = len(problem.reference.encode("utf-8", "surrogatepass"))
         return row
