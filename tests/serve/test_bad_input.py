@@ -94,6 +94,13 @@ def test_full_queue_answers_429_naming_the_limit(tiny_run, make_server):
     with make_server(app) as s:
         r = httpx.post(s.url + "/v1/completions", json={"prompt": "x"})
         assert r.status_code == 429 and "max_queue" in r.json()["error"]["message"]
+        # streamed requests too, before the reply starts (Ollama clients stream by default)
+        r = httpx.post(s.url + "/v1/completions", json={"prompt": "x", "stream": True})
+        assert r.status_code == 429 and "max_queue" in r.json()["error"]["message"]
+        r = httpx.post(s.url + "/api/generate", json={"model": "lightcoder", "prompt": "x"})
+        assert r.status_code == 429 and "max_queue" in r.json()["error"]
+        r = httpx.post(s.url + "/infill", json={"input_prefix": "x", "input_suffix": "", "stream": True})
+        assert r.status_code == 429
 
 
 def test_disconnected_stream_is_cancelled(server, completer):

@@ -73,6 +73,22 @@ def test_llama_vscode_reply_matches_its_llama_response_type(server):
     assert data["timings"]["prompt_n"] + data["tokens_cached"] == data["tokens_evaluated"]
 
 
+def test_a_warm_up_of_a_long_file_fills_the_cache_the_next_request_reads(server):
+    """n_predict 0 on a file longer than the context: the warm-up's prompt is cut as a request that leaves
+    its length to the server would be (not to the whole context, which the scheduler refuses)."""
+    import inspect
+    import textwrap
+
+    source = inspect.getsource(textwrap)
+    cut = source.index("def fill(")
+    body = {"input_prefix": source[:cut], "input_suffix": source[cut:], "cache_prompt": True, "samplers": []}
+    warm = post(server, {**body, "n_predict": 0})
+    assert warm["tokens_predicted"] == 0 and warm["tokens_evaluated"] > 0
+    data = post(server, body)  # n_predict -1: the server's default length
+    assert data["tokens_evaluated"] == warm["tokens_evaluated"]  # the same prompt ids
+    assert data["tokens_cached"] >= warm["tokens_evaluated"] - 1
+
+
 def test_prompt_goes_after_the_middle_token(server, completer):
     data = post(server, {"input_prefix": PREFIX, "input_suffix": SUFFIX, "prompt": LINE, "n_predict": 6,
                          "truncate": "none", "samplers": []})

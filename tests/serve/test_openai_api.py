@@ -53,6 +53,10 @@ def test_n_stop_and_sampling(client):
     again = client.completions.create(model="tiny", prompt="x = ", max_tokens=10, n=3, temperature=1.0, seed=5,
                                       extra_body={"truncate": "none"})
     assert [c.text for c in r.choices] == [c.text for c in again.choices]  # seeded
+    unseeded = [client.completions.create(model="tiny", prompt="x = ", max_tokens=10, n=3, temperature=1.0,
+                                          extra_body={"truncate": "none"}) for _ in range(2)]
+    texts = [[c.text for c in u.choices] for u in unseeded]
+    assert texts[0] != texts[1]  # no seed sent: each request draws its own (OpenAI's behaviour)
     full = client.completions.create(model="tiny", prompt=PREFIX, max_tokens=20, extra_body={"truncate": "none"})
     text = full.choices[0].text
     if len(text) > 3:

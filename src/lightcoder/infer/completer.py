@@ -128,7 +128,7 @@ class Completer:
 
     def prompt_config(self, mode: str, max_new_tokens: int, max_prompt_tokens: int | None = None,
                       max_context_tokens: int = 0) -> PromptConfig:
-        room = self.model_cfg.max_seq_len - max_new_tokens
+        room = self.model_cfg.max_seq_len - max(max_new_tokens, 1)  # a warm-up (0 new tokens) still leaves one
         if room <= 0:
             raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in "
                              f"max_seq_len={self.model_cfg.max_seq_len}; lower it")

@@ -171,9 +171,12 @@ class BatchScheduler:
     # ------------------------------------------------------------------ the outside
 
     def start(self) -> BatchScheduler:
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._loop, name="lightcoder-batch", daemon=True)
-            self.thread.start()
+        """Start the batch thread once, whichever request thread gets here first (under the lock: two
+        threads stepping the same slots would corrupt each other's KV buffers)."""
+        with self.cond:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._loop, name="lightcoder-batch", daemon=True)
+                self.thread.start()
         return self
 
     def shutdown(self) -> None:

@@ -9,6 +9,7 @@ batch.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from lightcoder.infer.completer import Completer, Completion
 from lightcoder.infer.retrieval import ChunkIndex, query_text
 from lightcoder.infer.scheduler import BatchScheduler
 from lightcoder.serve.metrics import Metrics
-from lightcoder.serve.schemas import Limits
+from lightcoder.serve.schemas import Limits, default_new_tokens
 from lightcoder.serve.streaming import Last, Piece, completion_events
 from lightcoder.serve.worker import EngineWorker
 
@@ -41,6 +42,12 @@ class ServerConfig:
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     cache_weight: float = 0.0  # the n-gram cache over the text around the cursor (ngram_cache.py)
+
+
+def request_seed(seed: int | None) -> int:
+    """A request's sampling seed: None or negative (OpenAI's unset, Ollama's and llama.cpp's -1) is a fresh
+    random one, so two sampled requests differ unless the client fixes the seed."""
+    return random.randrange(1 << 31) if seed is None or seed < 0 else seed
 
 
 class ServeContext:
@@ -78,11 +85,19 @@ class ServeContext:
         generate = partial(self.scheduler.submit, id_slot=id_slot, cache_prompt=cache_prompt,
                            max_prompt_seconds=max_prompt_seconds)
         frequency_penalty, presence_penalty = self.penalties(frequency_penalty, presence_penalty)
+        # a warm-up (0 new tokens) cuts its prompt as a request with the server's default length would, so
+        # the ids it leaves in the cache are the ones the editor's next request sends
+        budget = self.default_prompt_tokens(mode) if max_tokens == 0 else None
         return dict(prefix=prefix, suffix=suffix, path=path, max_new_tokens=max_tokens, temperature=temperature,
-                    top_p=top_p, top_k=top_k, seed=seed or 0, stop=stop, mode=mode, context=context,
+                    top_p=top_p, top_k=top_k, seed=request_seed(seed), stop=stop, mode=mode, context=context,
                     max_seconds=self.limits.max_seconds, middle=middle, generate=generate,
                     frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
-                    cache_weight=self.config.cache_weight, fim=fim)
+                    cache_weight=self.config.cache_weight, fim=fim, max_prompt_tokens=budget)
+
+    def default_prompt_tokens(self, mode: str) -> int:
+        """The prompt budget of a request that leaves its length to the server (n_predict -1)."""
+        default_new = default_new_tokens(-1, self.limits, self.context_room)
+        return self.completer.prompt_config(mode, default_new).max_prompt_tokens
 
     def penalties(self, frequency: float | None, presence: float | None) -> tuple[float, float]:
         """A request's (frequency_penalty, presence_penalty); None: the server's default."""
@@ -95,7 +110,7 @@ class ServeContext:
         kwargs["prompt_ids"] = await run_in_threadpool(
             self.completer.build, kwargs["prefix"], kwargs["suffix"], path=kwargs["path"], mode=kwargs["mode"],
             max_new_tokens=kwargs["max_new_tokens"], context=kwargs["context"], middle=kwargs.get("middle", ""),
-            fim=kwargs.get("fim"))
+            fim=kwargs.get("fim"), max_prompt_tokens=kwargs.get("max_prompt_tokens"))
         kwargs["ids_from_text"] = True
 
     def stream(self, runs: list[dict], piece: Piece, last: Last) -> AsyncIterator[dict]:

@@ -13,7 +13,6 @@ Field names and reply shapes follow llama.cpp's tools/server/README.md.
 
 from __future__ import annotations
 
-import random
 import time
 
 from fastapi import APIRouter, Request
@@ -21,7 +20,7 @@ from fastapi.responses import JSONResponse
 
 from lightcoder import __version__
 from lightcoder.infer.completer import Completion
-from lightcoder.serve.context import ServeContext, client_gone, hit_limit
+from lightcoder.serve.context import ServeContext, client_gone, hit_limit, request_seed
 from lightcoder.serve.schemas import (
     ApiError,
     LlamaCppRequest,
@@ -106,7 +105,7 @@ class LlamaCppRoutes:
         vocab = ctx.completer.engine.vocab_size or ctx.completer.model_cfg.vocab_size
         run = check_llamacpp_request(req, fim=fim, n_slots=len(ctx.scheduler.slots), vocab_size=vocab,
                                      limits=ctx.limits, context_room=ctx.context_room)
-        seed = random.randrange(1 << 31) if req.seed < 0 else req.seed
+        seed = request_seed(req.seed)
         return self._kwargs(req, fim, run, seed), self._generation_settings(req, run, seed)
 
     def _kwargs(self, req: LlamaCppRequest, fim: bool, run: LlamaCppSettings, seed: int) -> dict:

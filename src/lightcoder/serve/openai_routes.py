@@ -100,8 +100,9 @@ class OpenAIRoutes:
 
     @staticmethod
     def _runs(req: CompletionRequest, kwargs: dict) -> list[dict]:
-        """The n completions asked for: seeds seed, seed + 1, ..."""
-        return [{**kwargs, "seed": (req.seed or 0) + i} for i in range(req.n)]
+        """The n completions asked for: seeds seed, seed + 1, ... (from the request's seed, or the random one
+        run_kwargs drew when it sent none)."""
+        return [{**kwargs, "seed": kwargs["seed"] + i} for i in range(req.n)]
 
     async def _stream(self, req: CompletionRequest, kwargs: dict, reply: CompletionReply, started: float):
         await self.ctx.tokenize_first(kwargs)

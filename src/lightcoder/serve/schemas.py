@@ -149,7 +149,7 @@ class OllamaOptions(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=5.0)  # greedy by default here (Ollama: 0.8)
     top_k: int = Field(0, ge=0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int = 0
+    seed: int = -1  # Ollama's default: random each request (context.request_seed)
     stop: str | list[str] | None = None
     # OpenAI's penalties over the ids generated so far (infer/penalties.py); None: the server's default
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)

@@ -59,10 +59,12 @@ class EngineWorker:
             cancel.set()
             raise
 
-    async def stream(self, make_iter: Callable[[Callable[[], bool]], Iterator[object]]) -> AsyncIterator[object]:
+    def stream(self, make_iter: Callable[[Callable[[], bool]], Iterator[object]]) -> AsyncIterator[object]:
         """Items of make_iter(cancelled) produced on the engine thread, as they come.
 
-        Closing this async generator (the client went away) cancels the job at its next token.
+        Admitted and started here, in the request handler, so that a full queue is a 429 before the reply's
+        200 goes out. Closing the returned async iterator (the client went away) cancels the job at its next
+        token; one never read still ends (its limits bound it) and frees its place.
         """
         self._admit()
         cancel = threading.Event()
@@ -84,6 +86,10 @@ class EngineWorker:
 
         future = loop.run_in_executor(self.executor, produce)
         future.add_done_callback(self._release)
+        return self._drain(queue, cancel)
+
+    @staticmethod
+    async def _drain(queue: asyncio.Queue, cancel: threading.Event) -> AsyncIterator[object]:
         try:
             while True:
                 item = await queue.get()
