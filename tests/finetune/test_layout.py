@@ -153,6 +153,47 @@ def test_each_familys_template_gives_its_documented_sequence(tmp_path, family):
     assert ntp[0] == base.doc_start_id and ntp.count(base.doc_start_id) == 1  # one document start each
 
 
+def llama_style_base(root, specials, config):
+    """A base whose tokenizer.json puts SentencePiece's "▁" before every text, as Llama-2 / CodeLlama's do."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from lightcoder.model.hf import save_checkpoint
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    texts = [inspect.getsource(textwrap), inspect.getsource(json), "☺"]
+    backend.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=500, special_tokens=["<unk>", *specials]))
+    model = tiny_model(512)
+    ckpt = save_checkpoint(model, model.cfg, root)
+    backend.save(str(ckpt / "tokenizer.json"))
+    (ckpt / "tokenizer_config.json").write_text(json.dumps(config))
+    return ckpt
+
+
+def test_a_tokenizer_that_prepends_a_space_gives_codellamas_own_sequence(tmp_path):
+    """CodeLlama's reference (infilling_prompt_tokens): <s> ▁<PRE> encode(P) ▁<SUF> encode_infilling(S) ▁<MID>,
+    where encode adds the tokenizer's one dummy space and encode_infilling (the middle too) adds none."""
+    specials, config, _ = FAMILIES["codellama"]
+    base = open_base(llama_style_base(tmp_path / "cl", specials, config))
+    tok, raw = base.tokenizer, base.tokenizer.backend
+    assert raw.encode("x").tokens[0].startswith("▁")  # the tokenizer itself prepends
+
+    def infilling(text):  # CodeLlama's encode_infilling: after "☺", whose ids are dropped
+        return raw.encode("☺" + text).ids[len(raw.encode("☺").ids):]
+
+    for text in ("x = 1", " x = 1", "\n    return y\n", "a☺b"):
+        assert tok.decode(tok.encode(text)) == text and tok.encode(text) == infilling(text)
+    P, M, S = CODE[:20], CODE[20:29], CODE[29:]
+    special = tok.token_to_id
+    expected = [special("<s>"), special("▁<PRE>"), *raw.encode(P).ids, special("▁<SUF>"), *infilling(S),
+                special("▁<MID>"), *infilling(M), special("▁<EOT>")]
+    example = build_example(tok, CODE, "m.py", Span(20, 29, "line"), seq_len=256, mode="psm", max_middle_tokens=64,
+                            fmt=base.fmt)
+    assert example.ids == expected
+    assert tok.decode(infilling(M)) == M  # a decoded middle keeps its own first character
+
+
 def test_codellama_spm_puts_the_prefix_after_the_suffix(tmp_path):
     specials, config, _ = FAMILIES["codellama"]
     base = open_base(family_base(tmp_path / "cl", specials, config))
@@ -188,3 +229,10 @@ def test_a_base_that_is_not_a_causal_lm_is_refused(tmp_path, bpe_base):
         open_base(gpt2)
     with pytest.raises(BaseModelError, match="no config.json"):
         open_base(tmp_path)
+    for head in ("LlamaModel", "LlamaForSequenceClassification"):  # Llama weights without the LM head
+        other = tmp_path / head
+        shutil.copytree(bpe_base, other)
+        config = json.loads((bpe_base / "config.json").read_text())
+        (other / "config.json").write_text(json.dumps({**config, "architectures": [head]}))
+        with pytest.raises(BaseModelError, match="not a causal language model"):
+            open_base(other)

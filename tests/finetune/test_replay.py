@@ -42,3 +42,26 @@ def test_no_replay_by_default_and_a_missing_corpus_names_the_fix(tmp_path):
                   tmp_path / "b")
     with pytest.raises(ValueError, match="needs split.replay"):
         SplitSettings(replay_fraction=0.5)
+
+
+def test_the_stdlib_forgetting_set_leaves_out_files_the_fine_tune_trains_on(tmp_path):
+    """A quickstart base's replayed stdlib files are in the train split: the general (forgetting) tasks are
+    cut from other stdlib files, and changed eval settings build the task sets again."""
+    from lightcoder.finetune.config import FinetuneEvalSettings
+    from lightcoder.finetune.evaluate import content_hash, stdlib_files, task_sets
+
+    sample = stdlib_files(0)
+    replayed = sample[:5]  # the first files of the fixed sample, replayed into the train split
+    split = tmp_path / "split"
+    split.mkdir()
+    write_parquet([SourceFile(repo="replay", path=f"replay/{f.path}", language="Python", split="train",
+                              content=f.content) for f in replayed], split / "train-00000.parquet")
+    write_parquet(corpus(tmp_path / "user", "mine", 12, split="test"), split / "test-00000.parquet")
+    mark_done(split, {})
+    settings = FinetuneEvalSettings(per_type=2, general_per_type=2)
+    kept = stdlib_files(0, frozenset(content_hash(f.content) for f in replayed))
+    assert len(kept) == len(sample) and not {f.path for f in replayed} & {f.path for f in kept}
+    sets = task_sets(settings, split, tmp_path / "eval")
+    assert sets["general"] and not {t.path for t in sets["general"]} & {f.path for f in replayed}
+    again = task_sets(FinetuneEvalSettings(per_type=1, general_per_type=2), split, tmp_path / "eval")
+    assert len(again["heldout"]) < len(sets["heldout"])  # per_type changed: rebuilt, not the cached file

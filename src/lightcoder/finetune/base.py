@@ -83,7 +83,8 @@ def read_model_config(path: Path) -> ModelConfig:
     except (OSError, ValueError) as e:
         raise BaseModelError(f"--base {path}/config.json is not valid JSON ({e})") from None
     archs = hf.get("architectures") or []
-    if not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs) and hf.get("model_type") != "llama":
+    causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+    if not causal and (archs or hf.get("model_type") != "llama"):  # a bare Llama config: a causal LM by default
         raise BaseModelError(
             f"--base {path} is not a causal language model (architectures {archs}, model_type "
             f"{hf.get('model_type')!r}); fine-tuning needs a decoder-only *ForCausalLM checkpoint such as "
@@ -155,6 +156,10 @@ def open_base(path: str | Path, template: str = "auto") -> Base:
         raise BaseModelError(f"--base {path}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                              f"{cfg.vocab_size}; the tokenizer files belong to another model")
     chosen = choose_template(tokenizer, template, path)
+    if isinstance(tokenizer, SentencePieceTokenizer) and chosen.name != "aixcoder":
+        raise BaseModelError(f"--base {path}: a SentencePiece tokenizer.model is read with aiXcoder's layout only "
+                             f"(its special tokens and stop rule); for --template {chosen.name} put the family's "
+                             "tokenizer.json (and tokenizer_config.json) next to the weights")
     if isinstance(tokenizer, ForeignTokenizer):
         tokenizer.set_stop_tokens(chosen.stop_tokens)
     if tokenizer.eos_id is None:

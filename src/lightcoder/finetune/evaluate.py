@@ -15,14 +15,16 @@ Outputs: RUN/eval/<set>_tasks.jsonl, RUN/eval/<set>/<base|tuned>/ (the runner's 
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
 import random
 import sys
 import sysconfig
 from pathlib import Path
 from types import SimpleNamespace
 
-from lightcoder.data.records import read_corpus
-from lightcoder.data.records import SourceFile
+from lightcoder.artifacts import write_json_atomic
+from lightcoder.data.records import SourceFile, read_corpus
 from lightcoder.eval.builders import build_fim_tasks, read_tasks, write_tasks
 from lightcoder.eval.runner import GenerationSettings, run_task
 from lightcoder.eval.tasks import get_task
@@ -33,44 +35,67 @@ from lightcoder.finetune.report import relative_change_ci
 STDLIB_SAMPLE_FILES = 300  # stdlib files parsed for the general set (a fixed sample: parsing all is slow)
 
 
-def stdlib_files(seed: int, exclude: set[str] = frozenset()) -> list[SourceFile]:
-    """A fixed sample of the interpreter's stdlib .py files (no tests, no site-packages), as SourceFiles."""
+def stdlib_files(seed: int, exclude: frozenset[str] = frozenset()) -> list[SourceFile]:
+    """A fixed sample of the interpreter's stdlib .py files (no tests, no site-packages), as SourceFiles;
+    files whose content hash (`content_hash`) is in `exclude` (the fine-tune trained on them) are left out."""
     root = Path(sysconfig.get_paths()["stdlib"])
     paths = sorted(p for p in root.rglob("*.py") if not {"site-packages", "test", "tests", "idlelib"} & set(
-        p.relative_to(root).parts) and str(p.resolve()) not in exclude)
+        p.relative_to(root).parts))
     random.Random(f"{seed}:stdlib").shuffle(paths)
     out = []
-    for p in paths[:STDLIB_SAMPLE_FILES]:
+    for p in paths:
+        if len(out) == STDLIB_SAMPLE_FILES:
+            break
         try:
             text = p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
+            continue
+        if content_hash(text) in exclude:
             continue
         rel = p.relative_to(root).as_posix()
         out.append(SourceFile(repo=rel.split("/")[0].removesuffix(".py"), path=rel, language="Python", content=text))
     return out
 
 
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def task_sets(settings: FinetuneEvalSettings, split_dir: Path, eval_dir: Path) -> dict[str, list]:
-    """{"heldout": tasks, "general": tasks} (general absent for eval.general none), cached as JSONL."""
+    """{"heldout": tasks, "general": tasks} (general absent for eval.general none), cached as JSONL with the
+    settings that built them (RUN/eval/<set>_tasks.settings.json): changed settings rebuild the set.
+
+    The stdlib general set leaves out files the fine-tune trains on (replayed stdlib files of a quickstart
+    base): forgetting is measured on code neither run adapted to in this fine-tune."""
     eval_dir.mkdir(parents=True, exist_ok=True)
-    sets = {}
-    specs = {"heldout": lambda: build_fim_tasks(read_corpus(split_dir, "test"), per_type=settings.per_type,
-                                                seed=settings.seed, max_context_chars=settings.max_context_chars)}
+    common = {"seed": settings.seed, "max_context_chars": settings.max_context_chars}
+    specs = {"heldout": ({**common, "per_type": settings.per_type},
+                         lambda: build_fim_tasks(read_corpus(split_dir, "test"), per_type=settings.per_type,
+                                                 seed=settings.seed, max_context_chars=settings.max_context_chars))}
     if settings.general == "stdlib":
-        specs["general"] = lambda: build_fim_tasks(stdlib_files(settings.seed), per_type=settings.general_per_type,
-                                                   seed=settings.seed, max_context_chars=settings.max_context_chars)
+        trained = frozenset(content_hash(f.content) for f in read_corpus(split_dir, "train"))
+        specs["general"] = ({**common, "general": "stdlib", "per_type": settings.general_per_type,
+                             "trained_files": hashlib.sha256("".join(sorted(trained)).encode()).hexdigest()},
+                            lambda: build_fim_tasks(stdlib_files(settings.seed, trained),
+                                                    per_type=settings.general_per_type, seed=settings.seed,
+                                                    max_context_chars=settings.max_context_chars))
     elif settings.general != "none":
         general = Path(settings.general).expanduser()
         if not general.is_file():
             raise ValueError(f"--eval.general {general}: no such tasks file (a tasks.jsonl from `lightcoder eval`, "
                              "'stdlib' or 'none')")
-        specs["general"] = lambda: read_tasks(general)
-    for name, build in specs.items():
-        path = eval_dir / f"{name}_tasks.jsonl"
-        if not path.exists():
-            write_tasks(build(), path)
-        sets[name] = read_tasks(path)
-    return sets
+        specs["general"] = ({"general": str(general.resolve()), "sha256": content_hash(general.read_text())},
+                            lambda: read_tasks(general))
+    return {name: _cached_tasks(eval_dir, name, stamp, build) for name, (stamp, build) in specs.items()}
+
+
+def _cached_tasks(eval_dir: Path, name: str, stamp: dict, build) -> list:
+    """RUN/eval/<name>_tasks.jsonl, built again unless it was built under the same settings."""
+    path, stamp_path = eval_dir / f"{name}_tasks.jsonl", eval_dir / f"{name}_tasks.settings.json"
+    if not (path.exists() and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp):
+        write_tasks(build(), path)
+        write_json_atomic(stamp_path, stamp)
+    return read_tasks(path)
 
 
 def evaluate_models(base: Base, tune, settings: FinetuneEvalSettings, split_dir: Path, eval_dir: Path, *,

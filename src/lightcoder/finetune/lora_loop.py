@@ -232,7 +232,9 @@ class LoraSession:
         extra = {STATE_FILE: {**self.state, "optimizer": self.optimizer.state_dict(),
                               "loader": self.loader.state_dict(),
                               "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                                      "numpy": np.random.get_state()}}}
+                                      "numpy": np.random.get_state(),  # LoRA dropout draws on the GPU's
+                                      **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available()
+                                         else {})}}}
         save_adapter(self.model, self.cfg.lora, self.ckpt_dir / f"step_{step:06d}", meta=self.meta, extra_files=extra)
         for old in _complete_checkpoints(self.ckpt_dir)[:-self.tcfg.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
@@ -299,6 +301,8 @@ def _restore(path: Path | None, model, optimizer, loader: WindowLoader, state: d
     torch.set_rng_state(saved["rng"]["torch"])
     random.setstate(saved["rng"]["python"])
     np.random.set_state(saved["rng"]["numpy"])
+    if "cuda" in saved["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
     for key in ("step", "tokens", "elapsed_s", "planned_steps", "decay_start", "timing", "initial_val_loss"):
         state[key] = saved[key]
     print(f"resuming the adapter from {path} (step {saved['step']})", file=sys.stderr)

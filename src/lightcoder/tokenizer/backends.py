@@ -129,6 +129,18 @@ class ForeignTokenizer:
         self.pad_id = self._id(_token_str(config.get("pad_token")))
         self.unk_id = self._id(_token_str(config.get("unk_token")))
         self.set_stop_tokens(stop_tokens)
+        self._mark_ids = self._dummy_prefix_mark()
+
+    def _dummy_prefix_mark(self) -> list[int] | None:
+        """The ids of JOIN_MARK where this tokenizer puts SentencePiece's "▁" before every text it encodes
+        (Llama-2 / CodeLlama tokenizer.json: a Prepend normalizer or a prepending Metaspace), else None.
+
+        Such a tokenizer would put a space before every piece of a FIM prompt and every middle; CodeLlama's
+        own code encodes infilling text after a mark and drops the mark's ids, and so do `encode`/`decode`."""
+        probe = self.backend.encode("a", add_special_tokens=False).tokens
+        if not probe or not probe[0].startswith("▁"):
+            return None
+        return self.backend.encode(JOIN_MARK, add_special_tokens=False).ids
 
     def set_stop_tokens(self, tokens: Sequence[str]) -> None:
         ids = {self._id(t) for t in tokens} | {self.eos_id}
@@ -141,9 +153,19 @@ class ForeignTokenizer:
         return self._id(token) is not None
 
     def encode(self, text: str) -> list[int]:
-        return self.backend.encode(text, add_special_tokens=False).ids
+        """Ids of a text piece, with no dummy-prefix "▁" before it (see `_dummy_prefix_mark`)."""
+        if self._mark_ids is None:
+            return self.backend.encode(text, add_special_tokens=False).ids
+        if not text:
+            return []
+        ids, n = self.backend.encode(JOIN_MARK + text, add_special_tokens=False).ids, len(self._mark_ids)
+        if ids[:n] != self._mark_ids:  # the mark merged with the text: keep the tokenizer's own ids
+            return self.backend.encode(text, add_special_tokens=False).ids
+        return ids[n:]
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        if self._mark_ids is not None:
+            return [self.encode(t) for t in texts]
         return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
 
     def encode_pieces(self, pieces: Sequence[str]) -> list[int]:
@@ -159,7 +181,13 @@ class ForeignTokenizer:
         return [self.encode_pieces(d) for d in docs]
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.backend.decode(list(ids), skip_special_tokens=False)
+        """Text of ids; where the tokenizer adds a dummy prefix its decoder drops a leading space, so the ids
+        are decoded after the mark, whose text is then cut off (a middle keeps its leading space)."""
+        if self._mark_ids is None:
+            return self.backend.decode(list(ids), skip_special_tokens=False)
+        text = self.backend.decode(self._mark_ids + list(ids), skip_special_tokens=False)
+        at = text.find(JOIN_MARK)
+        return text[at + len(JOIN_MARK):] if at >= 0 else self.backend.decode(list(ids), skip_special_tokens=False)
 
     def token_to_id(self, token: str) -> int:
         i = self._id(token)
