@@ -141,3 +141,16 @@ def test_bad_fields_get_a_400_naming_them(server, body, field):
     r = httpx.post(server.url + "/infill", content=json.dumps(body), headers={"content-type": "application/json"})
     assert r.status_code == 400, r.text  # json.dumps escapes a lone surrogate as \ud800: valid JSON
     assert r.json()["error"]["param"] == field and field.split(".")[0] in r.json()["error"]["message"]
+
+
+def test_n_indent_ends_as_llama_cpp_says_and_streams_no_indentation_it_takes_back():
+    """llama.cpp ends an n_indent cut with stop_type "limit"; a streamed completion holds back a last line of
+    bare indentation, which the cut may drop (it was sent before the dedented code arrived)."""
+    from lightcoder.infer.completer import Completion, _held_back
+    from lightcoder.serve.llamacpp_routes import stop_type
+
+    cut = Completion(text="x = 1\n", prompt_tokens=3, new_tokens=4, stop_reason="indent", seconds=0.0)
+    assert stop_type(cut) == "limit"
+    assert _held_back("if x:\n    y\n  ", [], min_indent=4) == 2  # "  " may begin a dedented line
+    assert _held_back("if x:\n    y\n    z", [], min_indent=4) == 0
+    assert _held_back("if x:\n    y\n  ", [], min_indent=0) == 0  # no n_indent: nothing to take back

@@ -50,7 +50,8 @@ class Completion:
     prompt_tokens: int
     new_tokens: int  # generated tokens, the stop token not counted
     # "stop" (a stop token or stop string), "length" (max_new_tokens), "max_seq_len" (context full),
-    # "structure" (the syntactic structure at the cursor is complete), "time", "cancelled"
+    # "structure" (the syntactic structure at the cursor is complete), "indent" (a line dedented past
+    # min_indent, llama.cpp's n_indent), "time", "cancelled"
     stop_reason: str
     seconds: float  # wall time of the whole call: prompt, generation, decoding
     reused_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
@@ -261,7 +262,7 @@ class Completer:
         out = _Decoded(start)
         stop_reason = yield from self._decode(tokens, out, ends)
         num_generated = len(out.new_ids)
-        if stop_reason not in ("stop", "structure"):
+        if stop_reason not in ("stop", "structure", "indent"):
             self._drop_unfinished_char(out)
         if len(out.text) > out.sent:
             yield out.text[out.sent:]
@@ -297,7 +298,7 @@ class Completer:
             if stop_reason is not None:
                 tokens.close()
                 return stop_reason
-            safe = len(out.text) - _held_back(out.text, ends.stops)
+            safe = len(out.text) - _held_back(out.text, ends.stops, ends.min_indent)
             if safe > out.sent:
                 yield out.text[out.sent:safe]
                 out.sent = safe
@@ -345,7 +346,7 @@ class _EarlyStop:
         cut = _dedent_cut(text, self.min_indent) if self.min_indent else None
         if cut is not None:
             out.text = text[:cut]
-            return "stop"
+            return "indent"
         if self.after_newline_s is not None and "\n" in text and \
                 time.perf_counter() - out.start - out.first_token > self.after_newline_s:
             return "time"
@@ -382,10 +383,15 @@ def _dedent_cut(text: str, min_indent: int) -> int | None:
     return None
 
 
-def _held_back(text: str, stops: Sequence[str]) -> int:
-    """Characters at the end of text not to stream yet: an unfinished UTF-8 character, or the start
-    of a stop string that may complete with the next token."""
+def _held_back(text: str, stops: Sequence[str], min_indent: int = 0) -> int:
+    """Characters at the end of text not to stream yet: an unfinished UTF-8 character, the start of a stop
+    string that may complete with the next token, or (with min_indent) a last line of indentation only, which
+    `_dedent_cut` drops if the line goes on dedented."""
     held = len(text) - len(text.rstrip("\ufffd"))
+    if min_indent and "\n" in text:
+        tail = text[text.rfind("\n") + 1:]
+        if not tail.strip(" \t"):
+            held = max(held, len(tail))
     for s in stops:
         for n in range(min(len(s) - 1, len(text)), 0, -1):
             if text.endswith(s[:n]):

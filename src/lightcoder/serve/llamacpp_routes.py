@@ -74,8 +74,9 @@ def seconds(ms: float) -> float | None:
 
 
 def stop_type(result: Completion) -> str:
-    """llama.cpp's stop_type: "eos", "limit" (n_predict, context or time), "word" (a stop string), "none"."""
-    if hit_limit(result):
+    """llama.cpp's stop_type: "eos", "limit" (n_predict, context, time or n_indent, as llama.cpp), "word" (a stop
+    string), "none"."""
+    if hit_limit(result) or result.stop_reason == "indent":
         return "limit"
     if result.stop_reason == "cancelled":
         return "none"
