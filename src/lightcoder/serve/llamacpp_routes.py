@@ -17,6 +17,7 @@ import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from lightcoder import __version__
 from lightcoder.infer.completer import Completion
@@ -151,7 +152,7 @@ class LlamaCppRoutes:
     async def _run(self, request: Request, endpoint: str, *, fim: bool):
         ctx, started = self.ctx, time.perf_counter()
         req: LlamaCppRequest = parse_body(await request.body(), LlamaCppRequest)
-        kwargs, settings = self._settings(req, fim)
+        kwargs, settings = await run_in_threadpool(self._settings, req, fim)  # input_extra search: off the loop
         if req.stream:
             return await self._stream(req, kwargs, settings, endpoint, started)
         results = await ctx.complete(request, [{**kwargs, "truncate": req.truncate}], endpoint, started)

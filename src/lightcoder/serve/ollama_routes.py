@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from lightcoder import __version__
 from lightcoder.infer.completer import Completion
@@ -91,7 +92,7 @@ class OllamaRoutes:
         if not req.prompt and not req.suffix:  # Ollama's "load the model" request
             return JSONResponse({"model": self.tag, "created_at": now_iso(), "response": "", "done": True,
                                  "done_reason": "load"})
-        kwargs = self._kwargs(req)
+        kwargs = await run_in_threadpool(self._kwargs, req)  # cross-file context search: off the event loop
         if req.stream:
             await ctx.tokenize_first(kwargs)
             items = ctx.stream([kwargs], piece=lambda i, text: self._piece(text),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from lightcoder.infer.completer import Completion
 from lightcoder.serve.context import ServeContext, client_gone, finish_reason
@@ -67,7 +68,7 @@ class OpenAIRoutes:
         started = time.perf_counter()
         req: CompletionRequest = parse_body(await request.body(), CompletionRequest)
         self._check_model(req.model)
-        kwargs = self._kwargs(req)
+        kwargs = await run_in_threadpool(self._kwargs, req)  # cross-file context search: off the event loop
         reply = CompletionReply(self.ctx.config.model_name)
         if req.stream:
             return await self._stream(req, kwargs, reply, started)
