@@ -152,6 +152,20 @@ def test_redact_replaces_pii_and_counts_it():
     assert kept[0].meta["size"] == files[0].meta["size"]  # Measure updates sizes, at the end
 
 
+def test_redact_takes_whole_tokens_leaves_matrix_products_and_finds_secrets_after_form_feeds():
+    from lightcoder.data.pii import redact
+
+    github, gitlab = "ghp_" + "a1B2" * 9, "glpat-" + "x7" * 10  # the rules capture only "ghp" / "glpat"
+    assert redact(f'token = "{github}"\nkey = "{gitlab}"\n') == ('token = "<KEY>"\nkey = "<KEY>"\n', {"key": 2})
+    for code in ("scores = query@key.mT / d\n", "attn = q@k.transpose(-2, -1)\n", "this@MainActivity.finish()\n",
+                 "y = x@w.weight.T\n"):
+        assert redact(code) == (code, {})  # matrix products and Kotlin labels are code, not addresses
+    assert redact("# Author: Jane <jane.roe@corpmail.org>\n")[0] == "# Author: Jane <<EMAIL>>\n"
+    # a form feed (GNU-style page break) is a line break for splitlines() but not for the line counter
+    text = 'x = 1\n\x0cdef f():\n    pass\npassword = "hunter2hunter2"\n'
+    assert redact(text) == ('x = 1\n\x0cdef f():\n    pass\npassword = "<PASSWORD>"\n', {"password": 1})
+
+
 def test_comments_deletes_commented_out_code_blocks():
     code = "x = 1\n# a = f(b)\n# c = g(a)\n# if c:\n#     print(c)\n# d = [c]\ny = 2\n"
     cfg = DataConfig(comments=CommentsConfig(probability=1.0))

@@ -79,9 +79,24 @@ def find_secrets(line: str, types: tuple[str, ...]) -> list[tuple[str, str]]:
             continue
         for secret in plugin.analyze_line(filename="file", line=line, line_number=0):
             value = secret.secret_value or ""
+            if len(value) < MIN_SECRET_CHARS:  # a rule whose group is only the prefix (GitHub's "ghp")
+                value = _whole_match(plugin, line, value)
             if len(value) >= MIN_SECRET_CHARS and value in line:
                 found.append(("password" if secret.type in PASSWORD_TYPES else "key", value))
     return found
+
+
+def _whole_match(plugin, line: str, group: str) -> str:
+    """The whole text a detect-secrets rule matched where it reports only a short captured group: GitHub's
+    and GitLab's rules capture the token's prefix ("ghp", "glpat"), which alone would leave the token.
+
+    Example: for 'token = "ghp_' + 36 characters + '"' -> "ghp_" + the 36 characters
+    """
+    for rule in getattr(plugin, "denylist", ()):
+        for m in rule.finditer(line):
+            if group in m.groups():
+                return m.group(0)
+    return group
 
 
 def _may_hold_ipv4(text: str) -> bool:
@@ -115,7 +130,7 @@ def redact(text: str, *, secret_types: tuple[str, ...] = DEFAULT_SECRET_TYPES
     if secret_types:
         lines = None
         for i in _candidate_lines(text):
-            lines = lines or text.splitlines(keepends=True)
+            lines = lines or text.split("\n")  # "\n" only: _candidate_lines counts those (not \x0c, \u2028...)
             line = lines[i] if i < len(lines) else ""
             # Secrets are literals or URLs: a line with no quote and no "://" has none.
             if len(line) > 2000 or not ('"' in line or "'" in line or "://" in line):
@@ -125,7 +140,7 @@ def redact(text: str, *, secret_types: tuple[str, ...] = DEFAULT_SECRET_TYPES
                     lines[i] = lines[i].replace(value, PLACEHOLDERS[kind])
                     counts[kind] = counts.get(kind, 0) + 1
         if lines is not None:
-            text = "".join(lines)
+            text = "\n".join(lines)
     if "@" in text:
         text = _redact_emails(text, counts)
     for m in reversed(list(IPV4_RE.finditer(text)) if _may_hold_ipv4(text) else []):
@@ -145,9 +160,20 @@ def _redact_emails(text: str, counts: dict[str, int]) -> str:
         start = at
         while start > last and at - start < 64 and text[start - 1] in EMAIL_LOCAL_CHARS:
             start -= 1
-        if start == at or m.group(1).lower().endswith(DOC_DOMAINS):
+        if start == at or m.group(1).lower().endswith(DOC_DOMAINS) or _is_code(m.group(1), text[m.end():m.end() + 2]):
             continue
         out += [text[last:start], PLACEHOLDERS["email"]]
         last = m.end()
         counts["email"] = counts.get("email", 0) + 1
     return "".join(out) + text[last:] if out else text
+
+
+def _is_code(domain: str, after: str) -> bool:
+    """An `a@b.c` that is code, not an address: a matrix product or a decorator-like reference goes on with a
+    call, an index or another attribute (`q@k.transpose(-2, -1)`, `this@Main.finish()`), or ends in a
+    mixed-case name no top-level domain has (`query@key.mT`).
+
+    Example: _is_code("key.mT", " /") -> True; _is_code("corp.io", ">") -> False
+    """
+    tld = domain.rsplit(".", 1)[-1]
+    return after[:1] in ("(", "[") or (after[:1] == "." and after[1:2].isalnum()) or not (tld.islower() or tld.isupper())
