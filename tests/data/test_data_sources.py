@@ -155,6 +155,12 @@ def test_stack_rows_with_bad_values_or_columns_are_counted_not_fatal(tmp_path):
     jl = tmp_path / "stars.jsonl"
     jl.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert sum(len(r.files) for r in _list(jl).values()) == len(rows)
+    rows[0]["content"] = "x = '\ud800'\n"  # a lone surrogate: valid JSON, not Unicode text
+    surrogate = tmp_path / "surrogate.jsonl"
+    surrogate.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    listed = _list(surrogate)
+    assert sum(len(r.files) for r in listed.values()) == len(rows)  # the rows after it are not lost
+    assert not [p for r in listed.values() for p in r.problems]
     numbers = tmp_path / "numbers.parquet"
     pq.write_table(pa.Table.from_pylist([{**r, "content": i} for i, r in enumerate(_stack_rows())]), numbers)
     assert {p.reason for p in _list(numbers)["numbers.parquet"].problems} == {"bad_row"}

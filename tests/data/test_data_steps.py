@@ -33,6 +33,12 @@ def test_license_detection():
     assert detect_license_text("GNU General Public License version 2 ... designates this "
                                "particular file as subject to the Classpath exception") == \
         "GPL-2.0-with-classpath-exception"
+    # MPL-2.0 and EPL-2.0 name GNU licences in their Secondary License clauses
+    assert detect_license_text("Mozilla Public License Version 2.0 ... 1.12. \"Secondary License\" means either "
+                               "the GNU General Public License, Version 2.0, the GNU Lesser General Public "
+                               "License, Version 2.1, the GNU Affero General Public License, Version 3.0") == "MPL-2.0"
+    assert detect_license_text("Eclipse Public License - v 2.0 ... \"Secondary License\" means either the GNU "
+                               "General Public License, Version 2.0") == "EPL-2.0"
     assert normalize_spdx("GPL-2.0 WITH Linux-syscall-note") == "GPL-2.0"
     assert normalize_spdx("(MIT OR Apache-2.0)") == "MIT"
     assert license_of_header("// SPDX-License-Identifier: LGPL-2.1-or-later\nint x;") == "LGPL-2.1"

@@ -30,6 +30,9 @@ MAX_LICENSE_FILE_BYTES = 200_000
 _LICENSE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("PSF-2.0", ("python software foundation license",)),
     ("Apache-2.0", ("apache license", "version 2.0")),
+    # MPL and EPL name GNU licences in their "Secondary License" clauses: they come before the GNU rules
+    ("MPL-2.0", ("mozilla public license", "2.0")),
+    ("EPL-2.0", ("eclipse public license",)),
     ("AGPL-3.0", ("gnu affero general public license",)),
     ("LGPL-3.0", ("gnu lesser general public license", "version 3")),
     ("LGPL-2.1", ("gnu lesser general public license",)),
@@ -37,8 +40,6 @@ _LICENSE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("GPL-2.0-with-classpath-exception", ("gnu general public license", "classpath")),
     ("GPL-3.0", ("gnu general public license", "version 3")),
     ("GPL-2.0", ("gnu general public license",)),
-    ("MPL-2.0", ("mozilla public license", "2.0")),
-    ("EPL-2.0", ("eclipse public license",)),
     ("BSD-3-Clause", ("redistribution and use in source and binary forms", "neither the name")),
     ("BSD-2-Clause", ("redistribution and use in source and binary forms",)),
     ("MIT", ("permission is hereby granted, free of charge",)),

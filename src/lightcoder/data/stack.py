@@ -67,7 +67,7 @@ def _rows_meta(path: Path) -> Iterator[tuple[str, dict | None, str]]:
             sizes = pf.read_row_group(g, columns=["content"]).column(0)
             for i, row in enumerate(meta):
                 content = sizes[i].as_py()
-                row["content"] = len(content.encode("utf-8")) if isinstance(content, str) else None
+                row["content"] = len(content.encode("utf-8", "surrogatepass")) if isinstance(content, str) else None
                 yield f"{g}:{i}", row, ""
         return
     gz = name.endswith(".gz")
@@ -89,7 +89,8 @@ def _rows_meta(path: Path) -> Iterator[tuple[str, dict | None, str]]:
                 yield loc, None, "bad_json: not an object"
                 continue
             content = row.get("content")
-            row["content"] = len(content.encode("utf-8")) if isinstance(content, str) else None
+            # surrogatepass: a row with a lone surrogate ("\ud800") is measured, not an error that ends the file
+            row["content"] = len(content.encode("utf-8", "surrogatepass")) if isinstance(content, str) else None
             yield loc, row, ""
 
 
@@ -126,7 +127,8 @@ def list_rows(path: Path):
 
 
 def read_rows(path: Path | str, locs: list[str]) -> Iterator[tuple[str, bytes | Exception]]:
-    """(loc, UTF-8 content bytes) for each wanted row, in the order given."""
+    """(loc, UTF-8 content bytes) for each wanted row, in the order given. A lone surrogate ("\ud800" in the
+    JSON) is kept as its invalid bytes, so the file is counted undecodable downstream, not a broken listing."""
     p = Path(path)
     name = p.name.lower()
     if name.endswith(".parquet"):
@@ -139,7 +141,7 @@ def read_rows(path: Path | str, locs: list[str]) -> Iterator[tuple[str, bytes | 
         for g, rows in by_group.items():
             col = pf.read_row_group(g, columns=["content"]).column(0)
             for i in rows:
-                found[f"{g}:{i}"] = col[i].as_py().encode("utf-8")
+                found[f"{g}:{i}"] = col[i].as_py().encode("utf-8", "surrogatepass")
         for loc in locs:
             yield loc, found[loc]
         return
@@ -149,7 +151,7 @@ def read_rows(path: Path | str, locs: list[str]) -> Iterator[tuple[str, bytes | 
         with gzip.open(p, "rb") as fh:
             for lineno, line in enumerate(fh):
                 if lineno in wanted:
-                    found[str(lineno)] = json.loads(line)["content"].encode("utf-8")
+                    found[str(lineno)] = json.loads(line)["content"].encode("utf-8", "surrogatepass")
         for loc in locs:
             yield loc, found.get(loc, KeyError(loc))
         return
@@ -157,6 +159,6 @@ def read_rows(path: Path | str, locs: list[str]) -> Iterator[tuple[str, bytes | 
         for loc in locs:
             fh.seek(int(loc))
             try:
-                yield loc, json.loads(fh.readline())["content"].encode("utf-8")
+                yield loc, json.loads(fh.readline())["content"].encode("utf-8", "surrogatepass")
             except (ValueError, KeyError) as e:
                 yield loc, e
