@@ -168,3 +168,16 @@ def test_stack_rows_with_bad_values_or_columns_are_counted_not_fatal(tmp_path):
     pq.write_table(pa.Table.from_pylist([{"text": "x = 1", "filename": "a.py"}]), wrong)
     problem, = _list(wrong)["wrong.parquet"].problems
     assert problem.reason == "broken_archive" and "no `content` column" in problem.detail and "text" in problem.detail
+
+
+def test_loose_files_sharing_a_stem_are_one_repository(tmp_path):
+    """A flat C project: foo.c, foo.h and foo.py are one repository "foo", not three that ranking would
+    drop as duplicate repository names."""
+    root = tmp_path / "flat"
+    root.mkdir()
+    for name, text in (("foo.c", "int foo(void) { return 1; }\n"), ("foo.h", "int foo(void);\n"),
+                       ("foo.py", "x = 1\n"), ("bar.py", "y = 2\n")):
+        (root / name).write_text(text)
+    repos = _list(root)
+    assert sorted(repos) == ["bar", "foo"]
+    assert sorted(f.path for f in repos["foo"].files) == ["foo.c", "foo.h", "foo.py"]

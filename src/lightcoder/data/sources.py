@@ -137,16 +137,20 @@ def _list_dir(root: Path, prefix: str, layout: str, excluded: set[str],
             repos.append(repo)
         else:
             loose.append(entry)
+    by_name: dict[str, Repo] = {}
     for entry in loose:
         if entry.name in LICENSE_FILENAMES:
             continue  # the root's licence file is metadata, not a module
         stem = entry.name.split(".")[0] or entry.name
-        # A module file named like a sibling package keeps its suffix as repo name.
+        # A module file named like a sibling package keeps its suffix as repo name; loose files that share a
+        # stem (foo.c, foo.h, foo.py) are one repository, not three that ranking would drop as duplicates.
         name = prefix + (entry.name if stem in dir_names else stem)
-        repo = Repo(name=name, source=str(root), kind="dir", license=root_license,
-                    license_from="root" if root_license else "")
+        repo = by_name.get(name)
+        if repo is None:
+            repo = by_name[name] = Repo(name=name, source=str(root), kind="dir", license=root_license,
+                                        license_from="root" if root_license else "")
+            repos.append(repo)
         _add_file(entry, root, repo, prefix + entry.name, exclude_suffixes)
-        repos.append(repo)
     return [r for r in repos if r.files or r.problems]
 
 
