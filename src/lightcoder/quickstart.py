@@ -30,11 +30,18 @@ def run_quickstart(cfg: RunConfig, run_dir: Path, *, minutes: float, force: bool
     stage_data(cfg, run_dir, force=force)
     stage_tokenizer(cfg, run_dir, force=force)
     stage_pack(cfg, run_dir, force=force)
-    if cfg.train.max_minutes == 0 and cfg.train.max_steps == 0 and cfg.train.max_tokens == 0:
-        spent = (time.time() - started) / 60
-        cfg.train.max_minutes = max(MIN_TRAIN_MINUTES, minutes - spent - EVAL_RESERVE_MINUTES)
-        print(f"training budget: {cfg.train.max_minutes:.1f} min", file=sys.stderr)
-    stage_train(cfg, run_dir, force=force)
+    clock_budget = cfg.train.max_minutes == 0 and cfg.train.max_steps == 0 and cfg.train.max_tokens == 0
+    if clock_budget and not force and (run_dir / "train_summary.json").is_file():
+        # training finished (the summary is written only then): a plain rerun, e.g. to redo a failed
+        # evaluation, must not resume it under a budget recomputed from this call's clock (an explicit
+        # --train.max_steps / max_tokens / max_minutes still trains on)
+        print("train: finished earlier (train_summary.json); skipped", file=sys.stderr)
+    else:
+        if clock_budget:
+            spent = (time.time() - started) / 60
+            cfg.train.max_minutes = max(MIN_TRAIN_MINUTES, minutes - spent - EVAL_RESERVE_MINUTES)
+            print(f"training budget: {cfg.train.max_minutes:.1f} min", file=sys.stderr)
+        stage_train(cfg, run_dir, force=force)
     stage_eval(cfg, run_dir, force=force)
     report = stage_report(cfg, run_dir, started=started)
     print(report)

@@ -68,6 +68,18 @@ def test_rerun_resumes_training_and_the_curve_continues(run_dir, corpus):
     assert steps[-1] == 30
 
 
+def test_a_plain_rerun_of_a_finished_run_does_not_train_again(run_dir, corpus, capsys):
+    """No budget given: the quickstart would compute one from this call's clock; a finished training stays
+    finished (the evaluation and report are what a rerun redoes when they failed)."""
+    from lightcoder.train.checkpoint import complete_checkpoints
+
+    before = [step for step, _ in complete_checkpoints(run_dir / "ckpt")]
+    capsys.readouterr()
+    assert main(["quickstart", "--out", str(run_dir), "--corpus", str(corpus), *TINY]) == 0
+    assert "train: finished earlier (train_summary.json); skipped" in capsys.readouterr().err
+    assert [step for step, _ in complete_checkpoints(run_dir / "ckpt")] == before
+
+
 def test_changed_config_of_a_finished_stage_is_refused(run_dir, corpus, capsys):
     config_before = (run_dir / "config.json").read_text()
     code = main(["pack", "--out", str(run_dir), "--pack.seq_len", "64"])

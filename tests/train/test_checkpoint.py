@@ -62,3 +62,24 @@ def test_a_crash_during_a_save_leaves_the_last_good_checkpoint(tmp_path, monkeyp
     assert restored["step"] == 1
     for name, value in good.items():
         assert torch.equal(fresh.state_dict()[name], value), name
+
+
+def test_the_step_zero_save_leaves_the_optimizer_at_step_zero(tmp_path):
+    """Saving before the first step must not count a step: AdamW's first update keeps its full size."""
+    from lightcoder.model.config import get_preset
+    from lightcoder.model.llama import Transformer
+    from lightcoder.train import checkpoint as ckpt
+    from lightcoder.train.config import TrainConfig
+    from lightcoder.train.optim import build_optimizer
+
+    cfg = get_preset("lc-tiny", n_layers=1)
+    model = Transformer(cfg)
+    model.init_weights(0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = build_optimizer(model, TrainConfig())
+    ckpt.save_train_checkpoint(tmp_path, 0, model, optimizer, cfg, {"step": 0, "tokens": 0, "rng": None})
+    steps = {float(state["step"]) for state in optimizer.state.values() if "step" in state}
+    assert steps == {0.0} and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    loaded = build_optimizer(model, TrainConfig())
+    ckpt.load_train_checkpoint(tmp_path / "step_000000", model, loaded)
+    assert {float(state["step"]) for state in loaded.state.values() if "step" in state} == {0.0}

@@ -363,3 +363,35 @@ def test_stop_loss_weight_without_a_stop_id_is_a_clear_error(tmp_path, shards):
         run(tmp_path, shards, max_steps=1, stop_loss_weight=3.0)
     with pytest.raises(ValueError, match="train.stop_loss_weight must be > 0"):
         TrainConfig(stop_loss_weight=0)
+
+
+def test_a_nan_between_log_steps_is_not_checkpointed(tmp_path, shards, monkeypatch):
+    """A NaN loss at step 2 with logs every 5 steps and checkpoints every 3: the step-3 save refuses (it would
+    be a NaN checkpoint, and pruning could delete the last good one) and names the bad step."""
+    from lightcoder.train.telemetry import LossWatch
+
+    observe = LossWatch.observe
+
+    def nan_at_two(self, step, loss):
+        observe(self, step, loss * float("nan") if step == 2 else loss)
+
+    monkeypatch.setattr(LossWatch, "observe", nan_at_two)
+    with pytest.raises(FloatingPointError, match="NaN/inf at step 2"):
+        run(tmp_path, shards, max_steps=8, log_every=5, ckpt_every=3, keep_checkpoints=1, eval_every=0)
+    assert [step for step, _ in complete_checkpoints(tmp_path / "ckpt")] == [0]
+
+
+def test_a_time_plan_during_a_step_budgets_decay_never_raises_the_lr():
+    """max_steps 1000 with max_minutes: the step budget decays from step 802; a time plan fixed at step 850
+    keeps that start, so the LR goes on falling instead of jumping back to its peak."""
+    from lightcoder.train.budget import keep_running_decay
+    from lightcoder.train.optim import lr_at
+
+    cfg = TrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10, schedule="wsd", decay_fraction=0.2,
+                      max_steps=1000, max_minutes=10)
+    plan = keep_running_decay({"planned_steps": 990, "decay_start": 850}, cfg, budget=1000)
+    assert plan == {"planned_steps": 990, "decay_start": 802}
+    lrs = [lr_at(step, cfg, 1000, None) for step in range(840, 850)]
+    lrs += [lr_at(step, cfg, 990, plan["decay_start"]) for step in range(850, 990)]
+    assert all(b <= a for a, b in zip(lrs, lrs[1:])) and lrs[-1] == pytest.approx(1e-4)
+    assert keep_running_decay({"planned_steps": 500, "decay_start": 400}, cfg, budget=1000)["decay_start"] == 400

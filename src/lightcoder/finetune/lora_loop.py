@@ -33,7 +33,9 @@ from lightcoder.infer.weight_dtype import cast_weights, describe_dtype
 from lightcoder.model.hf import load_checkpoint
 from lightcoder.model.llama import document_ids_from_tokens
 from lightcoder.shards import open_mask, open_shard, read_index
-from lightcoder.train.budget import TimePlanner, budget_steps, schedule_steps, stop_reason, total_steps
+from lightcoder.train.budget import (
+    TimePlanner, budget_steps, keep_running_decay, schedule_steps, stop_reason, total_steps,
+)
 from lightcoder.train.loader import WindowLoader, eval_batches
 from lightcoder.train.loop import interrupt_guard, truncate_metrics
 from lightcoder.train.optim import build_optimizer, lr_at, set_lr
@@ -208,7 +210,7 @@ class LoraSession:
         if self.planner is not None and state["planned_steps"] is None and stop is None:
             plan = self.planner.observe(state["step"], state["elapsed_s"], step_s, state["timing"])
             if plan is not None:
-                state.update(plan)
+                state.update(keep_running_decay(plan, self.tcfg, self.budget))  # never back to the peak LR
                 self.bar.total = total_steps(state, self.budget)
         self.metrics.log({"step": state["step"], "loss": self.last_loss, "lr": self.optimizer.param_groups[0]["lr"],
                           "grad_norm": round(mean_norm, 4), "tokens": state["tokens"], "tokens_per_s": round(self.tokens_per_step / step_s, 1),

@@ -82,6 +82,20 @@ def stop_reason(state: dict, cfg: TrainConfig, budget: int | None) -> str | None
     return None
 
 
+def keep_running_decay(plan: dict, cfg: TrainConfig, budget: int | None) -> dict:
+    """A time plan for a run that also has a step or token budget: if that budget's own wsd decay started
+    earlier, the plan keeps that start, so the learning rate never climbs back to its peak mid-decay.
+
+    Example (warmup 10, decay_fraction 0.2, max_steps 1000: the decay starts at step 802): a plan made at
+    step 850 with {"decay_start": 850} becomes {"decay_start": 802}.
+    """
+    from lightcoder.train.optim import wsd_decay_start
+
+    if cfg.schedule != "wsd" or budget is None or plan.get("decay_start") is None:
+        return plan
+    return {**plan, "decay_start": min(plan["decay_start"], wsd_decay_start(budget, cfg))}
+
+
 class TimePlanner:
     """Fixes a max_minutes run's length from its clock (module docstring); call `observe` at log steps.
 

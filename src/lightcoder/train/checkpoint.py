@@ -101,7 +101,10 @@ def save_train_checkpoint(ckpt_dir: str | Path, step: int, model: torch.nn.Modul
         tmp.mkdir(parents=True)
     barrier(env)
     try:
+        fresh = not optimizer.state
         model_sd, optim_sd = get_state_dict(model, optimizer)
+        if fresh:  # get_state_dict filled the empty state with a zero-gradient step: undo its count
+            zero_step_counts(optimizer)
         with _single_process_quiet(env):
             dcp_save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / DCP_DIR))
         if export_hf:
@@ -120,6 +123,19 @@ def save_train_checkpoint(ckpt_dir: str | Path, step: int, model: torch.nn.Modul
         raise
     barrier(env)
     return final
+
+
+def zero_step_counts(optimizer) -> None:
+    """Set every parameter's optimizer `step` back to 0, in place (the state dict being saved shares these
+    tensors). torch's get_state_dict initializes an empty optimizer state by running one step with zero
+    gradients and lr 0: the weights and moments stay as they were, but `step` becomes 1, so without this the
+    first real update would use step 2's bias correction (about 0.73 of AdamW's intended first step)."""
+    for state in optimizer.state.values():
+        if "step" in state:
+            if torch.is_tensor(state["step"]):
+                state["step"].zero_()
+            else:
+                state["step"] = 0
 
 
 def full_model_state(model: torch.nn.Module, env: Dist) -> dict[str, torch.Tensor]:

@@ -55,7 +55,9 @@ from lightcoder.artifacts import read_jsonl, write_text_atomic
 from lightcoder.model.config import num_params
 from lightcoder.model.llama import document_ids_from_tokens
 from lightcoder.train import checkpoint as ckpt
-from lightcoder.train.budget import TimePlanner, budget_steps, schedule_steps, stop_reason, total_steps
+from lightcoder.train.budget import (
+    TimePlanner, budget_steps, keep_running_decay, schedule_steps, stop_reason, total_steps,
+)
 from lightcoder.train.config import RESUME_SENSITIVE, TrainConfig
 from lightcoder.train.inputs import open_splits, stop_weight_of, train_streams
 from lightcoder.train.distributed import (
@@ -221,7 +223,7 @@ class Session:
                                                          seconds * self.tokens_per_step / max(1, tokens),
                                                          state["timing"]), env)
             if plan is not None:
-                state.update(plan)
+                state.update(keep_running_decay(plan, cfg, self.budget))  # never back to the peak LR
                 self.bar.total = total_steps(state, self.budget)
                 self.bar.refresh()
         mfu = tokens_per_s * self.flops / (self.peak * env.world_size)
@@ -244,6 +246,10 @@ class Session:
     def save(self, step: int, final: bool = False) -> float:
         """Checkpoint `step` (HF export per train.export_hf, always for step 0 and the last); the seconds spent."""
         t0 = time.perf_counter()
+        # a NaN loss since the last log step (a checkpoint step between log steps, a Ctrl-C save) must not be
+        # saved: pruning could then delete the last good checkpoint
+        if any_rank(self.watch.saw_non_finite(), self.env):
+            self.watch.check(math.nan)  # raises, naming the first bad step
         snapshot = train_state(self.state, self.loader, self.cfg, self.model_cfg)
         ckpt.save_train_checkpoint(self.ckpt_dir, step, self.model, self.optimizer, self.model_cfg, snapshot,
                                    env=self.env, tokenizer_dir=self.tokenizer_dir,

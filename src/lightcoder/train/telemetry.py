@@ -121,6 +121,10 @@ class LossWatch:
         self.max_loss = torch.where(higher, loss, self.max_loss)
         self.max_step = torch.where(higher, step, self.max_step)
 
+    def saw_non_finite(self) -> bool:
+        """Whether any observed loss was NaN/inf (one host sync: before a checkpoint is written)."""
+        return int(self.first_bad_step.item()) >= 0
+
     def check(self, mean_loss: float) -> dict | None:
         """At a log step (after a host sync): raise on NaN/inf, return a spike record or None."""
         bad_step = int(self.first_bad_step.item())
