@@ -48,18 +48,19 @@ def test_the_stdlib_forgetting_set_leaves_out_files_the_fine_tune_trains_on(tmp_
     """A quickstart base's replayed stdlib files are in the train split: the general (forgetting) tasks are
     cut from other stdlib files, and changed eval settings build the task sets again."""
     from lightcoder.finetune.config import FinetuneEvalSettings
-    from lightcoder.finetune.evaluate import content_hash, stdlib_files, task_sets
+    from lightcoder.finetune.evaluate import stdlib_files, task_sets, trained_keys
 
     sample = stdlib_files(0)
     replayed = sample[:5]  # the first files of the fixed sample, replayed into the train split
     split = tmp_path / "split"
     split.mkdir()
+    curated = [f.content + ("# <EMAIL>\n" if i == 0 else "") for i, f in enumerate(replayed)]  # PII redacted
     write_parquet([SourceFile(repo="replay", path=f"replay/{f.path}", language="Python", split="train",
-                              content=f.content) for f in replayed], split / "train-00000.parquet")
+                              content=text) for f, text in zip(replayed, curated)], split / "train-00000.parquet")
     write_parquet(corpus(tmp_path / "user", "mine", 12, split="test"), split / "test-00000.parquet")
     mark_done(split, {})
     settings = FinetuneEvalSettings(per_type=2, general_per_type=2)
-    kept = stdlib_files(0, frozenset(content_hash(f.content) for f in replayed))
+    kept = stdlib_files(0, trained_keys(replayed))
     assert len(kept) == len(sample) and not {f.path for f in replayed} & {f.path for f in kept}
     sets = task_sets(settings, split, tmp_path / "eval")
     assert sets["general"] and not {t.path for t in sets["general"]} & {f.path for f in replayed}

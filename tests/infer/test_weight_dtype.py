@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from lightcoder.infer import weight_dtype
+from lightcoder.train import precision
 from lightcoder.infer.completer import Completer
 from lightcoder.infer.weight_dtype import available_memory_bytes, choose_weight_dtype, describe_weights
 from lightcoder.model.config import get_preset
@@ -18,8 +19,8 @@ GIB = 2**30
 def cpu(monkeypatch):
     """cpu(native=False, speedup=0.05): this CPU's bf16 flags and probe, as choose_weight_dtype sees them."""
     def set_cpu(native: bool = False, speedup: float = 0.05):
-        monkeypatch.setattr(weight_dtype, "cpu_has_native_bf16", lambda: native)
-        monkeypatch.setattr(weight_dtype, "cpu_bf16_speedup", lambda: speedup)
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+        monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: speedup)
     return set_cpu
 
 
@@ -57,8 +58,8 @@ def test_upcast_not_held_back_where_memory_is_unknown(cpu, monkeypatch):
 def test_fp16_upcast_on_cpu_without_timing(cpu, monkeypatch):
     def no_probe():
         raise AssertionError("fp16 needs no bf16 timing")
-    monkeypatch.setattr(weight_dtype, "cpu_bf16_speedup", no_probe)
-    monkeypatch.setattr(weight_dtype, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", no_probe)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     dtype, why = choose_weight_dtype(torch.float16, CPU, 10**6, available_bytes=GIB)
     assert dtype == torch.float32 and "fp16" in why
 

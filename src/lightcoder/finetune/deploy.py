@@ -81,20 +81,20 @@ def load_finetuned(path: str | Path, *, device: str | torch.device = "cpu",
     anything else (Completer.load then loads it as an ordinary checkpoint). dtype: as `Completer.load`'s;
     the adapter merges into the base in that dtype."""
     from lightcoder.finetune.base import open_base
-    from lightcoder.infer.weight_dtype import cast_weights
+    from lightcoder.infer.weight_dtype import cast_weights, load_dtype
 
     p = Path(path)
     adapter = adapter_dir_of(p)
     if adapter is not None:
         meta = adapter_meta(adapter)
         base_dir = check_base(adapter, meta)
-        model, cfg = load_checkpoint(base_dir, device=device, dtype=None if isinstance(dtype, str) else dtype)
+        model, cfg = load_checkpoint(base_dir, device=device, dtype=load_dtype(dtype))
         why = cast_weights(model, torch.device(device), dtype, copies=2)  # served: a second copy
         base = open_base(base_dir, meta.get("template", "auto"))
         return Finetuned(merged_model(model, adapter), cfg, base.tokenizer, base.template.name, base_dir, why)
     if (p / RUN_FILE).is_file():  # a full fine-tune: ordinary checkpoints, the run's template
         ckpt = resolve_checkpoint(p)
-        model, cfg = load_checkpoint(ckpt, device=device, dtype=None if isinstance(dtype, str) else dtype)
+        model, cfg = load_checkpoint(ckpt, device=device, dtype=load_dtype(dtype))
         why = cast_weights(model, torch.device(device), dtype, copies=2)  # served: a second copy
         template = json.loads((p / RUN_FILE).read_text()).get("template", "auto")
         base = open_base(ckpt, template)

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from lightcoder.artifacts import write_json_atomic
+from lightcoder.data.dedup import normalized_sha256
 from lightcoder.data.records import SourceFile, read_corpus
 from lightcoder.eval.builders import build_fim_tasks, read_tasks, write_tasks
 from lightcoder.eval.runner import GenerationSettings, run_task
@@ -37,7 +38,8 @@ STDLIB_SAMPLE_FILES = 300  # stdlib files parsed for the general set (a fixed sa
 
 def stdlib_files(seed: int, exclude: frozenset[str] = frozenset()) -> list[SourceFile]:
     """A fixed sample of the interpreter's stdlib .py files (no tests, no site-packages), as SourceFiles;
-    files whose content hash (`content_hash`) is in `exclude` (the fine-tune trained on them) are left out."""
+    files whose whitespace-normalised hash (exact dedup's `normalized_sha256`) or stdlib-relative path is in
+    `exclude` (the fine-tune trained on them) are left out."""
     root = Path(sysconfig.get_paths()["stdlib"])
     paths = sorted(p for p in root.rglob("*.py") if not {"site-packages", "test", "tests", "idlelib"} & set(
         p.relative_to(root).parts))
@@ -50,15 +52,23 @@ def stdlib_files(seed: int, exclude: frozenset[str] = frozenset()) -> list[Sourc
             text = p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
-        if content_hash(text) in exclude:
-            continue
         rel = p.relative_to(root).as_posix()
+        if rel in exclude or normalized_sha256(text) in exclude:
+            continue
         out.append(SourceFile(repo=rel.split("/")[0].removesuffix(".py"), path=rel, language="Python", content=text))
     return out
 
 
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+def trained_keys(files) -> frozenset[str]:
+    """What `stdlib_files` leaves out for these train files: each one's normalised hash, and every tail of its
+    path at a "/" (a replayed "replay/json/decoder.py" is the stdlib's "json/decoder.py", even where curation,
+    e.g. PII redaction, changed its text)."""
+    keys = set()
+    for f in files:
+        keys.add(normalized_sha256(f.content))
+        parts = f.path.split("/")
+        keys.update("/".join(parts[i:]) for i in range(len(parts)))
+    return frozenset(keys)
 
 
 def task_sets(settings: FinetuneEvalSettings, split_dir: Path, eval_dir: Path) -> dict[str, list]:
@@ -73,7 +83,7 @@ def task_sets(settings: FinetuneEvalSettings, split_dir: Path, eval_dir: Path) -
                          lambda: build_fim_tasks(read_corpus(split_dir, "test"), per_type=settings.per_type,
                                                  seed=settings.seed, max_context_chars=settings.max_context_chars))}
     if settings.general == "stdlib":
-        trained = frozenset(content_hash(f.content) for f in read_corpus(split_dir, "train"))
+        trained = trained_keys(read_corpus(split_dir, "train"))
         specs["general"] = ({**common, "general": "stdlib", "per_type": settings.general_per_type,
                              "trained_files": hashlib.sha256("".join(sorted(trained)).encode()).hexdigest()},
                             lambda: build_fim_tasks(stdlib_files(settings.seed, trained),
@@ -84,7 +94,8 @@ def task_sets(settings: FinetuneEvalSettings, split_dir: Path, eval_dir: Path) -
         if not general.is_file():
             raise ValueError(f"--eval.general {general}: no such tasks file (a tasks.jsonl from `lightcoder eval`, "
                              "'stdlib' or 'none')")
-        specs["general"] = ({"general": str(general.resolve()), "sha256": content_hash(general.read_text())},
+        specs["general"] = ({"general": str(general.resolve()),
+                             "sha256": hashlib.sha256(general.read_bytes()).hexdigest()},
                             lambda: read_tasks(general))
     return {name: _cached_tasks(eval_dir, name, stamp, build) for name, (stamp, build) in specs.items()}
 

@@ -27,7 +27,7 @@ from lightcoder.infer.prompts import PromptConfig, build_prompt
 from lightcoder.infer.stop_guard import lone_opener_guard
 from lightcoder.infer.templates import FimTemplate, detect_template, get_template
 from lightcoder.infer.truncation import StructureStop, trim_to_parse
-from lightcoder.infer.weight_dtype import cast_weights
+from lightcoder.infer.weight_dtype import cast_weights, load_dtype
 from lightcoder.languages import language_for_path
 from lightcoder.model.config import ModelConfig
 from lightcoder.model.hf import CheckpointError, load_checkpoint, resolve_checkpoint
@@ -111,7 +111,7 @@ class Completer:
             completer.dtype_note = tuned.dtype_note
             return completer
         ckpt = resolve_checkpoint(run_or_ckpt)
-        model, cfg = load_checkpoint(ckpt, device=device, dtype=None if isinstance(dtype, str) else dtype)
+        model, cfg = load_checkpoint(ckpt, device=device, dtype=load_dtype(dtype))
         candidates = [ckpt, Path(run_or_ckpt) / "tokenizer", ckpt.parent.parent / "tokenizer"]
         tok_dir = next((d for d in candidates
                         if (d / "tokenizer.json").is_file() or (d / "tokenizer.model").is_file()), None)

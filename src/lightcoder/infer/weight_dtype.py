@@ -9,7 +9,7 @@ multiplies bf16 and fp16 matrices through a slow path. On an AVX2-only EPYC the 
 completion request, so `auto` upcasts there, when the extra bytes fit in half the memory still available.
 
 Example: choose_weight_dtype(torch.bfloat16, torch.device("cpu"), n_params=1_300_000_000)
-    -> (torch.float32, "stored in bf16; bf16 measured 0.05x fp32's speed on this CPU")  # AVX2
+    -> (torch.float32, "stored in bf16; bf16 autocast measured 0.05x fp32's speed on this CPU")  # AVX2
     -> (torch.bfloat16, "as stored: the CPU has native bf16 instructions")             # Sapphire Rapids
 """
 
@@ -19,9 +19,15 @@ from pathlib import Path
 
 import torch
 
-from lightcoder.train.precision import MIN_SPEEDUP, cpu_bf16_speedup, cpu_has_native_bf16
+from lightcoder.train.precision import choose_dtype
 
 DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+
+
+def load_dtype(setting: str | torch.dtype | None) -> torch.dtype | None:
+    """The dtype to load a checkpoint in before `cast_weights`: an explicit torch.dtype at once, else the stored
+    one (a setting given by name is resolved, and checked, by `cast_weights`)."""
+    return None if isinstance(setting, str) else setting
 
 
 def cast_weights(model: torch.nn.Module, device: torch.device, setting: str | torch.dtype | None = "auto", *,
@@ -59,11 +65,8 @@ def choose_weight_dtype(stored: torch.dtype, device: torch.device, n_params: int
     if device.type != "cpu" or stored not in (torch.bfloat16, torch.float16):
         return stored, "as stored"
     if stored == torch.bfloat16:
-        if cpu_has_native_bf16():
-            return stored, "as stored: the CPU has native bf16 instructions"
-        speedup = cpu_bf16_speedup()
-        why = f"bf16 measured {speedup:.2f}x fp32's speed on this CPU"
-        if speedup >= MIN_SPEEDUP:
+        fast, why = choose_dtype("auto", device)  # training's check: the CPU's bf16 flags, else a timing
+        if fast == "bf16":
             return stored, f"as stored: {why}"
     else:
         why = "torch has no fast fp16 matrix product on CPUs"
@@ -94,7 +97,7 @@ def describe_weights(completer) -> str:
 def describe_dtype(model: torch.nn.Module, why: str) -> str:
     """The weights' dtype and, unless they are simply as stored, why.
 
-    Example: "float32 weights (stored in bf16; bf16 measured 0.05x fp32's speed on this CPU)"
+    Example: "float32 weights (stored in bf16; bf16 autocast measured 0.05x fp32's speed on this CPU)"
     """
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     return f"{dtype} weights" if why == "as stored" else f"{dtype} weights ({why})"
